@@ -1,0 +1,302 @@
+//! Durable append files for uploads and recordings.
+//!
+//! An append handle knows two lengths: what has been written ([`AppendFile::len`]) and what
+//! is known to be on stable storage ([`AppendFile::durable_len`], the length at the last
+//! fsync). A server advertises only the durable length (e.g. a TUS `Upload-Offset`), so what
+//! it promises always survives a crash. The handle holds the object's advisory lock, so no
+//! other handle, in any process, appends to the same file at the same time.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result, StorageError};
+use crate::fsutil;
+use crate::storage::{ObjectLock, Storage};
+
+/// When an append handle fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncPolicy {
+    /// After every write: the durable length always equals the written length.
+    Always,
+    /// Whenever at least this many bytes are not yet durable, and on close.
+    EveryBytes(u64),
+    /// Only on [`AppendFile::sync`] and on close.
+    OnClose,
+}
+
+impl Default for SyncPolicy {
+    /// Every 8 MiB and on close: bounded loss window, fsync cost amortised.
+    fn default() -> Self {
+        SyncPolicy::EveryBytes(8 << 20)
+    }
+}
+
+/// Length bookkeeping shared by the sync and async handles.
+#[derive(Debug, Clone, Copy)]
+struct Lengths {
+    written: u64,
+    durable: u64,
+    policy: SyncPolicy,
+}
+
+impl Lengths {
+    fn needs_sync(&self) -> bool {
+        match self.policy {
+            SyncPolicy::Always => self.written != self.durable,
+            SyncPolicy::EveryBytes(n) => self.written - self.durable >= n.max(1),
+            SyncPolicy::OnClose => false,
+        }
+    }
+}
+
+/// Open (or create) the file, fsync what is already there and take the lock.
+fn open_locked(storage: &Storage, path: &Path) -> Result<(File, ObjectLock, u64)> {
+    storage.object_relative(path)?;
+    let lock = storage.try_lock(path)?;
+    let parent = path.parent().ok_or_else(|| StorageError::OutsideRoot {
+        path: path.to_path_buf(),
+    })?;
+    fsutil::create_dirs_durable(parent)?;
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .ctx("open for append", path)?;
+    // Whatever an earlier (possibly killed) writer left in the page cache becomes durable
+    // now, so the length we start from is a durable one.
+    file.sync_all().ctx("fsync", path)?;
+    if !existed {
+        fsutil::sync_dir(parent)?;
+    }
+    let len = file.metadata().ctx("stat", path)?.len();
+    Ok((file, lock, len))
+}
+
+/// A durable append handle; see the [module docs](self).
+#[derive(Debug)]
+pub struct AppendFile {
+    file: File,
+    path: PathBuf,
+    lens: Lengths,
+    _lock: ObjectLock,
+}
+
+impl Storage {
+    /// Open `path` (inside an object area) for appending, creating it if missing.
+    ///
+    /// Fails with [`StorageError::Locked`] if another handle holds the file.
+    pub fn append_file(&self, path: impl Into<PathBuf>, policy: SyncPolicy) -> Result<AppendFile> {
+        let path = path.into();
+        let (file, lock, len) = open_locked(self, &path)?;
+        Ok(AppendFile {
+            file,
+            path,
+            lens: Lengths {
+                written: len,
+                durable: len,
+                policy,
+            },
+            _lock: lock,
+        })
+    }
+}
+
+impl AppendFile {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written so far (durable or not).
+    pub fn len(&self) -> u64 {
+        self.lens.written
+    }
+
+    /// True when the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.lens.written == 0
+    }
+
+    /// Bytes known to be on stable storage: never more than what is on disk.
+    pub fn durable_len(&self) -> u64 {
+        self.lens.durable
+    }
+
+    /// Append `buf`, fsyncing as the policy says. On error (e.g.
+    /// [`StorageError::DiskFull`]) the written length is re-read from the file, the durable
+    /// length is unchanged, and the handle stays usable.
+    pub fn append(&mut self, buf: &[u8]) -> Result<()> {
+        if let Err(e) = self.file.write_all(buf) {
+            self.lens.written = self.file.metadata().map_or(self.lens.written, |m| m.len());
+            return Err(StorageError::io("append to", &self.path, e));
+        }
+        self.lens.written += buf.len() as u64;
+        if self.lens.needs_sync() {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// fsync now; afterwards the durable length equals the written length.
+    pub fn sync(&mut self) -> Result<u64> {
+        if self.lens.durable != self.lens.written {
+            self.file.sync_data().ctx("fsync", &self.path)?;
+            self.lens.durable = self.lens.written;
+        }
+        Ok(self.lens.durable)
+    }
+
+    /// Cut the file back to `len` bytes (e.g. to discard a chunk whose checksum failed) and
+    /// make that durable.
+    pub fn truncate(&mut self, len: u64) -> Result<()> {
+        if len > self.lens.written {
+            return Err(StorageError::Invalid(format!(
+                "cannot truncate {} to {len} bytes: it has only {}",
+                self.path.display(),
+                self.lens.written
+            )));
+        }
+        self.file.set_len(len).ctx("truncate", &self.path)?;
+        self.file.sync_all().ctx("fsync", &self.path)?;
+        self.lens.written = len;
+        self.lens.durable = len;
+        Ok(())
+    }
+
+    /// fsync and release the handle (and its lock). Returns the durable length.
+    pub fn close(mut self) -> Result<u64> {
+        self.sync()
+    }
+}
+
+impl Drop for AppendFile {
+    fn drop(&mut self) {
+        // Best effort: honour "sync on close" for handles dropped without close().
+        let _ = self.sync();
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod asynchronous {
+    use tokio::io::AsyncWriteExt;
+
+    use super::{
+        Lengths, ObjectLock, Path, PathBuf, Result, Storage, StorageError, SyncPolicy, open_locked,
+    };
+    use crate::error::IoContext;
+
+    /// The tokio counterpart of [`AppendFile`](super::AppendFile).
+    #[derive(Debug)]
+    pub struct AsyncAppendFile {
+        file: tokio::fs::File,
+        path: PathBuf,
+        lens: Lengths,
+        _lock: ObjectLock,
+    }
+
+    impl Storage {
+        /// Async version of [`Storage::append_file`].
+        pub async fn append_file_async(
+            &self,
+            path: impl Into<PathBuf>,
+            policy: SyncPolicy,
+        ) -> Result<AsyncAppendFile> {
+            let path = path.into();
+            let storage = self.clone();
+            let p = path.clone();
+            let (file, lock, len) = tokio::task::spawn_blocking(move || open_locked(&storage, &p))
+                .await
+                .map_err(|e| {
+                    StorageError::Invalid(format!("blocking storage task failed: {e}"))
+                })??;
+            Ok(AsyncAppendFile {
+                file: tokio::fs::File::from_std(file),
+                path,
+                lens: Lengths {
+                    written: len,
+                    durable: len,
+                    policy,
+                },
+                _lock: lock,
+            })
+        }
+    }
+
+    impl AsyncAppendFile {
+        /// The file's path.
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+
+        /// Bytes written so far (durable or not).
+        pub fn len(&self) -> u64 {
+            self.lens.written
+        }
+
+        /// True when the file is empty.
+        pub fn is_empty(&self) -> bool {
+            self.lens.written == 0
+        }
+
+        /// Bytes known to be on stable storage.
+        pub fn durable_len(&self) -> u64 {
+            self.lens.durable
+        }
+
+        /// Append `buf`, fsyncing as the policy says (see
+        /// [`AppendFile::append`](super::AppendFile::append)).
+        pub async fn append(&mut self, buf: &[u8]) -> Result<()> {
+            let res = match self.file.write_all(buf).await {
+                Ok(()) => self.file.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                if let Ok(m) = self.file.metadata().await {
+                    self.lens.written = m.len();
+                }
+                return Err(StorageError::io("append to", &self.path, e));
+            }
+            self.lens.written += buf.len() as u64;
+            if self.lens.needs_sync() {
+                self.sync().await?;
+            }
+            Ok(())
+        }
+
+        /// fsync now; afterwards the durable length equals the written length.
+        pub async fn sync(&mut self) -> Result<u64> {
+            if self.lens.durable != self.lens.written {
+                self.file.sync_data().await.ctx("fsync", &self.path)?;
+                self.lens.durable = self.lens.written;
+            }
+            Ok(self.lens.durable)
+        }
+
+        /// Cut the file back to `len` bytes and make that durable.
+        pub async fn truncate(&mut self, len: u64) -> Result<()> {
+            if len > self.lens.written {
+                return Err(StorageError::Invalid(format!(
+                    "cannot truncate {} to {len} bytes: it has only {}",
+                    self.path.display(),
+                    self.lens.written
+                )));
+            }
+            self.file.set_len(len).await.ctx("truncate", &self.path)?;
+            self.file.sync_all().await.ctx("fsync", &self.path)?;
+            self.lens.written = len;
+            self.lens.durable = len;
+            Ok(())
+        }
+
+        /// fsync and release the handle (and its lock). Returns the durable length.
+        pub async fn close(mut self) -> Result<u64> {
+            self.sync().await
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub use asynchronous::AsyncAppendFile;
