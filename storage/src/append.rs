@@ -75,7 +75,8 @@ fn open_locked(storage: &Storage, path: &Path) -> Result<(File, ObjectLock, u64)
     Ok((file, lock, len))
 }
 
-/// A durable append handle; see the [module docs](self).
+/// A durable append handle: tracks the written and the durable (fsynced) length, holds the
+/// object's lock, and fsyncs as its [`SyncPolicy`] says.
 #[derive(Debug)]
 pub struct AppendFile {
     file: File,

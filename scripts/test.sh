@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The project's single test command (README "Run the tests", called by .ci/run).
+# On a fresh machine of this kind it installs what the tests need, makes sure PostgreSQL and
+# Redis are up, then runs format, lint, tests and docs with warnings denied.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- tools -------------------------------------------------------------------------------
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+  say "installing ffmpeg (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+# JS test clients (socket.io-client, tus-js-client) once a package.json exists for them.
+for js in tests/js; do
+  if [ -f "$js/package.json" ]; then
+    say "npm ci in $js"
+    (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
+
+# --- services ----------------------------------------------------------------------------
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  say "starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  say "starting Redis"
+  as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+fi
+for _ in $(seq 1 50); do
+  pg_isready -h 127.0.0.1 -p 5432 -q && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+  sleep 0.2
+done
+pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
+
+# --- checks ------------------------------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --all --check
+
+say "cargo clippy (workspace, all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+say "fuzz targets compile"
+cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
+
+say "cargo test (workspace, all features)"
+cargo test --workspace --all-features
+
+say "cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
+say "all checks passed"
