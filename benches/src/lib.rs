@@ -20,3 +20,63 @@ pub fn payload(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// FLV tags of a realistic live stream lasting `seconds`: H.264 video at 25 fps and about
+/// 2.37 Mbit/s (a 60 KB key frame every 2 s, ~11.3 KB otherwise) plus AAC audio at ~128 kbit/s
+/// (43 frames/s of 372 bytes), interleaved by timestamp, sequence headers first.
+pub fn stream_tags(seconds: u32) -> Vec<videopick_flv::Tag> {
+    use videopick_flv::{Tag, TagKind};
+    let mut tags = vec![
+        Tag::new(TagKind::Video, 0, payload_with(&[0x17, 0, 0, 0, 0], 40)),
+        Tag::new(TagKind::Audio, 0, vec![0xaf, 0, 0x12, 0x10]),
+    ];
+    let mut media = Vec::new();
+    for i in 0..seconds * 25 {
+        let key = i % 50 == 0;
+        let size = if key { 60_000 } else { 11_300 };
+        let head = if key {
+            [0x17, 1, 0, 0, 0]
+        } else {
+            [0x27, 1, 0, 0, 0]
+        };
+        media.push(Tag::new(TagKind::Video, i * 40, payload_with(&head, size)));
+    }
+    for i in 0..seconds * 43 {
+        media.push(Tag::new(
+            TagKind::Audio,
+            i * 1000 / 43,
+            payload_with(&[0xaf, 1], 372),
+        ));
+    }
+    media.sort_by_key(|t| t.timestamp);
+    tags.extend(media);
+    tags
+}
+
+fn payload_with(head: &[u8], len: usize) -> Vec<u8> {
+    let mut v = head.to_vec();
+    v.extend(payload(len.saturating_sub(head.len())));
+    v
+}
+
+/// The AMF0 body of an RTMP `connect` command as OBS sends it.
+pub fn connect_command() -> Vec<u8> {
+    use videopick_flv::amf0::{self, Amf0Value as V};
+    let s = |x: &str| V::String(x.into());
+    amf0::encode_all(&[
+        s("connect"),
+        V::Number(1.0),
+        V::Object(vec![
+            ("app".into(), s("live")),
+            ("type".into(), s("nonprivate")),
+            ("flashVer".into(), s("FMLE/3.0 (compatible; FMSc/1.0)")),
+            ("swfUrl".into(), s("rtmp://127.0.0.1:1935/live")),
+            ("tcUrl".into(), s("rtmp://127.0.0.1:1935/live")),
+            ("fpad".into(), V::Boolean(false)),
+            ("capabilities".into(), V::Number(15.0)),
+            ("audioCodecs".into(), V::Number(4071.0)),
+            ("videoCodecs".into(), V::Number(252.0)),
+            ("videoFunction".into(), V::Number(1.0)),
+        ]),
+    ])
+}

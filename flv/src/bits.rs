@@ -116,11 +116,10 @@ impl<'a> BitReader<'a> {
         Ok(((1u64 << zeros) - 1 + u64::from(rest)).min(u64::from(u32::MAX)) as u32)
     }
 
-    /// Signed Exp-Golomb code.
-    pub(crate) fn se(&mut self) -> Result<i32> {
+    /// Signed Exp-Golomb code (its full range needs 33 bits, hence `i64`).
+    pub(crate) fn se(&mut self) -> Result<i64> {
         let k = i64::from(self.ue()?);
-        let v = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
-        Ok(v as i32)
+        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
     }
 }
 
