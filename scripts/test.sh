@@ -46,11 +46,12 @@ cargo fmt --all --check
 say "cargo clippy (workspace, all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-say "fuzz targets compile"
-cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
 
 say "cargo test (workspace, all features)"
 cargo test --workspace --all-features
+
+say "fuzz smoke (every target, ${FUZZ_SECONDS:-10}s each)"
+./scripts/fuzz-smoke.sh
 
 say "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet

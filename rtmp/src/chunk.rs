@@ -408,6 +408,8 @@ struct SentHeader {
     length: u32,
     type_id: u8,
     stream_id: u32,
+    /// The message's first header carried an extended timestamp.
+    ext: bool,
     valid: bool,
 }
 
@@ -451,13 +453,19 @@ pub fn encode_standalone(msg: &RawMessage, chunk_size: u32, out: &mut BytesMut) 
     write_chunks(msg, chunk_size, 0, header, out);
 }
 
+/// The timestamp field of a first header: absolute for format 0, a delta otherwise.
+fn field_of(fmt: u8, timestamp: u32, prev_timestamp: u32) -> u32 {
+    if fmt == 0 {
+        timestamp
+    } else {
+        timestamp.wrapping_sub(prev_timestamp)
+    }
+}
+
 /// Write `msg` with a first header of format `fmt` computed against `prev`.
 fn write_chunks(msg: &RawMessage, chunk_size: u32, fmt: u8, prev: SentHeader, out: &mut BytesMut) {
     let len = msg.payload.len() as u32;
-    let field = match fmt {
-        0 => msg.timestamp,
-        _ => msg.timestamp.wrapping_sub(prev.timestamp),
-    };
+    let field = field_of(fmt, msg.timestamp, prev.timestamp);
     let ext = field >= EXT;
     let chunk = chunk_size.max(1) as usize;
     let chunks = msg.payload.len().div_ceil(chunk).max(1);
@@ -529,7 +537,9 @@ impl ChunkEncoder {
             0
         } else if prev.type_id != msg.type_id || prev.length != len {
             1
-        } else if prev.delta != delta {
+        } else if prev.delta != delta || prev.ext {
+            // After an extended timestamp a format-3 header would have to repeat it, and
+            // receivers disagree on that case; a format-2 header is unambiguous.
             2
         } else {
             3
@@ -541,6 +551,7 @@ impl ChunkEncoder {
             length: len,
             type_id: msg.type_id,
             stream_id: msg.stream_id,
+            ext: fmt <= 2 && field_of(fmt, msg.timestamp, prev.timestamp) >= EXT,
             valid: true,
         };
     }
@@ -717,6 +728,19 @@ mod tests {
             ChunkDecoder::default().decode(&mut b),
             Err(RtmpError::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn message_after_an_extended_timestamp_is_not_format3() {
+        // Found by the rtmp_chunk fuzz target: two equal messages after an extended
+        // timestamp; a format-3 header without the repeated field left the decoder waiting.
+        let m = msg(3, 0xFFFF_DE83, 103, 5, b"");
+        let mut e = ChunkEncoder::new();
+        let mut out = BytesMut::new();
+        e.encode(&m, &mut out);
+        e.encode(&m, &mut out);
+        let mut d = ChunkDecoder::default();
+        assert_eq!(decode_all(&mut d, &out), vec![m.clone(), m]);
     }
 
     #[test]
