@@ -55,6 +55,7 @@ fn decode_all(wire: &Bytes, chunk_size: u32) -> usize {
 }
 
 /// Heap allocations per decoded message, measured once with dhat and printed.
+#[allow(clippy::cast_precision_loss)] // counts in the thousands
 fn report_allocations(msgs: &[RawMessage]) {
     for chunk_size in [128u32, 4096] {
         let wire = encode(msgs, chunk_size);
