@@ -11,10 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&policy, rest)) = data.split_first() else {
         return;
     };
+    let now = std::time::Instant::now();
     let mut server = ServerSession::new(ServerConfig::default());
     let mut client = ClientHandshake::new(0, 1, policy & 1 == 0);
     let mut buf = BytesMut::from(&client.poll_transmit().unwrap_or_default()[..]);
-    if server.handle_input(&mut buf).is_err() {
+    if server.handle_input(now, &mut buf).is_err() {
         return;
     }
     let mut back = BytesMut::new();
@@ -27,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     buf.extend_from_slice(&client.poll_transmit().unwrap_or_default());
     buf.extend_from_slice(rest);
     for _ in 0..64 {
-        if server.handle_input(&mut buf).is_err() {
+        if server.handle_input(now, &mut buf).is_err() {
             return;
         }
         let mut answered = false;
@@ -46,6 +47,7 @@ fuzz_target!(|data: &[u8]| {
             };
         }
         while server.poll_transmit().is_some() {}
+        let _ = server.handle_timeout(now + std::time::Duration::from_secs(31));
         if !answered {
             break;
         }

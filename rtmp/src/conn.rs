@@ -28,6 +28,8 @@ pub(crate) struct Conn {
     peer_window: u32,
     /// Highest sequence number the peer acknowledged.
     pub(crate) peer_acked: u32,
+    /// Bytes handed out by `poll_transmit`.
+    sent: u64,
 }
 
 impl Conn {
@@ -41,6 +43,7 @@ impl Conn {
             last_ack_sent: 0,
             peer_window: 0,
             peer_acked: 0,
+            sent: 0,
         }
     }
 
@@ -80,7 +83,16 @@ impl Conn {
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        (!self.out.is_empty()).then(|| {
+            self.sent += self.out.len() as u64;
+            self.out.split().freeze()
+        })
+    }
+
+    /// Bytes sent that the peer has not acknowledged yet (sequence numbers wrap at 2³²,
+    /// so this is exact while less than 4 GiB are outstanding).
+    pub(crate) fn unacknowledged(&self) -> u32 {
+        ((self.sent & 0xffff_ffff) as u32).wrapping_sub(self.peer_acked)
     }
 
     pub(crate) fn has_output(&self) -> bool {

@@ -28,6 +28,9 @@ pub enum RtmpError {
     /// An AMF or FLV body could not be parsed.
     #[error("bad message body: {0}")]
     Body(#[from] FlvError),
+    /// The peer stopped answering (`what` timed out).
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
     /// The application used the session wrongly (e.g. answered a request twice).
     #[error("invalid use of the session: {0}")]
     Misuse(String),

@@ -17,6 +17,7 @@
 //! use videopick_flv::{Tag, TagKind};
 //! use videopick_rtmp::{ClientConfig, ClientEvent, ClientSession, PublishMode, ServerConfig, ServerEvent, ServerSession};
 //!
+//! let now = std::time::Instant::now(); // time is injected; a test may simulate it
 //! let mut server = ServerSession::new(ServerConfig::default());
 //! let mut client = ClientSession::new(ClientConfig::new("live", "rtmp://localhost/live"));
 //! let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());
@@ -24,7 +25,7 @@
 //! let mut stream = None;
 //! for _ in 0..20 {
 //!     while let Some(b) = client.poll_transmit() { to_server.extend_from_slice(&b); }
-//!     server.handle_input(&mut to_server)?;
+//!     server.handle_input(now, &mut to_server)?;
 //!     while let Some(ev) = server.poll_event() {
 //!         match ev {
 //!             ServerEvent::Connect(req) => server.accept_connect(req.id)?,
@@ -32,7 +33,7 @@
 //!             ServerEvent::Media { tag, .. } => got.push(tag),
 //!             _ => {}
 //!         }
-//!         server.handle_input(&mut to_server)?; // continue after answering
+//!         server.handle_input(now, &mut to_server)?; // continue after answering
 //!     }
 //!     while let Some(b) = server.poll_transmit() { to_client.extend_from_slice(&b); }
 //!     client.handle_input(&mut to_client)?;

@@ -1,6 +1,7 @@
 //! The server side of an RTMP connection, sans-IO.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use videopick_flv::amf0::{self, Amf0Value, AmfLimits};
@@ -35,6 +36,14 @@ pub struct ServerConfig {
     pub handshake_epoch: u32,
     /// Seed of the handshake's random bytes.
     pub handshake_seed: u64,
+    /// Most bytes sent to a player that it may leave unacknowledged before
+    /// [`ServerSession::send_tag`] fails (default 8 windows, 20 MB; `None`: no limit). A
+    /// player acknowledges every window it receives, so a stuck or hostile one shows here.
+    pub max_unacknowledged: Option<u32>,
+    /// Send a PingRequest after this long without one (default 30 s; `None`: never).
+    pub ping_interval: Option<Duration>,
+    /// End the session when nothing at all arrives this long after a ping (default 60 s).
+    pub ping_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +57,9 @@ impl Default for ServerConfig {
             max_streams: 16,
             handshake_epoch: 0,
             handshake_seed: 0x5eed,
+            ping_interval: Some(Duration::from_secs(30)),
+            ping_timeout: Duration::from_secs(60),
+            max_unacknowledged: Some(8 * 2_500_000),
         }
     }
 }
@@ -60,6 +72,21 @@ impl ServerConfig {
         self.handshake_seed = seed;
         self
     }
+    /// Set [`ServerConfig::ping_interval`] and [`ServerConfig::ping_timeout`].
+    #[must_use]
+    pub fn ping(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.ping_interval = interval;
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// Set [`ServerConfig::max_unacknowledged`].
+    #[must_use]
+    pub fn max_unacknowledged(mut self, bytes: Option<u32>) -> Self {
+        self.max_unacknowledged = bytes;
+        self
+    }
+
     /// Set [`ServerConfig::chunk_size`].
     #[must_use]
     pub fn chunk_size(mut self, size: u32) -> Self {
@@ -241,9 +268,11 @@ enum State {
 ///    [`accept_play`](Self::accept_play) or their `reject_*`) now or later;
 /// 3. [`poll_transmit`](Self::poll_transmit) until `None`, writing the bytes to the socket;
 /// 4. after answering a request, call `handle_input` again (with no new bytes if need be):
-///    input is not processed while a request is unanswered, which keeps memory bounded.
+///    input is not processed while a request is unanswered, which keeps memory bounded;
+/// 5. at [`poll_timeout`](Self::poll_timeout), call [`handle_timeout`](Self::handle_timeout)
+///    (keep-alive pings; a peer that sends nothing after a ping times out).
 ///
-/// The session reads no clock and does no I/O. [`is_closed`](Self::is_closed) tells when to
+/// The session reads no clock (time is passed in) and does no I/O. [`is_closed`](Self::is_closed) tells when to
 /// close the socket (after sending what `poll_transmit` returns).
 #[derive(Debug)]
 pub struct ServerSession {
@@ -257,6 +286,11 @@ pub struct ServerSession {
     next_stream_id: u32,
     events: VecDeque<ServerEvent>,
     dropped_media: u64,
+    /// Time origin of ping timestamps (first `now` seen).
+    epoch: Option<Instant>,
+    next_ping: Option<Instant>,
+    /// A ping is outstanding since then and nothing has arrived since.
+    awaiting_since: Option<Instant>,
 }
 
 fn arg_str(args: &[Amf0Value], i: usize) -> Option<&str> {
@@ -277,6 +311,9 @@ impl ServerSession {
             next_stream_id: 1,
             events: VecDeque::new(),
             dropped_media: 0,
+            epoch: None,
+            next_ping: None,
+            awaiting_since: None,
         }
     }
 
@@ -306,6 +343,47 @@ impl ServerSession {
         self.conn.peer_acked
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next (pings), if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Closed {
+            return None;
+        }
+        match self.awaiting_since {
+            Some(since) => Some(since + self.config.ping_timeout),
+            None => self.next_ping,
+        }
+    }
+
+    /// Run timers due at `now`: send a PingRequest when one is due; fail with
+    /// [`RtmpError::Timeout`] when a ping went unanswered (no input at all) for the timeout.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        if let Some(since) = self.awaiting_since {
+            if now >= since + self.config.ping_timeout {
+                self.state = State::Closed;
+                return Err(RtmpError::Timeout("no answer to ping"));
+            }
+            return Ok(());
+        }
+        if let (Some(due), Some(interval)) = (self.next_ping, self.config.ping_interval)
+            && now >= due
+        {
+            let epoch = *self.epoch.get_or_insert(now);
+            let ms = (now.duration_since(epoch).as_millis() & 0xffff_ffff) as u32;
+            self.conn.send(
+                CSID_CONTROL,
+                0,
+                0,
+                &Message::UserControl(UserControl::PingRequest(ms)),
+            );
+            self.awaiting_since = Some(now);
+            self.next_ping = Some(now + interval);
+        }
+        Ok(())
+    }
+
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
@@ -321,11 +399,20 @@ impl ServerSession {
         self.conn.has_output()
     }
 
-    /// Process bytes from the client, consuming them from `buf`. An error ends the session.
-    pub fn handle_input(&mut self, buf: &mut BytesMut) -> Result<()> {
+    /// Process bytes from the client that arrived at `now`, consuming them from `buf`.
+    /// An error ends the session.
+    pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<()> {
         let before = buf.len();
+        self.epoch.get_or_insert(now);
+        if before > 0 {
+            // Anything from the peer proves it alive.
+            self.awaiting_since = None;
+        }
         let result = self.process(buf);
         self.conn.count_received(before - buf.len());
+        if self.state == State::Connected && self.next_ping.is_none() {
+            self.next_ping = self.config.ping_interval.map(|i| now + i);
+        }
         if result.is_ok() {
             self.conn.maybe_ack();
         } else {
@@ -816,12 +903,25 @@ impl ServerSession {
         Ok(())
     }
 
-    /// Send a tag to a playing stream.
+    /// Send a tag to a playing stream. Fails with [`RtmpError::LimitExceeded`] (and the
+    /// session closes) when the player has left more than
+    /// [`ServerConfig::max_unacknowledged`] bytes unacknowledged.
     pub fn send_tag(&mut self, stream_id: u32, tag: &Tag) -> Result<()> {
         if self.role(stream_id) != Some(Role::Playing) {
             return Err(RtmpError::Misuse(format!(
                 "stream {stream_id} is not playing"
             )));
+        }
+        if let Some(max) = self.config.max_unacknowledged {
+            let pending = self.conn.unacknowledged();
+            if pending > max {
+                self.state = State::Closed;
+                return Err(RtmpError::LimitExceeded {
+                    what: "unacknowledged bytes",
+                    value: u64::from(pending),
+                    max: u64::from(max),
+                });
+            }
         }
         let (csid, type_id) = match tag.kind {
             TagKind::Audio => (CSID_AUDIO, msg_type::AUDIO),

@@ -152,7 +152,7 @@ fn serve(mut sock: TcpStream, mut role: Role<'_>) -> Vec<u8> {
             Err(e) => panic!("read: {e}"),
         }
         loop {
-            session.handle_input(&mut input).unwrap();
+            session.handle_input(Instant::now(), &mut input).unwrap();
             let mut answered = false;
             while let Some(ev) = session.poll_event() {
                 match ev {
@@ -245,7 +245,7 @@ fn ffmpeg_publish_yields_exactly_the_source_packets() {
     let mut s = ServerSession::new(ServerConfig::default().handshake(0, 77));
     let mut buf = BytesMut::from(&captured[..]);
     loop {
-        s.handle_input(&mut buf).unwrap();
+        s.handle_input(Instant::now(), &mut buf).unwrap();
         let mut answered = false;
         while let Some(ev) = s.poll_event() {
             match ev {

@@ -2,6 +2,8 @@
 //! connect, publish, media, play, unpublish; rejections; acknowledgements; and the server's
 //! input split at every byte boundary.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 use videopick_flv::{OnMetaData, Tag, TagKind};
 use videopick_rtmp::{
@@ -29,6 +31,8 @@ struct Link {
     client_bytes: Vec<u8>,
     server_events: Vec<ServerEvent>,
     client_events: Vec<ClientEvent>,
+    /// Simulated time: advances 5 ms per exchange.
+    now: Instant,
 }
 
 impl Link {
@@ -41,12 +45,14 @@ impl Link {
             client_bytes: Vec::new(),
             server_events: Vec::new(),
             client_events: Vec::new(),
+            now: Instant::now(),
         }
     }
 
     /// Move bytes both ways in random pieces until nothing moves; collect events.
     fn pump(&mut self, rng: &mut Rng) {
         for _ in 0..10_000 {
+            self.now += Duration::from_millis(5);
             let mut moved = false;
             while let Some(b) = self.client.poll_transmit() {
                 self.client_bytes.extend_from_slice(&b);
@@ -60,10 +66,14 @@ impl Link {
                 let n = 1 + rng.below(self.to_server.len().min(3000));
                 let before = self.to_server.len();
                 let rest = self.to_server.split_off(n);
-                self.server.handle_input(&mut self.to_server).unwrap();
+                self.server
+                    .handle_input(self.now, &mut self.to_server)
+                    .unwrap();
                 self.to_server.unsplit(rest);
                 if self.to_server.len() == before {
-                    self.server.handle_input(&mut self.to_server).unwrap();
+                    self.server
+                        .handle_input(self.now, &mut self.to_server)
+                        .unwrap();
                 }
                 moved |= self.to_server.len() != before;
             }
@@ -124,7 +134,9 @@ fn connect_and_create(link: &mut Link, rng: &mut Rng) -> u32 {
     assert_eq!(req.app, "live");
     assert_eq!(req.tc_url.as_deref(), Some("rtmp://127.0.0.1/live"));
     link.server.accept_connect(req.id).unwrap();
-    link.server.handle_input(&mut link.to_server).unwrap();
+    link.server
+        .handle_input(link.now, &mut link.to_server)
+        .unwrap();
     link.pump(rng);
     assert_eq!(link.client_events.remove(0), ClientEvent::Connected);
     let tid = link.client.create_stream().unwrap();
@@ -160,7 +172,7 @@ fn publish_play_unpublish_through_two_sessions() {
     publisher.server.accept_publish(req.id).unwrap();
     publisher
         .server
-        .handle_input(&mut publisher.to_server)
+        .handle_input(publisher.now, &mut publisher.to_server)
         .unwrap();
     publisher.pump(&mut rng);
     assert!(matches!(
@@ -178,7 +190,10 @@ fn publish_play_unpublish_through_two_sessions() {
     };
     assert_eq!((preq.name.as_str(), preq.start), ("cam", -2.0));
     player.server.accept_play(preq.id).unwrap();
-    player.server.handle_input(&mut player.to_server).unwrap();
+    player
+        .server
+        .handle_input(player.now, &mut player.to_server)
+        .unwrap();
     player.pump(&mut rng);
     let codes: Vec<String> = player
         .client_events
@@ -268,7 +283,9 @@ fn rejections_reach_the_client() {
         .unwrap();
     // Answering twice is misuse.
     assert!(link.server.accept_publish(req.id).is_err());
-    link.server.handle_input(&mut link.to_server).unwrap();
+    link.server
+        .handle_input(link.now, &mut link.to_server)
+        .unwrap();
     link.pump(&mut rng);
     assert!(matches!(
         &link.client_events[0],
@@ -303,7 +320,9 @@ fn acknowledgements_flow_both_ways() {
         panic!()
     };
     link.server.accept_publish(req.id).unwrap();
-    link.server.handle_input(&mut link.to_server).unwrap();
+    link.server
+        .handle_input(link.now, &mut link.to_server)
+        .unwrap();
     link.pump(&mut rng);
     // 3 MB of video: beyond the 2.5 MB window the server announced.
     let frame = Bytes::from(vec![0x27u8; 100_000]);
@@ -331,7 +350,9 @@ fn server_input_split_at_every_byte_gives_the_same_events() {
         panic!()
     };
     link.server.accept_publish(req.id).unwrap();
-    link.server.handle_input(&mut link.to_server).unwrap();
+    link.server
+        .handle_input(link.now, &mut link.to_server)
+        .unwrap();
     link.pump(&mut rng);
     for t in media().iter().take(12) {
         link.client.send_tag(sid, t).unwrap();
@@ -340,6 +361,7 @@ fn server_input_split_at_every_byte_gives_the_same_events() {
     let recorded = link.client_bytes.clone();
 
     // Replay the recorded client bytes into fresh sessions, split in two at every point.
+    let start = Instant::now();
     let run = |parts: &[&[u8]]| -> Vec<ServerEvent> {
         let mut s = ServerSession::new(ServerConfig::default().handshake(1, 6));
         let mut buf = BytesMut::new();
@@ -347,7 +369,7 @@ fn server_input_split_at_every_byte_gives_the_same_events() {
         for p in parts {
             buf.extend_from_slice(p);
             loop {
-                s.handle_input(&mut buf).unwrap();
+                s.handle_input(start, &mut buf).unwrap();
                 let mut answered = false;
                 while let Some(e) = s.poll_event() {
                     match &e {
@@ -380,4 +402,89 @@ fn server_input_split_at_every_byte_gives_the_same_events() {
             "split at {at}"
         );
     }
+}
+
+#[test]
+fn keepalive_pings_on_simulated_time() {
+    let mut rng = Rng(21);
+    let mut link = Link::new(8);
+    link.server = ServerSession::new(
+        ServerConfig::default()
+            .handshake(1, 8)
+            .ping(Some(Duration::from_secs(30)), Duration::from_secs(60)),
+    );
+    connect_and_create(&mut link, &mut rng);
+    let due = link
+        .server
+        .poll_timeout()
+        .expect("a ping is scheduled once connected");
+    assert!(due > link.now && due <= link.now + Duration::from_secs(30));
+
+    // At the due time the server pings; the client answers; nothing times out.
+    link.now = due;
+    link.server.handle_timeout(link.now).unwrap();
+    assert!(link.server.has_output(), "PingRequest queued");
+    link.pump(&mut rng);
+    let next = link.server.poll_timeout().unwrap();
+    assert!(
+        next >= due + Duration::from_secs(29),
+        "next ping in ~30 s, not a timeout"
+    );
+
+    // A peer that goes silent after a ping times out 60 s later.
+    link.now = next;
+    link.server.handle_timeout(link.now).unwrap();
+    let _ = link.server.poll_transmit(); // the ping is lost: the peer is gone
+    let deadline = link.server.poll_timeout().unwrap();
+    assert_eq!(deadline, next + Duration::from_secs(60));
+    assert!(
+        link.server
+            .handle_timeout(deadline - Duration::from_secs(1))
+            .is_ok()
+    );
+    assert_eq!(
+        link.server.handle_timeout(deadline),
+        Err(videopick_rtmp::RtmpError::Timeout("no answer to ping"))
+    );
+    assert!(link.server.is_closed());
+    assert_eq!(link.server.poll_timeout(), None);
+}
+
+#[test]
+fn a_player_that_never_acknowledges_is_cut_off() {
+    let mut rng = Rng(31);
+    let mut link = Link::new(9);
+    link.server = ServerSession::new(
+        ServerConfig::default()
+            .handshake(1, 9)
+            .max_unacknowledged(Some(1_000_000)),
+    );
+    let sid = connect_and_create(&mut link, &mut rng);
+    link.client.play(sid, "cam").unwrap();
+    link.pump(&mut rng);
+    let ServerEvent::Play(req) = link.server_events.remove(0) else {
+        panic!()
+    };
+    link.server.accept_play(req.id).unwrap();
+    let frame = Tag::new(TagKind::Video, 0, Bytes::from(vec![0x27u8; 100_000]));
+    // The bytes go out but never reach the client, so no acknowledgement comes back.
+    let mut result = Ok(());
+    for _ in 0..20 {
+        result = link.server.send_tag(sid, &frame);
+        if result.is_err() {
+            break;
+        }
+        while link.server.poll_transmit().is_some() {}
+    }
+    assert!(
+        matches!(
+            result,
+            Err(videopick_rtmp::RtmpError::LimitExceeded {
+                what: "unacknowledged bytes",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(link.server.is_closed());
 }
