@@ -437,6 +437,46 @@ mod tests {
     }
 
     #[test]
+    fn command_data_and_media_bytes() {
+        // createStream, transaction 2, null command object.
+        let mut bytes = vec![2, 0, 12];
+        bytes.extend_from_slice(b"createStream");
+        bytes.extend_from_slice(&[0, 0x40, 0, 0, 0, 0, 0, 0, 0, 5]);
+        let m = Message::decode(&raw(20, &bytes), AmfLimits::default()).unwrap();
+        assert_eq!(
+            m,
+            Message::Command {
+                command: Command::new("createStream", 2.0),
+                amf3: false
+            }
+        );
+        assert_eq!(&m.encode().1[..], &bytes[..]);
+        // AMF3 data message: one format byte, then AMF0.
+        let d = Message::decode(&raw(15, &[0, 5]), AmfLimits::default()).unwrap();
+        assert_eq!(
+            d,
+            Message::Data {
+                body: Bytes::from_static(&[5]),
+                amf3: true
+            }
+        );
+        assert_eq!(&d.encode().1[..], &[0, 5]);
+        // Audio/video bodies pass through untouched; unknown types are kept.
+        let a = Message::decode(&raw(8, &[0xaf, 1, 9]), AmfLimits::default()).unwrap();
+        assert_eq!(a, Message::Audio(Bytes::from_static(&[0xaf, 1, 9])));
+        let v = Message::decode(&raw(9, &[0x17, 1]), AmfLimits::default()).unwrap();
+        assert_eq!(v.encode(), (9, Bytes::from_static(&[0x17, 1])));
+        let o = Message::decode(&raw(19, &[1, 2]), AmfLimits::default()).unwrap();
+        assert_eq!(
+            o,
+            Message::Other {
+                type_id: 19,
+                body: Bytes::from_static(&[1, 2])
+            }
+        );
+    }
+
+    #[test]
     fn aggregate_split_rebases_timestamps() {
         let mut body = BytesMut::new();
         for (kind, ts, data) in [(9u8, 1000u32, &b"vid"[..]), (8, 1020, &b"au"[..])] {
