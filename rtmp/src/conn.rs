@@ -89,6 +89,11 @@ impl Conn {
         })
     }
 
+    /// Count bytes the caller sent directly on the socket.
+    pub(crate) fn count_sent(&mut self, n: usize) {
+        self.sent += n as u64;
+    }
+
     /// Bytes sent that the peer has not acknowledged yet (sequence numbers wrap at 2³²,
     /// so this is exact while less than 4 GiB are outstanding).
     pub(crate) fn unacknowledged(&self) -> u32 {

@@ -62,7 +62,11 @@ mod client;
 mod conn;
 mod error;
 pub mod handshake;
+#[cfg(feature = "tokio")]
+pub mod hub;
 pub mod message;
+#[cfg(feature = "tokio")]
+pub mod net;
 mod server;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};

@@ -912,17 +912,7 @@ impl ServerSession {
                 "stream {stream_id} is not playing"
             )));
         }
-        if let Some(max) = self.config.max_unacknowledged {
-            let pending = self.conn.unacknowledged();
-            if pending > max {
-                self.state = State::Closed;
-                return Err(RtmpError::LimitExceeded {
-                    what: "unacknowledged bytes",
-                    value: u64::from(pending),
-                    max: u64::from(max),
-                });
-            }
-        }
+        self.check_unacknowledged()?;
         let (csid, type_id) = match tag.kind {
             TagKind::Audio => (CSID_AUDIO, msg_type::AUDIO),
             TagKind::Video => (CSID_VIDEO, msg_type::VIDEO),
@@ -935,6 +925,35 @@ impl ServerSession {
             stream_id,
             payload: tag.data.clone(),
         });
+        Ok(())
+    }
+
+    /// Account for tag bytes the caller wrote to the socket itself in the shared
+    /// pre-chunked form (see [`hub::SharedTag::rtmp_chunks`](crate::hub)): checks that
+    /// `stream_id` is playing and the unacknowledged-bytes limit, and counts `len` as sent.
+    pub fn prechunked_sent(&mut self, stream_id: u32, len: usize) -> Result<()> {
+        if self.role(stream_id) != Some(Role::Playing) {
+            return Err(RtmpError::Misuse(format!(
+                "stream {stream_id} is not playing"
+            )));
+        }
+        self.check_unacknowledged()?;
+        self.conn.count_sent(len);
+        Ok(())
+    }
+
+    fn check_unacknowledged(&mut self) -> Result<()> {
+        if let Some(max) = self.config.max_unacknowledged {
+            let pending = self.conn.unacknowledged();
+            if pending > max {
+                self.state = State::Closed;
+                return Err(RtmpError::LimitExceeded {
+                    what: "unacknowledged bytes",
+                    value: u64::from(pending),
+                    max: u64::from(max),
+                });
+            }
+        }
         Ok(())
     }
 

@@ -1,0 +1,602 @@
+//! The stream hub: live streams keyed by `app/stream`, one publisher each, any number of
+//! subscribers fed from one shared broadcast.
+//!
+//! A subscriber first gets the stream's metadata, sequence headers and GOP cache (from the
+//! last key frame), then live tags. Every tag is shared ([`SharedTag`] is an `Arc`), never
+//! copied per viewer. Each subscriber reads a bounded broadcast ring: one that falls behind
+//! the ring skips to the next key frame, and one that stays behind longer than
+//! [`HubConfig::max_behind`] is dropped — it never blocks the publisher or other viewers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::broadcast;
+use videopick_flv::{AudioData, Tag, TagKind, VideoData};
+
+use crate::chunk::{RawMessage, encode_standalone, msg_type};
+
+/// Settings of a [`Hub`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// Keep the tags since the last key frame for new viewers (default true).
+    pub gop_cache: bool,
+    /// Most bytes the GOP cache may hold; beyond it the cache is dropped until the next key
+    /// frame (default 16 MiB).
+    pub gop_max_bytes: usize,
+    /// Tags each stream's broadcast ring holds (default 1024, ~20 s of a 25 fps stream
+    /// with audio). A viewer further behind skips to the next key frame.
+    pub queue_tags: usize,
+    /// A viewer whose tags are this far (media time) behind the live edge is dropped
+    /// (default 10 s).
+    pub max_behind: Duration,
+    /// After a publisher leaves, viewers stay attached this long for a republish
+    /// (default 10 s).
+    pub republish_grace: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            gop_cache: true,
+            gop_max_bytes: 16 << 20,
+            queue_tags: 1024,
+            max_behind: Duration::from_secs(10),
+            republish_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// RTMP chunk size used for the shared, pre-chunked form of tags.
+pub const SHARED_CHUNK_SIZE: u32 = 4096;
+/// Message stream id the shared pre-chunked form is encoded for (what players get from
+/// their first `createStream`).
+pub const SHARED_STREAM_ID: u32 = 1;
+/// Chunk stream ids of the shared form (distinct from the session's own).
+pub const SHARED_CSID_AUDIO: u32 = 4;
+/// Chunk stream id for shared video.
+pub const SHARED_CSID_VIDEO: u32 = 8;
+/// Chunk stream id for shared script data.
+pub const SHARED_CSID_DATA: u32 = 9;
+
+#[derive(Debug)]
+struct TagInner {
+    tag: Tag,
+    keyframe: bool,
+    sequence_header: bool,
+    rtmp: OnceLock<Bytes>,
+    flv: OnceLock<Bytes>,
+}
+
+/// A tag shared by every subscriber, with lazily built wire forms (RTMP chunks at
+/// [`SHARED_CHUNK_SIZE`], the FLV tag header) computed once for all viewers.
+#[derive(Debug, Clone)]
+pub struct SharedTag(Arc<TagInner>);
+
+impl SharedTag {
+    /// Wrap a tag, classifying it once.
+    pub fn new(tag: Tag) -> SharedTag {
+        let (keyframe, sequence_header) = match tag.kind {
+            TagKind::Video => VideoData::parse(&tag.data).map_or((false, false), |v| {
+                (
+                    v.is_keyframe() && !v.is_sequence_header(),
+                    v.is_sequence_header(),
+                )
+            }),
+            TagKind::Audio => (
+                false,
+                AudioData::parse(&tag.data).is_ok_and(|a| a.is_sequence_header()),
+            ),
+            TagKind::Script => (false, false),
+        };
+        SharedTag(Arc::new(TagInner {
+            tag,
+            keyframe,
+            sequence_header,
+            rtmp: OnceLock::new(),
+            flv: OnceLock::new(),
+        }))
+    }
+
+    /// The tag.
+    pub fn tag(&self) -> &Tag {
+        &self.0.tag
+    }
+
+    /// A video key frame with coded data.
+    pub fn is_keyframe(&self) -> bool {
+        self.0.keyframe
+    }
+
+    /// An audio or video sequence header.
+    pub fn is_sequence_header(&self) -> bool {
+        self.0.sequence_header
+    }
+
+    /// The tag as RTMP chunks (format-0 header, chunk size [`SHARED_CHUNK_SIZE`], message
+    /// stream [`SHARED_STREAM_ID`]), built once and shared by every RTMP viewer.
+    pub fn rtmp_chunks(&self) -> &Bytes {
+        self.0.rtmp.get_or_init(|| {
+            let t = &self.0.tag;
+            let (csid, type_id) = match t.kind {
+                TagKind::Audio => (SHARED_CSID_AUDIO, msg_type::AUDIO),
+                TagKind::Video => (SHARED_CSID_VIDEO, msg_type::VIDEO),
+                TagKind::Script => (SHARED_CSID_DATA, msg_type::DATA_AMF0),
+            };
+            let mut out = BytesMut::with_capacity(t.data.len() + 16 + t.data.len() / 4096 + 1);
+            encode_standalone(
+                &RawMessage {
+                    csid,
+                    timestamp: t.timestamp,
+                    type_id,
+                    stream_id: SHARED_STREAM_ID,
+                    payload: t.data.clone(),
+                },
+                SHARED_CHUNK_SIZE,
+                &mut out,
+            );
+            out.freeze()
+        })
+    }
+
+    /// The tag in FLV form (tag header, body, PreviousTagSize), built once and shared by
+    /// every HTTP-FLV viewer.
+    pub fn flv_bytes(&self) -> &Bytes {
+        self.0.flv.get_or_init(|| {
+            let t = &self.0.tag;
+            let mut out = BytesMut::with_capacity(t.data.len() + 15);
+            // Tags from RTMP are under 16 MiB (24-bit message length), so this cannot fail.
+            let _ = videopick_flv::FlvMuxer::new().write_tag(t, &mut out);
+            out.freeze()
+        })
+    }
+}
+
+/// What a subscription yields.
+#[derive(Debug, Clone)]
+pub enum HubItem {
+    /// A tag to deliver.
+    Tag(SharedTag),
+    /// The publisher left; the stream may come back within the grace period.
+    Unpublished,
+    /// A publisher (re)started; new sequence headers follow as tags.
+    Published,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// Someone is already publishing this key.
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(String),
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscriptionEnd {
+    /// The publisher left and did not come back within the grace period.
+    #[error("stream ended")]
+    Ended,
+    /// The viewer stayed too far behind the live edge.
+    #[error("viewer fell too far behind")]
+    TooSlow,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    metadata: Option<SharedTag>,
+    video_seq: Option<SharedTag>,
+    audio_seq: Option<SharedTag>,
+    gop: Vec<SharedTag>,
+    gop_bytes: usize,
+}
+
+/// Live figures of one stream.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Bytes of tag bodies received from the publisher.
+    pub bytes_in: AtomicU64,
+    /// Tags received.
+    pub tags_in: AtomicU64,
+    /// Subscribers attached now.
+    pub subscribers: AtomicU64,
+    /// Viewers dropped for being too slow.
+    pub dropped_slow: AtomicU64,
+    /// Tags skipped by lagging viewers.
+    pub skipped_tags: AtomicU64,
+}
+
+#[derive(Debug)]
+struct StreamInner {
+    key: String,
+    state: Mutex<StreamState>,
+    tx: broadcast::Sender<HubItem>,
+    /// Timestamp of the newest tag (the live edge), for lag checks.
+    live_edge: AtomicU32,
+    stats: StreamStats,
+    created: Instant,
+}
+
+#[derive(Debug, Default)]
+struct StreamState {
+    publisher: Option<u64>,
+    cache: Cache,
+    /// When the last publisher left (for the grace period).
+    unpublished_at: Option<Instant>,
+}
+
+/// A live stream's handle, for stats.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    inner: Arc<StreamInner>,
+}
+
+impl StreamInfo {
+    /// `app/stream`.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+    /// Counters.
+    pub fn stats(&self) -> &StreamStats {
+        &self.inner.stats
+    }
+    /// When the stream was first published.
+    pub fn created(&self) -> Instant {
+        self.inner.created
+    }
+    /// Whether a publisher is attached now.
+    pub fn is_live(&self) -> bool {
+        lock(&self.inner.state).publisher.is_some()
+    }
+    /// The current metadata and sequence-header tags (for codec details).
+    pub fn headers(&self) -> (Option<Tag>, Option<Tag>, Option<Tag>) {
+        let s = lock(&self.inner.state);
+        let t = |x: &Option<SharedTag>| x.as_ref().map(|t| t.tag().clone());
+        (
+            t(&s.cache.metadata),
+            t(&s.cache.video_seq),
+            t(&s.cache.audio_seq),
+        )
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
+struct HubInner {
+    config: HubConfig,
+    streams: Mutex<HashMap<String, Arc<StreamInner>>>,
+    next_publisher: AtomicU64,
+}
+
+/// The hub. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new(HubConfig::default())
+    }
+}
+
+impl Hub {
+    /// A hub with `config`.
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                next_publisher: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Start publishing `key`. Fails if another publisher holds it. A stream whose
+    /// publisher left less than the grace period ago is taken over with its viewers.
+    pub fn publish(&self, key: &str) -> Result<Publisher, HubError> {
+        let mut streams = lock(&self.inner.streams);
+        let stream = streams
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                let (tx, _) = broadcast::channel(self.inner.config.queue_tags.max(16));
+                Arc::new(StreamInner {
+                    key: key.to_string(),
+                    state: Mutex::new(StreamState::default()),
+                    tx,
+                    live_edge: AtomicU32::new(0),
+                    stats: StreamStats::default(),
+                    created: Instant::now(),
+                })
+            })
+            .clone();
+        let mut state = lock(&stream.state);
+        if state.publisher.is_some() {
+            return Err(HubError::AlreadyPublishing(key.to_string()));
+        }
+        let id = self.inner.next_publisher.fetch_add(1, Ordering::Relaxed);
+        state.publisher = Some(id);
+        state.cache = Cache::default();
+        state.unpublished_at = None;
+        let _ = stream.tx.send(HubItem::Published);
+        drop(state);
+        Ok(Publisher {
+            hub: self.clone(),
+            stream: stream.clone(),
+            id,
+        })
+    }
+
+    /// Subscribe to `key` if it is live (or within its republish grace period).
+    pub fn subscribe(&self, key: &str) -> Option<Subscription> {
+        let stream = lock(&self.inner.streams).get(key)?.clone();
+        let state = lock(&stream.state);
+        state.publisher?;
+        let mut initial = Vec::new();
+        let c = &state.cache;
+        initial.extend(c.metadata.iter().cloned());
+        initial.extend(c.video_seq.iter().cloned());
+        initial.extend(c.audio_seq.iter().cloned());
+        initial.extend(c.gop.iter().cloned());
+        let rx = stream.tx.subscribe();
+        drop(state);
+        stream.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+        Some(Subscription {
+            stream,
+            rx,
+            initial: initial.into(),
+            skipping: false,
+            max_behind_ms: u32::try_from(self.inner.config.max_behind.as_millis())
+                .unwrap_or(u32::MAX),
+            grace: self.inner.config.republish_grace,
+            unpublished_at: None,
+        })
+    }
+
+    /// Live streams (with a publisher now).
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let mut v: Vec<StreamInfo> = lock(&self.inner.streams)
+            .values()
+            .map(|s| StreamInfo { inner: s.clone() })
+            .filter(StreamInfo::is_live)
+            .collect();
+        v.sort_by(|a, b| a.key().cmp(b.key()));
+        v
+    }
+
+    /// Forget streams whose publisher left more than the grace period before `now` and that
+    /// nobody watches.
+    pub fn sweep(&self, now: Instant) {
+        let grace = self.inner.config.republish_grace;
+        lock(&self.inner.streams).retain(|_, s| {
+            let st = lock(&s.state);
+            st.publisher.is_some()
+                || st
+                    .unpublished_at
+                    .is_some_and(|t| now.duration_since(t) < grace)
+                || s.tx.receiver_count() > 0
+        });
+    }
+}
+
+/// The publishing side of a stream; unpublishes when dropped.
+#[derive(Debug)]
+pub struct Publisher {
+    hub: Hub,
+    stream: Arc<StreamInner>,
+    id: u64,
+}
+
+impl Publisher {
+    /// The stream key.
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+
+    /// Publish a tag: update the caches and broadcast it to every subscriber.
+    pub fn send(&mut self, tag: Tag) {
+        let len = tag.data.len();
+        let shared = SharedTag::new(tag);
+        let cfg = &self.hub.inner.config;
+        let mut state = lock(&self.stream.state);
+        let c = &mut state.cache;
+        let t = shared.tag();
+        match t.kind {
+            TagKind::Script => c.metadata = Some(shared.clone()),
+            TagKind::Video if shared.is_sequence_header() => c.video_seq = Some(shared.clone()),
+            TagKind::Audio if shared.is_sequence_header() => c.audio_seq = Some(shared.clone()),
+            _ => {
+                if cfg.gop_cache {
+                    if shared.is_keyframe() {
+                        c.gop.clear();
+                        c.gop_bytes = 0;
+                    }
+                    // Only cache once a key frame started the GOP.
+                    if !c.gop.is_empty() || shared.is_keyframe() {
+                        c.gop_bytes += len;
+                        if c.gop_bytes > cfg.gop_max_bytes {
+                            c.gop.clear();
+                            c.gop_bytes = 0;
+                        } else {
+                            c.gop.push(shared.clone());
+                        }
+                    }
+                }
+                self.stream.live_edge.store(t.timestamp, Ordering::Relaxed);
+            }
+        }
+        self.stream
+            .stats
+            .bytes_in
+            .fetch_add(len as u64, Ordering::Relaxed);
+        self.stream.stats.tags_in.fetch_add(1, Ordering::Relaxed);
+        // Sent under the lock so a new subscriber's snapshot and its ring never overlap or
+        // miss a tag.
+        let _ = self.stream.tx.send(HubItem::Tag(shared));
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut state = lock(&self.stream.state);
+        if state.publisher == Some(self.id) {
+            state.publisher = None;
+            state.unpublished_at = Some(Instant::now());
+            state.cache = Cache::default();
+            let _ = self.stream.tx.send(HubItem::Unpublished);
+        }
+    }
+}
+
+/// One viewer's view of a stream.
+#[derive(Debug)]
+pub struct Subscription {
+    stream: Arc<StreamInner>,
+    rx: broadcast::Receiver<HubItem>,
+    initial: std::collections::VecDeque<SharedTag>,
+    skipping: bool,
+    max_behind_ms: u32,
+    grace: Duration,
+    unpublished_at: Option<Instant>,
+}
+
+impl Subscription {
+    /// The stream key.
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+
+    /// Apply skip-to-key-frame and the lag limit to a live tag: `Ok(None)` means skip it.
+    fn admit(&mut self, t: SharedTag) -> Result<Option<SharedTag>, SubscriptionEnd> {
+        if self.skipping {
+            // After lagging or a republish: resume at a key frame (headers always pass).
+            if t.is_keyframe() {
+                self.skipping = false;
+            } else if !t.is_sequence_header() && t.tag().kind != TagKind::Script {
+                self.stream
+                    .stats
+                    .skipped_tags
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+        }
+        let behind = self
+            .stream
+            .live_edge
+            .load(Ordering::Relaxed)
+            .wrapping_sub(t.tag().timestamp);
+        // A "negative" lag (timestamps ahead of the edge, e.g. audio) wraps to a huge value.
+        if behind > self.max_behind_ms && behind < u32::MAX / 2 {
+            self.stream
+                .stats
+                .dropped_slow
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(SubscriptionEnd::TooSlow);
+        }
+        Ok(Some(t))
+    }
+
+    /// Note a control item, returning what to hand to the viewer.
+    fn control(&mut self, item: HubItem) -> HubItem {
+        match item {
+            HubItem::Unpublished => self.unpublished_at = Some(Instant::now()),
+            HubItem::Published => {
+                self.unpublished_at = None;
+                // The new publisher's headers come next; resume at its first key frame.
+                self.skipping = true;
+            }
+            HubItem::Tag(_) => {}
+        }
+        item
+    }
+
+    fn lagged(&mut self, n: u64) {
+        self.stream
+            .stats
+            .skipped_tags
+            .fetch_add(n, Ordering::Relaxed);
+        self.skipping = true;
+    }
+
+    /// The next item: cached tags first, then live ones. After [`HubItem::Unpublished`],
+    /// waits up to the grace period for a republish before returning
+    /// [`SubscriptionEnd::Ended`].
+    pub async fn recv(&mut self) -> Result<HubItem, SubscriptionEnd> {
+        if let Some(t) = self.initial.pop_front() {
+            return Ok(HubItem::Tag(t));
+        }
+        loop {
+            let item = if let Some(since) = self.unpublished_at {
+                let left = self.grace.saturating_sub(since.elapsed());
+                match tokio::time::timeout(left, self.rx.recv()).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(SubscriptionEnd::Ended),
+                }
+            } else {
+                self.rx.recv().await
+            };
+            match item {
+                Ok(HubItem::Tag(t)) => {
+                    if let Some(t) = self.admit(t)? {
+                        return Ok(HubItem::Tag(t));
+                    }
+                }
+                Ok(other) => return Ok(self.control(other)),
+                Err(broadcast::error::RecvError::Lagged(n)) => self.lagged(n),
+                Err(broadcast::error::RecvError::Closed) => return Err(SubscriptionEnd::Ended),
+            }
+        }
+    }
+
+    /// Append up to `max` items that are available right now, without waiting (for
+    /// batched writes).
+    pub fn try_recv_ready(
+        &mut self,
+        max: usize,
+        out: &mut Vec<HubItem>,
+    ) -> Result<(), SubscriptionEnd> {
+        while out.len() < max {
+            if let Some(t) = self.initial.pop_front() {
+                out.push(HubItem::Tag(t));
+                continue;
+            }
+            match self.rx.try_recv() {
+                Ok(HubItem::Tag(t)) => {
+                    if let Some(t) = self.admit(t)? {
+                        out.push(HubItem::Tag(t));
+                    }
+                }
+                Ok(other) => {
+                    let item = self.control(other);
+                    out.push(item);
+                }
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.lagged(n),
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Closed) => return Err(SubscriptionEnd::Ended),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stream
+            .stats
+            .subscribers
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}

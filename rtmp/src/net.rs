@@ -1,0 +1,551 @@
+//! The tokio RTMP server: an accept loop and one task per connection driving a
+//! [`ServerSession`], wired to a [`Hub`].
+//!
+//! Players get tags in the hub's shared pre-chunked form when their chunk size and stream id
+//! match (the common case), so the per-viewer cost is a vectored write of bytes built once;
+//! writes are batched every [`NetConfig::write_interval`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::hub::{
+    Hub, HubItem, Publisher, SHARED_CHUNK_SIZE, SHARED_STREAM_ID, Subscription, SubscriptionEnd,
+};
+use crate::server::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
+
+/// Settings of the tokio server.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NetConfig {
+    /// Per-session protocol settings.
+    pub session: ServerConfig,
+    /// Time allowed for the handshake and `connect` (default 10 s).
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed (default 90 s; players
+    /// answer the session's pings, so live ones are never idle that long).
+    pub idle_timeout: Duration,
+    /// Players' writes are batched: at most one write per interval (default 20 ms). Longer
+    /// intervals cost less CPU per viewer and add that much delivery delay.
+    pub write_interval: Duration,
+    /// Most tags written in one batch (default 512).
+    pub max_batch: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            session: ServerConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            write_interval: Duration::from_millis(20),
+            max_batch: 512,
+        }
+    }
+}
+
+impl NetConfig {
+    /// Set [`NetConfig::write_interval`].
+    #[must_use]
+    pub fn write_interval(mut self, interval: Duration) -> Self {
+        self.write_interval = interval;
+        self
+    }
+    /// Set [`NetConfig::handshake_timeout`].
+    #[must_use]
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+    /// Set [`NetConfig::idle_timeout`].
+    #[must_use]
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+    /// Set [`NetConfig::session`].
+    #[must_use]
+    pub fn session(mut self, s: ServerConfig) -> Self {
+        self.session = s;
+        self
+    }
+}
+
+/// Publish or play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A publisher wants to send a stream.
+    Publish,
+    /// A viewer wants to receive one.
+    Play,
+}
+
+/// What an [`Authorize`] implementation decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    /// Publish or play.
+    pub action: Action,
+    /// Application (`live`).
+    pub app: String,
+    /// Stream name without the query (`cam`).
+    pub stream: String,
+    /// Query string of the stream name (`key=…`, `sign=…`).
+    pub query: Option<String>,
+    /// The connection's `tcUrl`.
+    pub tc_url: Option<String>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// A boxed future, as [`Authorize`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Decides each publish and play. `Err` carries the reason sent to the client.
+pub trait Authorize: Send + Sync + 'static {
+    /// Allow or deny `req`.
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Allows everything. Use only on loopback or behind another gate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Authorize for AllowAll {
+    fn authorize<'a>(&'a self, _req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Server-wide counters.
+#[derive(Debug, Default)]
+pub struct NetStats {
+    /// Connections accepted.
+    pub connections_total: AtomicU64,
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Bytes read from clients.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to clients.
+    pub bytes_out: AtomicU64,
+    /// Players attached now.
+    pub players: AtomicU64,
+    /// Connections ended by a protocol error or a timeout.
+    pub errors: AtomicU64,
+}
+
+struct Ctx {
+    hub: Hub,
+    auth: Arc<dyn Authorize>,
+    config: NetConfig,
+    stats: Arc<NetStats>,
+}
+
+/// A running RTMP server's handle.
+pub struct RtmpServer {
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+}
+
+impl std::fmt::Debug for RtmpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtmpServer")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RtmpServer {
+    /// Bind `addr` for `hub`, deciding publishes and plays with `auth`.
+    pub async fn bind(
+        addr: SocketAddr,
+        hub: Hub,
+        auth: Arc<dyn Authorize>,
+        config: NetConfig,
+    ) -> std::io::Result<RtmpServer> {
+        Ok(RtmpServer {
+            listener: TcpListener::bind(addr).await?,
+            ctx: Arc::new(Ctx {
+                hub,
+                auth,
+                config,
+                stats: Arc::new(NetStats::default()),
+            }),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Counters shared with the connection tasks.
+    pub fn stats(&self) -> Arc<NetStats> {
+        self.ctx.stats.clone()
+    }
+
+    /// Accept connections until `shutdown` completes; then ask every connection to end
+    /// cleanly (publishers and players get a status and a FIN, not a reset) and wait for
+    /// them, at most `drain` long.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>, drain: Duration) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((sock, peer)) => {
+                        let ctx = self.ctx.clone();
+                        let stop = stop_rx.clone();
+                        tasks.spawn(async move { connection(sock, peer, ctx, stop).await });
+                    }
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ =
+            tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+    }
+}
+
+/// Write every buffer with vectored writes.
+async fn write_all_vectored(
+    wr: &mut OwnedWriteHalf,
+    bufs: &mut Vec<Bytes>,
+) -> std::io::Result<usize> {
+    let total: usize = bufs.iter().map(Bytes::len).sum();
+    let mut start = 0;
+    while start < bufs.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = bufs[start..]
+            .iter()
+            .take(64)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let first = &mut bufs[start];
+            if n >= first.len() {
+                n -= first.len();
+                start += 1;
+            } else {
+                first.advance(n);
+                n = 0;
+            }
+        }
+    }
+    bufs.clear();
+    Ok(total)
+}
+
+struct Conn {
+    session: ServerSession,
+    wr: OwnedWriteHalf,
+    peer: SocketAddr,
+    app: String,
+    tc_url: Option<String>,
+    publisher: Option<(u32, Publisher)>,
+    player: Option<(u32, Subscription)>,
+    pending_writes: Vec<Bytes>,
+}
+
+impl Conn {
+    async fn flush(&mut self, stats: &NetStats) -> std::io::Result<()> {
+        while let Some(b) = self.session.poll_transmit() {
+            self.pending_writes.push(b);
+        }
+        if !self.pending_writes.is_empty() {
+            let n = write_all_vectored(&mut self.wr, &mut self.pending_writes).await?;
+            stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Queue one hub item for the player on `sid`.
+    fn queue_item(&mut self, sid: u32, item: HubItem) -> crate::Result<()> {
+        match item {
+            HubItem::Tag(t) => {
+                let shared =
+                    sid == SHARED_STREAM_ID && self.session.out_chunk_size() == SHARED_CHUNK_SIZE;
+                if shared {
+                    // Session output (status, acks) must precede the shared bytes.
+                    while let Some(b) = self.session.poll_transmit() {
+                        self.pending_writes.push(b);
+                    }
+                    let bytes = t.rtmp_chunks().clone();
+                    self.session.prechunked_sent(sid, bytes.len())?;
+                    self.pending_writes.push(bytes);
+                } else {
+                    self.session.send_tag(sid, t.tag())?;
+                }
+            }
+            HubItem::Unpublished => self.session.notify_unpublish(sid),
+            HubItem::Published => self.session.notify_publish(sid),
+        }
+        Ok(())
+    }
+
+    async fn handle_events(&mut self, ctx: &Ctx, buf: &mut BytesMut) -> crate::Result<()> {
+        loop {
+            let mut answered = false;
+            while let Some(ev) = self.session.poll_event() {
+                match ev {
+                    ServerEvent::Connect(req) => {
+                        self.app.clone_from(&req.app);
+                        self.tc_url.clone_from(&req.tc_url);
+                        self.session.accept_connect(req.id)?;
+                        answered = true;
+                    }
+                    ServerEvent::Publish(req) => {
+                        answered = true;
+                        let auth = AuthRequest {
+                            action: Action::Publish,
+                            app: self.app.clone(),
+                            stream: req.name.clone(),
+                            query: req.query.clone(),
+                            tc_url: self.tc_url.clone(),
+                            peer: self.peer,
+                        };
+                        if let Err(why) = ctx.auth.authorize(&auth).await {
+                            self.session
+                                .reject_publish(req.id, &PublishRejection::Unauthorized(why))?;
+                            continue;
+                        }
+                        let key = format!("{}/{}", self.app, req.name);
+                        if self.publisher.is_some() {
+                            self.session
+                                .reject_publish(req.id, &PublishRejection::BadName)?;
+                            continue;
+                        }
+                        match ctx.hub.publish(&key) {
+                            Ok(p) => {
+                                self.session.accept_publish(req.id)?;
+                                self.publisher = Some((req.stream_id, p));
+                            }
+                            Err(_) => {
+                                self.session
+                                    .reject_publish(req.id, &PublishRejection::BadName)?;
+                            }
+                        }
+                    }
+                    ServerEvent::Play(req) => {
+                        answered = true;
+                        let auth = AuthRequest {
+                            action: Action::Play,
+                            app: self.app.clone(),
+                            stream: req.name.clone(),
+                            query: req.query.clone(),
+                            tc_url: self.tc_url.clone(),
+                            peer: self.peer,
+                        };
+                        if let Err(why) = ctx.auth.authorize(&auth).await {
+                            self.session.reject_play(req.id, &why)?;
+                            continue;
+                        }
+                        let key = format!("{}/{}", self.app, req.name);
+                        match (self.player.is_some(), ctx.hub.subscribe(&key)) {
+                            (false, Some(sub)) => {
+                                self.session.accept_play(req.id)?;
+                                ctx.stats.players.fetch_add(1, Ordering::Relaxed);
+                                self.player = Some((req.stream_id, sub));
+                            }
+                            _ => self
+                                .session
+                                .reject_play(req.id, &format!("{key} is not live"))?,
+                        }
+                    }
+                    ServerEvent::Media { stream_id, tag } => {
+                        if let Some((sid, p)) = &mut self.publisher
+                            && *sid == stream_id
+                        {
+                            p.send(tag);
+                        }
+                    }
+                    ServerEvent::Unpublish { stream_id }
+                        if self
+                            .publisher
+                            .as_ref()
+                            .is_some_and(|(s, _)| *s == stream_id) =>
+                    {
+                        self.publisher = None;
+                    }
+                    ServerEvent::PlayStop { stream_id }
+                        if self.player.as_ref().is_some_and(|(s, _)| *s == stream_id) =>
+                    {
+                        self.player = None;
+                        ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+            if !answered {
+                return Ok(());
+            }
+            // Input waits while a request is unanswered; continue with what is buffered.
+            self.session.handle_input(Instant::now(), buf)?;
+        }
+    }
+}
+
+async fn connection(
+    sock: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    mut stop: watch::Receiver<bool>,
+) {
+    ctx.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+    ctx.stats.connections_open.fetch_add(1, Ordering::Relaxed);
+    let _ = sock.set_nodelay(true);
+    let (mut rd, wr) = sock.into_split();
+    let mut conn = Conn {
+        session: ServerSession::new(ctx.config.session.clone()),
+        wr,
+        peer,
+        app: String::new(),
+        tc_url: None,
+        publisher: None,
+        player: None,
+        pending_writes: Vec::new(),
+    };
+    let result = run(&mut conn, &mut rd, &ctx, &mut stop).await;
+    if result.is_err() {
+        ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if conn.player.take().is_some() {
+        ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+    }
+    // Dropping the publisher tells its viewers.
+    conn.publisher = None;
+    let _ = conn.flush(&ctx.stats).await;
+    let _ = conn.wr.shutdown().await;
+    ctx.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[derive(Debug)]
+enum End {
+    Io,
+    Protocol,
+    Timeout,
+}
+
+impl From<crate::RtmpError> for End {
+    fn from(_: crate::RtmpError) -> End {
+        End::Protocol
+    }
+}
+
+impl From<std::io::Error> for End {
+    fn from(_: std::io::Error) -> End {
+        End::Io
+    }
+}
+
+async fn run(
+    conn: &mut Conn,
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    ctx: &Ctx,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), End> {
+    let cfg = &ctx.config;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let start = Instant::now();
+    let mut last_input = start;
+    let mut write_due = start;
+    let mut batch: Vec<HubItem> = Vec::new();
+    loop {
+        conn.flush(&ctx.stats).await?;
+        if conn.session.is_closed() {
+            return Ok(());
+        }
+        let connected = conn.session.is_handshake_done() && !conn.app.is_empty();
+        let deadline = if connected {
+            last_input + cfg.idle_timeout
+        } else {
+            start + cfg.handshake_timeout
+        };
+        let timer = conn
+            .session
+            .poll_timeout()
+            .map_or(deadline, |t| t.min(deadline));
+        let playing = conn.player.is_some();
+        let now = Instant::now();
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                // Graceful end: tell the peer, then FIN.
+                if let Some((sid, _)) = conn.player.take() {
+                    conn.session.notify_unpublish(sid);
+                    ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+                }
+                if let Some((sid, _)) = conn.publisher.take() {
+                    conn.session.kick(sid, "server shutting down");
+                }
+                conn.flush(&ctx.stats).await?;
+                return Ok(());
+            }
+            r = rd.read_buf(&mut buf) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(());
+                }
+                ctx.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                last_input = Instant::now();
+                conn.session.handle_input(last_input, &mut buf)?;
+                conn.handle_events(ctx, &mut buf).await?;
+            }
+            item = async { conn.player.as_mut().map(|(_, s)| s).expect("guarded").recv().await },
+                if playing && now >= write_due =>
+            {
+                let sid = conn.player.as_ref().map_or(0, |(s, _)| *s);
+                match item {
+                    Ok(first) => {
+                        batch.clear();
+                        batch.push(first);
+                        let more = conn
+                            .player
+                            .as_mut()
+                            .map_or(Ok(()), |(_, s)| s.try_recv_ready(cfg.max_batch, &mut batch));
+                        for it in batch.drain(..) {
+                            conn.queue_item(sid, it)?;
+                        }
+                        match more {
+                            Ok(()) => {}
+                            Err(SubscriptionEnd::TooSlow) => return Err(End::Timeout),
+                            Err(SubscriptionEnd::Ended) => return Ok(()),
+                        }
+                        write_due = Instant::now() + cfg.write_interval;
+                    }
+                    Err(SubscriptionEnd::TooSlow) => return Err(End::Timeout),
+                    Err(SubscriptionEnd::Ended) => {
+                        conn.player = None;
+                        ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+                        conn.flush(&ctx.stats).await?;
+                        return Ok(());
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(write_due.into()), if playing && now < write_due => {}
+            () = tokio::time::sleep_until(timer.into()) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(End::Timeout);
+                }
+                conn.session.handle_timeout(now)?;
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The tokio server with a hub, against real ffmpeg: publish over RTMP, play over RTMP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::process::Command;
+use videopick_rtmp::hub::{Hub, HubConfig};
+use videopick_rtmp::net::{AllowAll, NetConfig, RtmpServer};
+
+fn workdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("videopick-live-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn start(hub: Hub) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let server = RtmpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        hub,
+        Arc::new(AllowAll),
+        NetConfig::default(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(2),
+    ));
+    (addr, tx)
+}
+
+fn publish_cmd(url: &str, seconds: u32) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args(["-g", "25", "-c:a", "aac", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+struct Probe {
+    video_codec: String,
+    audio_codec: String,
+    width: u32,
+    height: u32,
+    video_dts: Vec<i64>,
+    first_video_key: bool,
+}
+
+async fn probe(path: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .await
+        .unwrap();
+    let streams = String::from_utf8(out.stdout).unwrap();
+    let mut p = Probe {
+        video_codec: String::new(),
+        audio_codec: String::new(),
+        width: 0,
+        height: 0,
+        video_dts: vec![],
+        first_video_key: false,
+    };
+    for l in streams.lines() {
+        let f: Vec<&str> = l.split(',').collect();
+        match f[1] {
+            "video" => {
+                p.video_codec = f[0].into();
+                p.width = f[2].parse().unwrap();
+                p.height = f[3].parse().unwrap();
+            }
+            "audio" => p.audio_codec = f[0].into(),
+            _ => {}
+        }
+    }
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=dts,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .await
+        .unwrap();
+    for (i, l) in String::from_utf8(out.stdout).unwrap().lines().enumerate() {
+        let f: Vec<&str> = l.split(',').collect();
+        if i == 0 {
+            p.first_video_key = f[1].starts_with('K');
+        }
+        p.video_dts.push(f[0].parse().unwrap());
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_and_ffmpeg_plays_over_rtmp() {
+    let dir = workdir("rtmp");
+    let hub = Hub::new(HubConfig::default());
+    let (addr, stop) = start(hub.clone()).await;
+    let url = format!("rtmp://{addr}/live/cam");
+
+    let publisher = publish_cmd(&url, 5).spawn().unwrap();
+    // Wait until the stream is live, then attach a player mid-stream.
+    for _ in 0..100 {
+        if hub.streams().iter().any(|s| s.key() == "live/cam") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        hub.streams().iter().any(|s| s.key() == "live/cam"),
+        "publisher never went live"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let out = dir.join("played.flv");
+    let player = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            &url,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let pub_out = publisher.wait_with_output().await.unwrap();
+    assert!(
+        pub_out.status.success(),
+        "publisher: {}",
+        String::from_utf8_lossy(&pub_out.stderr)
+    );
+    let played = tokio::time::timeout(Duration::from_secs(30), player.wait_with_output())
+        .await
+        .expect("player did not end after the publisher left")
+        .unwrap();
+    assert!(
+        played.status.success(),
+        "player: {}",
+        String::from_utf8_lossy(&played.stderr)
+    );
+
+    let p = probe(&out).await;
+    assert_eq!(
+        (p.video_codec.as_str(), p.audio_codec.as_str()),
+        ("h264", "aac")
+    );
+    assert_eq!((p.width, p.height), (320, 240));
+    assert!(
+        p.first_video_key,
+        "the first video frame a player gets must be a key frame"
+    );
+    assert!(
+        p.video_dts.windows(2).all(|w| w[0] < w[1]),
+        "video timestamps must increase"
+    );
+    // Joined ~0.7 s in with a 1 s GOP: the GOP cache gives everything since the last key
+    // frame, so at most one GOP of the 125 frames is missing.
+    assert!(
+        p.video_dts.len() >= 125 - 25,
+        "only {} frames played",
+        p.video_dts.len()
+    );
+    let _ = stop.send(());
+    std::fs::remove_dir_all(dir).unwrap();
+}
