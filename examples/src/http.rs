@@ -1,27 +1,60 @@
-//! A minimal HTTP/1.1 responder (hyper) for the binaries' small endpoints.
+//! A minimal HTTP/1.1 server (hyper) for the binaries: fixed responses and streamed
+//! bodies fed from a bounded channel (HTTP-FLV).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
+/// Body type of every response.
+pub type Body = BoxBody<Bytes, Infallible>;
 /// Response type of a [`serve`] handler.
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<Body>;
 
 /// A response with `status`, a content type and a body.
 pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> HttpResponse {
-    let mut resp = Response::new(Full::new(body.into()));
+    let mut resp = Response::new(Full::new(body.into()).boxed());
     *resp.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     resp
+}
+
+/// A body that streams whatever is sent on the paired channel, ending when the sender is
+/// dropped. The channel is bounded, so a slow client applies back-pressure to its feeder.
+#[derive(Debug)]
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl ChannelBody {
+    /// A body and the sender that feeds it (`capacity` chunks in flight at most).
+    pub fn new(capacity: usize) -> (mpsc::Sender<Bytes>, ChannelBody) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (tx, ChannelBody { rx })
+    }
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
 }
 
 /// Serve `handler` on `listener` until `shutdown` completes; then stop accepting.

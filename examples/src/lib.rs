@@ -21,6 +21,8 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod live;
+pub mod media;
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -10,6 +10,7 @@ use videopick_storage::{Area, RecordingId, Storage, StorageOptions, StreamKey, V
 fn start(args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_videopick"))
         .args(args)
+        .args(["--rtmp", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -158,4 +159,23 @@ fn refuses_a_newer_layout_with_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("layout version 99"), "{err}");
+}
+
+#[test]
+fn refuses_public_listeners_without_authorization() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_videopick"))
+        .args([
+            "--storage",
+            dir.path().to_str().unwrap(),
+            "--rtmp",
+            "0.0.0.0:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address"), "{err}");
 }

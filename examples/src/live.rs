@@ -1,0 +1,317 @@
+//! Live streaming wiring: HTTP-FLV playback and stream stats over the RTMP hub.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use videopick_flv::{
+    AudioData, AudioSpecificConfig, AvcConfig, FlvHeader, HevcConfig, OnMetaData, Tag, VideoCodec,
+    VideoData,
+};
+use videopick_rtmp::hub::{Hub, HubItem};
+use videopick_rtmp::net::NetStats;
+
+use crate::http::{ChannelBody, HttpResponse, respond};
+
+/// HTTP side of the live server: `GET /<app>/<stream>.flv`, `GET /api/streams`.
+#[derive(Debug, Clone)]
+pub struct LiveHttp {
+    hub: Hub,
+    rtmp: Arc<NetStats>,
+    write_interval: Duration,
+    http_viewers: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn with_cors(mut r: HttpResponse) -> HttpResponse {
+    let h = r.headers_mut();
+    h.insert(
+        "access-control-allow-origin",
+        hyper::header::HeaderValue::from_static("*"),
+    );
+    h.insert(
+        "access-control-expose-headers",
+        hyper::header::HeaderValue::from_static("content-length, content-type"),
+    );
+    r
+}
+
+/// Codec details of a stream, from its sequence headers and metadata.
+fn describe(meta: Option<&Tag>, video: Option<&Tag>, audio: Option<&Tag>) -> String {
+    let mut fields = Vec::new();
+    if let Some(v) = video.and_then(|t| VideoData::parse(&t.data).ok()) {
+        match v.codec {
+            VideoCodec::Avc => {
+                if let Ok(c) = AvcConfig::parse(&v.body) {
+                    fields.push(format!("\"video_codec\":{}", json_str(&c.codec_string())));
+                    if let Ok(sps) = c.sps_info() {
+                        fields.push(format!("\"width\":{},\"height\":{}", sps.width, sps.height));
+                    }
+                }
+            }
+            VideoCodec::Hevc => {
+                if let Ok(c) = HevcConfig::parse(&v.body) {
+                    fields.push(format!("\"video_codec\":{}", json_str(&c.codec_string())));
+                    if let Ok(sps) = c.sps_info() {
+                        fields.push(format!("\"width\":{},\"height\":{}", sps.width, sps.height));
+                    }
+                }
+            }
+            other => fields.push(format!(
+                "\"video_codec\":{}",
+                json_str(&format!("{other:?}"))
+            )),
+        }
+    }
+    if let Some(a) = audio.and_then(|t| AudioData::parse(&t.data).ok())
+        && let Ok(asc) = AudioSpecificConfig::parse(&a.body)
+    {
+        fields.push(format!(
+            "\"audio_codec\":{},\"sample_rate\":{},\"channels\":{}",
+            json_str(&asc.codec_string()),
+            asc.sample_rate,
+            asc.channels()
+        ));
+    }
+    if let Some(fps) = meta
+        .and_then(|t| OnMetaData::parse(&t.data).ok())
+        .and_then(|m| m.frame_rate)
+    {
+        fields.push(format!("\"fps\":{fps}"));
+    }
+    fields.join(",")
+}
+
+impl LiveHttp {
+    /// HTTP routes over `hub`; `rtmp` are the RTMP server's counters (for `/metrics`).
+    pub fn new(hub: Hub, rtmp: Arc<NetStats>, write_interval: Duration) -> LiveHttp {
+        LiveHttp {
+            hub,
+            rtmp,
+            write_interval,
+            http_viewers: Arc::default(),
+        }
+    }
+
+    /// Answer a request if it is one of ours.
+    pub fn route(&self, method: &Method, path: &str) -> Option<HttpResponse> {
+        // URL paths are case-sensitive; `.flv` is the contract.
+        #[allow(clippy::case_sensitive_file_extension_comparisons)]
+        let ours = path.ends_with(".flv") || path.starts_with("/api/");
+        if method == Method::OPTIONS && ours {
+            let mut r = with_cors(respond(StatusCode::NO_CONTENT, "text/plain", ""));
+            r.headers_mut().insert(
+                "access-control-allow-methods",
+                hyper::header::HeaderValue::from_static("GET, OPTIONS"),
+            );
+            return Some(r);
+        }
+        if method != Method::GET {
+            return None;
+        }
+        if path == "/api/streams" {
+            return Some(with_cors(respond(
+                StatusCode::OK,
+                "application/json",
+                self.streams_json(),
+            )));
+        }
+        let key = path.strip_prefix('/')?.strip_suffix(".flv")?;
+        if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
+            return None;
+        }
+        Some(with_cors(self.http_flv(key)))
+    }
+
+    fn http_flv(&self, key: &str) -> HttpResponse {
+        let Some(mut sub) = self.hub.subscribe(key) else {
+            return respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("{key} is not live\n"),
+            );
+        };
+        let (tx, body) = ChannelBody::new(64);
+        let interval = self.write_interval;
+        let viewers = self.http_viewers.clone();
+        viewers.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let header = FlvHeader {
+                version: 1,
+                has_audio: true,
+                has_video: true,
+            };
+            let mut ok = tx
+                .send(Bytes::copy_from_slice(&header.to_bytes()))
+                .await
+                .is_ok();
+            let mut batch = Vec::new();
+            let mut next_write = Instant::now();
+            while ok {
+                tokio::time::sleep_until(next_write.into()).await;
+                // Ended (no republish in time) or too slow: end the body.
+                let Ok(first) = sub.recv().await else {
+                    break;
+                };
+                batch.clear();
+                batch.push(first);
+                let more = sub.try_recv_ready(512, &mut batch);
+                for item in batch.drain(..) {
+                    if let HubItem::Tag(t) = item
+                        && tx.send(t.flv_bytes().clone()).await.is_err()
+                    {
+                        ok = false;
+                        break;
+                    }
+                }
+                if more.is_err() {
+                    break;
+                }
+                next_write = Instant::now() + interval;
+            }
+            viewers.fetch_sub(1, Ordering::Relaxed);
+        });
+        let mut r = hyper::Response::new(http_body_util::BodyExt::boxed(body));
+        let h = r.headers_mut();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("video/x-flv"),
+        );
+        h.insert(
+            hyper::header::CACHE_CONTROL,
+            hyper::header::HeaderValue::from_static("no-cache"),
+        );
+        r
+    }
+
+    /// `GET /api/streams`: live streams with codecs, resolution, fps, bitrate and viewers.
+    pub fn streams_json(&self) -> String {
+        let mut items = Vec::new();
+        for s in self.hub.streams() {
+            let (meta, video, audio) = s.headers();
+            let uptime = s.created().elapsed().as_secs_f64();
+            let stats = s.stats();
+            let bytes_in = stats.bytes_in.load(Ordering::Relaxed);
+            #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
+            let kbps = if uptime > 0.0 {
+                bytes_in as f64 * 8.0 / 1000.0 / uptime
+            } else {
+                0.0
+            };
+            let details = describe(meta.as_ref(), video.as_ref(), audio.as_ref());
+            items.push(format!(
+                "{{\"key\":{},\"uptime_seconds\":{uptime:.1},\"bitrate_in_kbps\":{kbps:.0},\"viewers\":{},\"bytes_in\":{bytes_in},\"skipped_tags\":{},\"dropped_slow_viewers\":{}{}{details}}}",
+                json_str(s.key()),
+                stats.subscribers.load(Ordering::Relaxed),
+                stats.skipped_tags.load(Ordering::Relaxed),
+                stats.dropped_slow.load(Ordering::Relaxed),
+                if details.is_empty() { "" } else { "," },
+            ));
+        }
+        format!("{{\"streams\":[{}]}}\n", items.join(","))
+    }
+
+    /// Prometheus text for the live server.
+    pub fn render_metrics(&self) -> String {
+        let r = &self.rtmp;
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let streams = self.hub.streams();
+        let viewers: u64 = streams.iter().map(|s| g(&s.stats().subscribers)).sum();
+        let dropped: u64 = streams.iter().map(|s| g(&s.stats().dropped_slow)).sum();
+        let skipped: u64 = streams.iter().map(|s| g(&s.stats().skipped_tags)).sum();
+        let mut out = String::new();
+        for (name, kind, help, value) in [
+            (
+                "videopick_rtmp_connections_total",
+                "counter",
+                "RTMP connections accepted.",
+                g(&r.connections_total),
+            ),
+            (
+                "videopick_rtmp_connections_open",
+                "gauge",
+                "RTMP connections open.",
+                g(&r.connections_open),
+            ),
+            (
+                "videopick_rtmp_bytes_in_total",
+                "counter",
+                "Bytes read from RTMP clients.",
+                g(&r.bytes_in),
+            ),
+            (
+                "videopick_rtmp_bytes_out_total",
+                "counter",
+                "Bytes written to RTMP clients.",
+                g(&r.bytes_out),
+            ),
+            (
+                "videopick_rtmp_errors_total",
+                "counter",
+                "RTMP connections ended by an error or timeout.",
+                g(&r.errors),
+            ),
+            (
+                "videopick_rtmp_players",
+                "gauge",
+                "RTMP players attached.",
+                g(&r.players),
+            ),
+            (
+                "videopick_httpflv_viewers",
+                "gauge",
+                "HTTP-FLV viewers attached.",
+                g(&self.http_viewers),
+            ),
+            (
+                "videopick_live_streams",
+                "gauge",
+                "Live streams.",
+                streams.len() as u64,
+            ),
+            (
+                "videopick_live_viewers",
+                "gauge",
+                "Viewers of all live streams (all protocols).",
+                viewers,
+            ),
+            (
+                "videopick_live_slow_viewers_dropped_total",
+                "counter",
+                "Viewers dropped for falling behind.",
+                dropped,
+            ),
+            (
+                "videopick_live_skipped_tags_total",
+                "counter",
+                "Tags skipped by lagging viewers.",
+                skipped,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out
+    }
+}

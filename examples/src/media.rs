@@ -1,0 +1,159 @@
+//! The media server role: RTMP ingest/play, HTTP-FLV, stream stats, storage housekeeping
+//! and metrics, wired from the crates. Used by `media-server` and `videopick`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use videopick_rtmp::hub::{Hub, HubConfig};
+use videopick_rtmp::net::{AllowAll, NetConfig, RtmpServer};
+use videopick_storage::{RetentionPolicy, Storage, StorageOptions};
+
+use crate::Housekeeper;
+use crate::http::{respond, serve};
+use crate::live::LiveHttp;
+
+/// Command-line options of the media server role (each also read from the environment).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MediaArgs {
+    /// Storage root (production: /mnt/storage).
+    #[arg(long, env = "VIDEOPICK_STORAGE", default_value = "./data")]
+    pub storage: std::path::PathBuf,
+    /// RTMP listen address (ingest and play).
+    #[arg(long, env = "VIDEOPICK_RTMP", default_value = "127.0.0.1:1935")]
+    pub rtmp: SocketAddr,
+    /// HTTP listen address (HTTP-FLV, API, /metrics).
+    #[arg(long, env = "VIDEOPICK_HTTP", default_value = "127.0.0.1:8000")]
+    pub http: SocketAddr,
+    /// Viewers' writes are batched: at most one write per this many milliseconds (RTMP and
+    /// HTTP-FLV). Lower is less delay, higher is less CPU per viewer.
+    #[arg(long, env = "VIDEOPICK_WRITE_INTERVAL_MS", default_value_t = 20)]
+    pub write_interval_ms: u64,
+    /// Keep the last GOP for new viewers (instant start).
+    #[arg(long, env = "VIDEOPICK_GOP_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gop_cache: bool,
+    /// Seconds viewers stay attached waiting for a publisher to come back.
+    #[arg(long, env = "VIDEOPICK_REPUBLISH_GRACE_SECS", default_value_t = 10)]
+    pub republish_grace_secs: u64,
+    /// Bytes always left free on the storage file system by space reservations.
+    #[arg(long, env = "VIDEOPICK_MIN_FREE_BYTES", default_value_t = 1 << 30)]
+    pub min_free_bytes: u64,
+    /// Seconds after which an abandoned entry in tmp/ is swept.
+    #[arg(long, env = "VIDEOPICK_TMP_TTL_SECS", default_value_t = 86_400)]
+    pub tmp_ttl_secs: u64,
+    /// Remove recordings older than this many days (unset: keep forever).
+    #[arg(long, env = "VIDEOPICK_RECORDINGS_MAX_AGE_DAYS")]
+    pub recordings_max_age_days: Option<u64>,
+    /// Remove the oldest recordings beyond this many bytes in total (unset: no limit).
+    #[arg(long, env = "VIDEOPICK_RECORDINGS_MAX_BYTES")]
+    pub recordings_max_bytes: Option<u64>,
+    /// Seconds between storage housekeeping passes.
+    #[arg(long, env = "VIDEOPICK_HOUSEKEEPING_SECS", default_value_t = 60)]
+    pub housekeeping_secs: u64,
+}
+
+/// Run the media server until Ctrl-C or SIGTERM; `name` prefixes log lines.
+pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // Publish/play are allowed to anyone only while nothing listens beyond loopback.
+    for (what, addr) in [("--rtmp", args.rtmp), ("--http", args.http)] {
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "{what} {addr} is not a loopback address: publish/play authorization must be configured before listening publicly, and this build only offers allow-all; bind to 127.0.0.1"
+            )
+            .into());
+        }
+    }
+    let options = StorageOptions::default()
+        .min_free_bytes(args.min_free_bytes)
+        .tmp_ttl(Duration::from_secs(args.tmp_ttl_secs));
+    let storage = Storage::open_with(&args.storage, options)?;
+    let retention = RetentionPolicy {
+        max_age: args
+            .recordings_max_age_days
+            .map(|d| Duration::from_secs(d * 86_400)),
+        max_total_bytes: args.recordings_max_bytes,
+    };
+    let keeper = Housekeeper::new(storage.clone(), retention);
+    tokio::spawn(
+        keeper
+            .clone()
+            .run_every(Duration::from_secs(args.housekeeping_secs.max(1))),
+    );
+
+    let mut hub_config = HubConfig::default();
+    hub_config.gop_cache = args.gop_cache;
+    hub_config.republish_grace = Duration::from_secs(args.republish_grace_secs);
+    let hub = Hub::new(hub_config);
+    let write_interval = Duration::from_millis(args.write_interval_ms);
+    let rtmp = RtmpServer::bind(
+        args.rtmp,
+        hub.clone(),
+        Arc::new(AllowAll),
+        NetConfig::default().write_interval(write_interval),
+    )
+    .await?;
+    let live = LiveHttp::new(hub.clone(), rtmp.stats(), write_interval);
+    let http = tokio::net::TcpListener::bind(args.http).await?;
+    println!("{name}: storage {}", storage.root().display());
+    println!("{name}: rtmp on rtmp://{}", rtmp.local_addr()?);
+    println!("{name}: listening on http://{}", http.local_addr()?);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut rtmp_stop = stop_rx.clone();
+    let rtmp_task = tokio::spawn(rtmp.serve(
+        async move {
+            let _ = rtmp_stop.changed().await;
+        },
+        Duration::from_secs(3),
+    ));
+    let sweeper = hub.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            sweeper.sweep(std::time::Instant::now());
+        }
+    });
+
+    let handler = move |req: &hyper::Request<hyper::body::Incoming>| {
+        let path = req.uri().path();
+        if let Some(r) = live.route(req.method(), path) {
+            return r;
+        }
+        match (req.method(), path) {
+            (&hyper::Method::GET, "/metrics") => {
+                let mut text = keeper.render_metrics();
+                text.push_str(&live.render_metrics());
+                respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text,
+                )
+            }
+            (&hyper::Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
+            _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        }
+    };
+    let mut http_stop = stop_rx;
+    let http_task = tokio::spawn(serve(http, handler, async move {
+        let _ = http_stop.changed().await;
+    }));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = rtmp_task.await;
+    let _ = http_task.await;
+    println!("{name}: shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return ctrl_c.await.unwrap_or(());
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
