@@ -11,6 +11,7 @@ use videopick_flv::{
     AudioData, AudioSpecificConfig, AvcConfig, FlvHeader, HevcConfig, OnMetaData, Tag, VideoCodec,
     VideoData,
 };
+use videopick_rtmp::auth::json_str;
 use videopick_rtmp::hub::{Hub, HubItem};
 use videopick_rtmp::net::NetStats;
 
@@ -23,23 +24,6 @@ pub struct LiveHttp {
     rtmp: Arc<NetStats>,
     write_interval: Duration,
     http_viewers: Arc<std::sync::atomic::AtomicU64>,
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn with_cors(mut r: HttpResponse) -> HttpResponse {

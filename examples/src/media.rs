@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
+use videopick_rtmp::auth::{AllOf, HttpHook, SignedKeys, StaticKeys};
 use videopick_rtmp::hub::{Hub, HubConfig};
-use videopick_rtmp::net::{AllowAll, NetConfig, RtmpServer};
+use videopick_rtmp::net::{AllowAll, Authorize, NetConfig, RtmpServer};
 use videopick_storage::{RetentionPolicy, Storage, StorageOptions};
 
 use crate::Housekeeper;
@@ -51,19 +52,67 @@ pub struct MediaArgs {
     /// Seconds between storage housekeeping passes.
     #[arg(long, env = "VIDEOPICK_HOUSEKEEPING_SECS", default_value_t = 60)]
     pub housekeeping_secs: u64,
+    /// Key file: publishing `app/stream` needs `?key=<secret>` as listed (`app/stream secret`
+    /// per line).
+    #[arg(long, env = "VIDEOPICK_PUBLISH_KEYS")]
+    pub publish_keys: Option<std::path::PathBuf>,
+    /// Shared secret for signed keys: publishing needs `?sign=<expiry>-<hmac-sha256 hex of
+    /// "/app/stream-expiry">`.
+    #[arg(long, env = "VIDEOPICK_SIGN_SECRET", hide_env_values = true)]
+    pub sign_secret: Option<String>,
+    /// With --sign-secret: playing needs a signature too.
+    #[arg(long, env = "VIDEOPICK_SIGN_PLAY")]
+    pub sign_play: bool,
+    /// HTTP hook: each publish and play is POSTed as JSON to this http:// URL; a 2xx answer
+    /// allows it.
+    #[arg(long, env = "VIDEOPICK_AUTH_HOOK")]
+    pub auth_hook: Option<String>,
+    /// Allow every publish and play even on public listeners (only behind another gate).
+    #[arg(long, env = "VIDEOPICK_ALLOW_ALL")]
+    pub allow_all: bool,
+}
+
+impl MediaArgs {
+    /// The authorization the flags ask for; `None` when none was chosen.
+    fn authorizer(&self) -> Result<Option<Arc<dyn Authorize>>, Box<dyn std::error::Error>> {
+        let mut all: Vec<Arc<dyn Authorize>> = Vec::new();
+        if let Some(path) = &self.publish_keys {
+            all.push(Arc::new(StaticKeys::load(path)?));
+        }
+        if let Some(secret) = &self.sign_secret {
+            all.push(Arc::new(SignedKeys::new(
+                secret.as_bytes().to_vec(),
+                self.sign_play,
+            )));
+        }
+        if let Some(url) = &self.auth_hook {
+            all.push(Arc::new(HttpHook::new(url.clone(), Duration::from_secs(5))));
+        }
+        Ok(match all.len() {
+            0 if self.allow_all => Some(Arc::new(AllowAll)),
+            0 => None,
+            1 => all.pop(),
+            _ => Some(Arc::new(AllOf(all))),
+        })
+    }
 }
 
 /// Run the media server until Ctrl-C or SIGTERM; `name` prefixes log lines.
 pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::Error>> {
-    // Publish/play are allowed to anyone only while nothing listens beyond loopback.
-    for (what, addr) in [("--rtmp", args.rtmp), ("--http", args.http)] {
-        if !addr.ip().is_loopback() {
-            return Err(format!(
-                "{what} {addr} is not a loopback address: publish/play authorization must be configured before listening publicly, and this build only offers allow-all; bind to 127.0.0.1"
-            )
-            .into());
+    // Without an authorization choice, publish/play are open: only on loopback.
+    let auth = if let Some(a) = args.authorizer()? {
+        a
+    } else {
+        for (what, addr) in [("--rtmp", args.rtmp), ("--http", args.http)] {
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "{what} {addr} is not a loopback address: choose who may publish and play (--publish-keys, --sign-secret, --auth-hook, or --allow-all)"
+                )
+                .into());
+            }
         }
-    }
+        Arc::new(AllowAll)
+    };
     let options = StorageOptions::default()
         .min_free_bytes(args.min_free_bytes)
         .tmp_ttl(Duration::from_secs(args.tmp_ttl_secs));
@@ -89,7 +138,7 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
     let rtmp = RtmpServer::bind(
         args.rtmp,
         hub.clone(),
-        Arc::new(AllowAll),
+        auth,
         NetConfig::default().write_interval(write_interval),
     )
     .await?;

@@ -178,4 +178,5 @@ fn refuses_public_listeners_without_authorization() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("--sign-secret"), "{err}");
 }

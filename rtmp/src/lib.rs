@@ -57,6 +57,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+pub mod auth;
 pub mod chunk;
 mod client;
 mod conn;

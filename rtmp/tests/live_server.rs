@@ -207,3 +207,140 @@ async fn ffmpeg_publishes_and_ffmpeg_plays_over_rtmp() {
     let _ = stop.send(());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+async fn start_with(
+    hub: Hub,
+    auth: Arc<dyn videopick_rtmp::net::Authorize>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let server = RtmpServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        hub,
+        auth,
+        NetConfig::default(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(2),
+    ));
+    (addr, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_keys_gate_publishing() {
+    use videopick_rtmp::auth::SignedKeys;
+    let hub = Hub::default();
+    let (addr, stop) = start_with(
+        hub.clone(),
+        Arc::new(SignedKeys::new(b"topsecret".to_vec(), false)),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+
+    let valid = SignedKeys::sign(b"topsecret", "live", "cam", now + 600);
+    let expired = SignedKeys::sign(b"topsecret", "live", "cam", now - 1);
+    let forged = SignedKeys::sign(b"guess", "live", "cam", now + 600);
+    for (what, query, ok) in [
+        ("valid", valid.as_str(), true),
+        ("expired", &expired, false),
+        ("forged", &forged, false),
+    ] {
+        let url = format!("rtmp://{addr}/live/cam?sign={query}");
+        let out = publish_cmd(&url, 1)
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{what} key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = publish_cmd(&format!("rtmp://{addr}/live/cam"), 1)
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "unsigned publish must fail");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_publisher_is_rejected_and_killing_the_first_ends_players() {
+    let mut cfg = HubConfig::default();
+    cfg.republish_grace = Duration::from_secs(1);
+    let hub = Hub::new(cfg);
+    let (addr, stop) = start(hub.clone()).await;
+    let url = format!("rtmp://{addr}/live/dup");
+    let mut first = publish_cmd(&url, 30).spawn().unwrap();
+    for _ in 0..100 {
+        if hub.streams().iter().any(|s| s.key() == "live/dup") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = publish_cmd(&url, 2)
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(
+        !second.status.success(),
+        "a second publisher on a live key must be refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already being published"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    let dir = workdir("kill");
+    let out = dir.join("p.flv");
+    let player = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            &url,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.start_kill().unwrap(); // SIGKILL: no clean unpublish from the publisher
+    let _ = first.wait().await;
+    let played = tokio::time::timeout(Duration::from_secs(15), player.wait_with_output())
+        .await
+        .expect("player must end after its publisher dies")
+        .unwrap();
+    assert!(
+        played.status.success(),
+        "player: {}",
+        String::from_utf8_lossy(&played.stderr)
+    );
+    let p = probe(&out).await;
+    assert!(p.video_dts.len() > 10 && p.first_video_key);
+    let _ = stop.send(());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,365 @@
+//! Publish/play authorization for the tokio server: a static key file, HMAC-signed keys
+//! with expiry, an HTTP hook, and all of them combined.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::net::{Action, AuthRequest, Authorize, BoxFuture};
+
+/// The value of `name` in a `k=v&k2=v2` query string.
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Publishing requires `?key=<secret>` with the secret listed for `app/stream` in a key
+/// file; playing is open. File format: one `app/stream secret` per line, `#` comments.
+#[derive(Debug, Clone, Default)]
+pub struct StaticKeys {
+    keys: HashMap<String, String>,
+}
+
+impl StaticKeys {
+    /// Parse key-file text.
+    pub fn parse(text: &str) -> Result<StaticKeys, String> {
+        let mut keys = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(stream), Some(secret), None) if stream.contains('/') => {
+                    keys.insert(stream.to_string(), secret.to_string());
+                }
+                _ => return Err(format!("line {}: expected `app/stream secret`", n + 1)),
+            }
+        }
+        Ok(StaticKeys { keys })
+    }
+
+    /// Read a key file.
+    pub fn load(path: &Path) -> Result<StaticKeys, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        StaticKeys::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn check(&self, req: &AuthRequest) -> Result<(), String> {
+        if req.action == Action::Play {
+            return Ok(());
+        }
+        let key = format!("{}/{}", req.app, req.stream);
+        match (
+            self.keys.get(&key),
+            query_param(req.query.as_deref(), "key"),
+        ) {
+            (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()) => Ok(()),
+            (None, _) => Err(format!("{key} may not be published here")),
+            _ => Err("wrong or missing stream key".into()),
+        }
+    }
+}
+
+impl Authorize for StaticKeys {
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.check(req) })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// HMAC-signed keys with expiry: `stream?sign=<expiry>-<hex hmac>`, where the HMAC-SHA256
+/// under the shared secret covers `/<app>/<stream>-<expiry>` and `expiry` is a Unix time in
+/// seconds. The application server signs URLs; the media server only verifies.
+#[derive(Clone)]
+pub struct SignedKeys {
+    secret: Vec<u8>,
+    publish: bool,
+    play: bool,
+}
+
+impl std::fmt::Debug for SignedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedKeys")
+            .field("publish", &self.publish)
+            .field("play", &self.play)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mac(secret: &[u8], app: &str, stream: &str, expiry: u64) -> [u8; 32] {
+    let mut m =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    m.update(format!("/{app}/{stream}-{expiry}").as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+impl SignedKeys {
+    /// Verify signatures under `secret` for publishing and, if `play`, for playing too.
+    pub fn new(secret: impl Into<Vec<u8>>, play: bool) -> SignedKeys {
+        SignedKeys {
+            secret: secret.into(),
+            publish: true,
+            play,
+        }
+    }
+
+    /// The `sign` query value for `app/stream` valid until `expiry` (Unix seconds).
+    pub fn sign(secret: &[u8], app: &str, stream: &str, expiry: u64) -> String {
+        let mut s = format!("{expiry}-");
+        for b in mac(secret, app, stream, expiry) {
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+
+    /// Check `req` at time `now`.
+    pub fn check_at(&self, req: &AuthRequest, now: SystemTime) -> Result<(), String> {
+        let needed = match req.action {
+            Action::Publish => self.publish,
+            Action::Play => self.play,
+        };
+        if !needed {
+            return Ok(());
+        }
+        let sign = query_param(req.query.as_deref(), "sign").ok_or("missing sign parameter")?;
+        let (expiry, hex) = sign.split_once('-').ok_or("malformed sign parameter")?;
+        let expiry: u64 = expiry.parse().map_err(|_| "malformed sign expiry")?;
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        if now > expiry {
+            return Err("signature expired".into());
+        }
+        let want = Self::sign(&self.secret, &req.app, &req.stream, expiry);
+        if constant_time_eq(want.as_bytes(), sign.as_bytes()) && hex.len() == 64 {
+            Ok(())
+        } else {
+            Err("bad signature".into())
+        }
+    }
+}
+
+impl Authorize for SignedKeys {
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.check_at(req, SystemTime::now()) })
+    }
+}
+
+/// Escape a string as a JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// POST a JSON body to an `http://host:port/path` URL; returns the status code.
+pub async fn post_json(url: &str, body: &str, timeout: Duration) -> Result<u16, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("only http:// URLs are supported: {url}"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(host)
+            .await
+            .map_err(|e| format!("{host}: {e}"))?;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut head = Vec::with_capacity(64);
+        let mut buf = [0u8; 256];
+        while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+            let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let line = String::from_utf8_lossy(&head);
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| format!("bad HTTP response from {url}"))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| format!("{url} did not answer in {timeout:?}"))?
+}
+
+/// The request as the JSON the HTTP hook and the event webhook send.
+pub fn request_json(req: &AuthRequest) -> String {
+    format!(
+        "{{\"action\":{},\"app\":{},\"stream\":{},\"query\":{},\"tc_url\":{},\"peer\":{}}}",
+        json_str(match req.action {
+            Action::Publish => "publish",
+            Action::Play => "play",
+        }),
+        json_str(&req.app),
+        json_str(&req.stream),
+        req.query.as_deref().map_or("null".into(), json_str),
+        req.tc_url.as_deref().map_or("null".into(), json_str),
+        json_str(&req.peer.to_string()),
+    )
+}
+
+/// Asks an HTTP endpoint: POSTs the request as JSON; a 2xx answer allows, anything else
+/// (or no answer within the timeout) denies.
+#[derive(Debug, Clone)]
+pub struct HttpHook {
+    url: String,
+    timeout: Duration,
+}
+
+impl HttpHook {
+    /// A hook at `url` (http://host:port/path) answering within `timeout`.
+    pub fn new(url: impl Into<String>, timeout: Duration) -> HttpHook {
+        HttpHook {
+            url: url.into(),
+            timeout,
+        }
+    }
+}
+
+impl Authorize for HttpHook {
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            match post_json(&self.url, &request_json(req), self.timeout).await {
+                Ok(code) if (200..300).contains(&code) => Ok(()),
+                Ok(code) => Err(format!("denied by hook ({code})")),
+                Err(e) => Err(format!("auth hook failed: {e}")),
+            }
+        })
+    }
+}
+
+/// Every authorizer must allow.
+#[derive(Default)]
+pub struct AllOf(pub Vec<std::sync::Arc<dyn Authorize>>);
+
+impl std::fmt::Debug for AllOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AllOf({} authorizers)", self.0.len())
+    }
+}
+
+impl Authorize for AllOf {
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            for a in &self.0 {
+                a.authorize(req).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(action: Action, query: Option<&str>) -> AuthRequest {
+        AuthRequest {
+            action,
+            app: "live".into(),
+            stream: "cam".into(),
+            query: query.map(str::to_owned),
+            tc_url: None,
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn static_keys() {
+        let k = StaticKeys::parse("# keys\nlive/cam s3cret\n\nlive/other x\n").unwrap();
+        assert!(k.check(&req(Action::Publish, Some("key=s3cret"))).is_ok());
+        assert!(
+            k.check(&req(Action::Publish, Some("a=1&key=s3cret")))
+                .is_ok()
+        );
+        assert!(k.check(&req(Action::Publish, Some("key=wrong"))).is_err());
+        assert!(k.check(&req(Action::Publish, None)).is_err());
+        assert!(k.check(&req(Action::Play, None)).is_ok());
+        assert!(StaticKeys::parse("nokey").is_err());
+        assert!(StaticKeys::parse("live/a b c").is_err());
+    }
+
+    #[test]
+    fn signed_keys() {
+        let s = SignedKeys::new(b"secret".to_vec(), false);
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let good = SignedKeys::sign(b"secret", "live", "cam", 1_000_060);
+        assert!(
+            s.check_at(&req(Action::Publish, Some(&format!("sign={good}"))), now)
+                .is_ok()
+        );
+        let later = UNIX_EPOCH + Duration::from_secs(1_000_061);
+        assert_eq!(
+            s.check_at(&req(Action::Publish, Some(&format!("sign={good}"))), later),
+            Err("signature expired".into())
+        );
+        let other = SignedKeys::sign(b"other", "live", "cam", 1_000_060);
+        assert!(
+            s.check_at(&req(Action::Publish, Some(&format!("sign={other}"))), now)
+                .is_err()
+        );
+        // Signed for another stream.
+        let cam2 = SignedKeys::sign(b"secret", "live", "cam2", 1_000_060);
+        assert!(
+            s.check_at(&req(Action::Publish, Some(&format!("sign={cam2}"))), now)
+                .is_err()
+        );
+        assert!(s.check_at(&req(Action::Publish, None), now).is_err());
+        assert!(
+            s.check_at(&req(Action::Publish, Some("sign=abc")), now)
+                .is_err()
+        );
+        // Play is open unless asked for.
+        assert!(s.check_at(&req(Action::Play, None), now).is_ok());
+        assert!(
+            SignedKeys::new(b"secret".to_vec(), true)
+                .check_at(&req(Action::Play, None), now)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn request_json_escapes() {
+        let mut r = req(Action::Publish, Some("key=\"x\""));
+        r.tc_url = Some("rtmp://h/live".into());
+        assert_eq!(
+            request_json(&r),
+            r#"{"action":"publish","app":"live","stream":"cam","query":"key=\"x\"","tc_url":"rtmp://h/live","peer":"127.0.0.1:1"}"#
+        );
+    }
+}
