@@ -69,6 +69,8 @@ pub mod hub;
 pub mod message;
 #[cfg(feature = "tokio")]
 pub mod net;
+#[cfg(feature = "tokio")]
+pub mod net_client;
 mod server;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};
