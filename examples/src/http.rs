@@ -57,15 +57,16 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-/// Serve `handler` on `listener` until `shutdown` completes; then stop accepting.
+/// Serve `handler` (given each request and the client's address) on `listener` until
+/// `shutdown` completes; then stop accepting.
 pub async fn serve<H>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
 where
-    H: Fn(&Request<Incoming>) -> HttpResponse + Send + Sync + 'static,
+    H: Fn(&Request<Incoming>, std::net::SocketAddr) -> HttpResponse + Send + Sync + 'static,
 {
     let handler = Arc::new(handler);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -80,7 +81,7 @@ where
         let handler = Arc::clone(&handler);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let resp = handler(&req);
+                let resp = handler(&req, peer);
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new()

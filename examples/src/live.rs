@@ -12,7 +12,7 @@ use videopick_flv::{
     VideoData,
 };
 use videopick_rtmp::auth::json_str;
-use videopick_rtmp::hub::{Hub, HubItem};
+use videopick_rtmp::hub::{Hub, HubItem, LiveEventKind};
 use videopick_rtmp::net::NetStats;
 
 use crate::http::{ChannelBody, HttpResponse, respond};
@@ -24,6 +24,7 @@ pub struct LiveHttp {
     rtmp: Arc<NetStats>,
     write_interval: Duration,
     http_viewers: Arc<std::sync::atomic::AtomicU64>,
+    api_token: Option<String>,
 }
 
 fn with_cors(mut r: HttpResponse) -> HttpResponse {
@@ -87,17 +88,35 @@ fn describe(meta: Option<&Tag>, video: Option<&Tag>, audio: Option<&Tag>) -> Str
 
 impl LiveHttp {
     /// HTTP routes over `hub`; `rtmp` are the RTMP server's counters (for `/metrics`).
-    pub fn new(hub: Hub, rtmp: Arc<NetStats>, write_interval: Duration) -> LiveHttp {
+    /// `api_token` guards `DELETE /api/streams/…` (`Authorization: Bearer <token>`); without
+    /// one, kicking is refused.
+    pub fn new(
+        hub: Hub,
+        rtmp: Arc<NetStats>,
+        write_interval: Duration,
+        api_token: Option<String>,
+    ) -> LiveHttp {
         LiveHttp {
             hub,
             rtmp,
             write_interval,
             http_viewers: Arc::default(),
+            api_token,
         }
     }
 
     /// Answer a request if it is one of ours.
-    pub fn route(&self, method: &Method, path: &str) -> Option<HttpResponse> {
+    pub fn route<B>(
+        &self,
+        req: &hyper::Request<B>,
+        peer: std::net::SocketAddr,
+    ) -> Option<HttpResponse> {
+        let (method, path) = (req.method(), req.uri().path());
+        if method == Method::DELETE
+            && let Some(key) = path.strip_prefix("/api/streams/")
+        {
+            return Some(with_cors(self.kick(req, key)));
+        }
         // URL paths are case-sensitive; `.flv` is the contract.
         #[allow(clippy::case_sensitive_file_extension_comparisons)]
         let ours = path.ends_with(".flv") || path.starts_with("/api/");
@@ -123,10 +142,41 @@ impl LiveHttp {
         if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
             return None;
         }
-        Some(with_cors(self.http_flv(key)))
+        Some(with_cors(self.http_flv(key, Some(peer))))
     }
 
-    fn http_flv(&self, key: &str) -> HttpResponse {
+    fn kick<B>(&self, req: &hyper::Request<B>, key: &str) -> HttpResponse {
+        let Some(token) = &self.api_token else {
+            return respond(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                "kicking needs --api-token on the server\n",
+            );
+        };
+        let given = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return respond(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "bad or missing bearer token\n",
+            );
+        }
+        if self.hub.kick(key) {
+            respond(StatusCode::NO_CONTENT, "text/plain", "")
+        } else {
+            respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("{key} is not live\n"),
+            )
+        }
+    }
+
+    fn http_flv(&self, key: &str, peer: Option<std::net::SocketAddr>) -> HttpResponse {
         let Some(mut sub) = self.hub.subscribe(key) else {
             return respond(
                 StatusCode::NOT_FOUND,
@@ -138,6 +188,9 @@ impl LiveHttp {
         let interval = self.write_interval;
         let viewers = self.http_viewers.clone();
         viewers.fetch_add(1, Ordering::Relaxed);
+        let hub = self.hub.clone();
+        let key = key.to_string();
+        hub.emit(LiveEventKind::Play, &key, "http-flv", peer);
         tokio::spawn(async move {
             let header = FlvHeader {
                 version: 1,
@@ -173,6 +226,7 @@ impl LiveHttp {
                 next_write = Instant::now() + interval;
             }
             viewers.fetch_sub(1, Ordering::Relaxed);
+            hub.emit(LiveEventKind::Stop, &key, "http-flv", peer);
         });
         let mut r = hyper::Response::new(http_body_util::BodyExt::boxed(body));
         let h = r.headers_mut();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
-use videopick_rtmp::auth::{AllOf, HttpHook, SignedKeys, StaticKeys};
+use videopick_rtmp::auth::{AllOf, HttpHook, SignedKeys, StaticKeys, spawn_event_webhook};
 use videopick_rtmp::hub::{Hub, HubConfig};
 use videopick_rtmp::net::{AllowAll, Authorize, NetConfig, RtmpServer};
 use videopick_storage::{RetentionPolicy, Storage, StorageOptions};
@@ -70,9 +70,36 @@ pub struct MediaArgs {
     /// Allow every publish and play even on public listeners (only behind another gate).
     #[arg(long, env = "VIDEOPICK_ALLOW_ALL")]
     pub allow_all: bool,
+    /// Lifecycle events (publish, unpublish, play, stop) are POSTed as JSON to this http://
+    /// URL, with retries.
+    #[arg(long, env = "VIDEOPICK_EVENT_HOOK")]
+    pub event_hook: Option<String>,
+    /// Bearer token that guards `DELETE /api/streams/<app>/<stream>` (kick a publisher).
+    #[arg(long, env = "VIDEOPICK_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Seconds a new connection has for the RTMP handshake and connect.
+    #[arg(long, env = "VIDEOPICK_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
 }
 
 impl MediaArgs {
+    /// The authorization to use: the one chosen, or allow-all when every listener is on
+    /// loopback; an error for public listeners without a choice.
+    fn authorization(&self) -> Result<Arc<dyn Authorize>, Box<dyn std::error::Error>> {
+        if let Some(a) = self.authorizer()? {
+            return Ok(a);
+        }
+        for (what, addr) in [("--rtmp", self.rtmp), ("--http", self.http)] {
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "{what} {addr} is not a loopback address: choose who may publish and play (--publish-keys, --sign-secret, --auth-hook, or --allow-all)"
+                )
+                .into());
+            }
+        }
+        Ok(Arc::new(AllowAll))
+    }
+
     /// The authorization the flags ask for; `None` when none was chosen.
     fn authorizer(&self) -> Result<Option<Arc<dyn Authorize>>, Box<dyn std::error::Error>> {
         let mut all: Vec<Arc<dyn Authorize>> = Vec::new();
@@ -99,20 +126,7 @@ impl MediaArgs {
 
 /// Run the media server until Ctrl-C or SIGTERM; `name` prefixes log lines.
 pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::Error>> {
-    // Without an authorization choice, publish/play are open: only on loopback.
-    let auth = if let Some(a) = args.authorizer()? {
-        a
-    } else {
-        for (what, addr) in [("--rtmp", args.rtmp), ("--http", args.http)] {
-            if !addr.ip().is_loopback() {
-                return Err(format!(
-                    "{what} {addr} is not a loopback address: choose who may publish and play (--publish-keys, --sign-secret, --auth-hook, or --allow-all)"
-                )
-                .into());
-            }
-        }
-        Arc::new(AllowAll)
-    };
+    let auth = args.authorization()?;
     let options = StorageOptions::default()
         .min_free_bytes(args.min_free_bytes)
         .tmp_ttl(Duration::from_secs(args.tmp_ttl_secs));
@@ -139,10 +153,20 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
         args.rtmp,
         hub.clone(),
         auth,
-        NetConfig::default().write_interval(write_interval),
+        NetConfig::default()
+            .write_interval(write_interval)
+            .handshake_timeout(Duration::from_secs(args.handshake_timeout_secs)),
     )
     .await?;
-    let live = LiveHttp::new(hub.clone(), rtmp.stats(), write_interval);
+    let live = LiveHttp::new(
+        hub.clone(),
+        rtmp.stats(),
+        write_interval,
+        args.api_token.clone(),
+    );
+    if let Some(url) = &args.event_hook {
+        spawn_event_webhook(&hub, url.clone());
+    }
     let http = tokio::net::TcpListener::bind(args.http).await?;
     println!("{name}: storage {}", storage.root().display());
     println!("{name}: rtmp on rtmp://{}", rtmp.local_addr()?);
@@ -164,9 +188,9 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
         }
     });
 
-    let handler = move |req: &hyper::Request<hyper::body::Incoming>| {
+    let handler = move |req: &hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
         let path = req.uri().path();
-        if let Some(r) = live.route(req.method(), path) {
+        if let Some(r) = live.route(req, peer) {
             return r;
         }
         match (req.method(), path) {

@@ -284,6 +284,44 @@ impl Authorize for AllOf {
     }
 }
 
+/// Post every lifecycle event of `hub` to `url` as JSON (`{"event","key","protocol","peer",
+/// "at_ms"}`), retrying up to 3 times with backoff (0.5 s, 1 s, 2 s); gives up on an event
+/// after that. Runs until the hub is dropped.
+pub fn spawn_event_webhook(hub: &crate::hub::Hub, url: String) -> tokio::task::JoinHandle<()> {
+    let mut rx = hub.events();
+    tokio::spawn(async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let at_ms = ev
+                .at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let body = format!(
+                "{{\"event\":{},\"key\":{},\"protocol\":{},\"peer\":{},\"at_ms\":{at_ms}}}",
+                json_str(ev.kind.as_str()),
+                json_str(&ev.key),
+                json_str(ev.protocol),
+                ev.peer.map_or("null".into(), |p| json_str(&p.to_string())),
+            );
+            let mut backoff = Duration::from_millis(500);
+            for attempt in 0..4 {
+                match post_json(&url, &body, Duration::from_secs(5)).await {
+                    Ok(code) if (200..300).contains(&code) => break,
+                    _ if attempt < 3 => {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

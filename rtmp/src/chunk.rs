@@ -70,7 +70,8 @@ pub struct RawMessage {
 pub struct ChunkLimits {
     /// Largest chunk size the peer may set (default 64 KiB; the protocol allows 2³¹ − 1).
     pub max_chunk_size: u32,
-    /// Largest message (default 16 MiB − 1, the most the 24-bit length can say).
+    /// Largest message (default 8 MiB, far above any real video frame; the 24-bit length
+    /// field allows up to 16 MiB − 1).
     pub max_message_size: u32,
     /// Most chunk streams with state at once (default 64).
     pub max_chunk_streams: usize,
@@ -80,7 +81,7 @@ impl Default for ChunkLimits {
     fn default() -> Self {
         ChunkLimits {
             max_chunk_size: 65_536,
-            max_message_size: EXT,
+            max_message_size: 8 << 20,
             max_chunk_streams: 64,
         }
     }

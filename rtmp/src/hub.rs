@@ -220,6 +220,8 @@ struct StreamInner {
     live_edge: AtomicU32,
     stats: StreamStats,
     created: Instant,
+    /// Wakes the current publisher's connection when the stream is kicked.
+    kick: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -274,6 +276,47 @@ struct HubInner {
     config: HubConfig,
     streams: Mutex<HashMap<String, Arc<StreamInner>>>,
     next_publisher: AtomicU64,
+    events: broadcast::Sender<LiveEvent>,
+}
+
+/// What happened, for the in-process event channel and webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveEventKind {
+    /// A publisher started.
+    Publish,
+    /// A publisher stopped.
+    Unpublish,
+    /// A viewer started.
+    Play,
+    /// A viewer stopped.
+    Stop,
+}
+
+impl LiveEventKind {
+    /// Lower-case name (`publish`, `unpublish`, `play`, `stop`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveEventKind::Publish => "publish",
+            LiveEventKind::Unpublish => "unpublish",
+            LiveEventKind::Play => "play",
+            LiveEventKind::Stop => "stop",
+        }
+    }
+}
+
+/// A lifecycle event of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveEvent {
+    /// What happened.
+    pub kind: LiveEventKind,
+    /// `app/stream`.
+    pub key: String,
+    /// `rtmp` or `http-flv`.
+    pub protocol: &'static str,
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// When.
+    pub at: std::time::SystemTime,
 }
 
 /// The hub. Cheap to clone.
@@ -296,6 +339,7 @@ impl Hub {
                 config,
                 streams: Mutex::new(HashMap::new()),
                 next_publisher: AtomicU64::new(1),
+                events: broadcast::channel(1024).0,
             }),
         }
     }
@@ -303,6 +347,40 @@ impl Hub {
     /// The configuration.
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// Lifecycle events (bounded: a receiver that falls 1024 events behind loses the oldest).
+    pub fn events(&self) -> broadcast::Receiver<LiveEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Report a lifecycle event to every [`Hub::events`] receiver.
+    pub fn emit(
+        &self,
+        kind: LiveEventKind,
+        key: &str,
+        protocol: &'static str,
+        peer: Option<std::net::SocketAddr>,
+    ) {
+        let _ = self.inner.events.send(LiveEvent {
+            kind,
+            key: key.to_string(),
+            protocol,
+            peer,
+            at: std::time::SystemTime::now(),
+        });
+    }
+
+    /// Ask the publisher of `key` to stop (its connection ends). True if it was live.
+    pub fn kick(&self, key: &str) -> bool {
+        let Some(stream) = lock(&self.inner.streams).get(key).cloned() else {
+            return false;
+        };
+        let live = lock(&stream.state).publisher.is_some();
+        if live {
+            stream.kick.notify_waiters();
+        }
+        live
     }
 
     /// Start publishing `key`. Fails if another publisher holds it. A stream whose
@@ -320,6 +398,7 @@ impl Hub {
                     live_edge: AtomicU32::new(0),
                     stats: StreamStats::default(),
                     created: Instant::now(),
+                    kick: tokio::sync::Notify::new(),
                 })
             })
             .clone();
@@ -404,6 +483,11 @@ impl Publisher {
     /// The stream key.
     pub fn key(&self) -> &str {
         &self.stream.key
+    }
+
+    /// Completes when [`Hub::kick`] is called for this stream.
+    pub async fn kicked(&self) {
+        self.stream.kick.notified().await;
     }
 
     /// Publish a tag: update the caches and broadcast it to every subscriber.

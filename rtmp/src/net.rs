@@ -19,7 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::hub::{
-    Hub, HubItem, Publisher, SHARED_CHUNK_SIZE, SHARED_STREAM_ID, Subscription, SubscriptionEnd,
+    Hub, HubItem, LiveEventKind, Publisher, SHARED_CHUNK_SIZE, SHARED_STREAM_ID, Subscription,
+    SubscriptionEnd,
 };
 use crate::server::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
 
@@ -164,15 +165,26 @@ impl std::fmt::Debug for RtmpServer {
 }
 
 impl RtmpServer {
-    /// Bind `addr` for `hub`, deciding publishes and plays with `auth`.
+    /// Bind `addr` for `hub`, deciding publishes and plays with `auth`. Must run inside a
+    /// tokio runtime (the listener registers with its reactor).
+    #[allow(clippy::unused_async)] // async keeps it in a runtime and leaves room for DNS
     pub async fn bind(
         addr: SocketAddr,
         hub: Hub,
         auth: Arc<dyn Authorize>,
         config: NetConfig,
     ) -> std::io::Result<RtmpServer> {
+        // A deep accept queue: connection bursts (a stream going viral, a reconnect storm)
+        // must not be dropped by the kernel before we can accept them.
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
         Ok(RtmpServer {
-            listener: TcpListener::bind(addr).await?,
+            listener: socket.listen(4096)?,
             ctx: Arc::new(Ctx {
                 hub,
                 auth,
@@ -264,6 +276,25 @@ struct Conn {
 }
 
 impl Conn {
+    /// Detach the publisher (its viewers are told) and report it.
+    fn end_publish(&mut self, ctx: &Ctx) {
+        if let Some((_, p)) = self.publisher.take() {
+            let key = p.key().to_string();
+            drop(p);
+            ctx.hub
+                .emit(LiveEventKind::Unpublish, &key, "rtmp", Some(self.peer));
+        }
+    }
+
+    /// Detach the player and report it.
+    fn end_play(&mut self, ctx: &Ctx) {
+        if let Some((_, sub)) = self.player.take() {
+            ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+            ctx.hub
+                .emit(LiveEventKind::Stop, sub.key(), "rtmp", Some(self.peer));
+        }
+    }
+
     async fn flush(&mut self, stats: &NetStats) -> std::io::Result<()> {
         while let Some(b) = self.session.poll_transmit() {
             self.pending_writes.push(b);
@@ -299,6 +330,65 @@ impl Conn {
         Ok(())
     }
 
+    fn auth_request(&self, action: Action, name: &str, query: Option<&String>) -> AuthRequest {
+        AuthRequest {
+            action,
+            app: self.app.clone(),
+            stream: name.to_string(),
+            query: query.cloned(),
+            tc_url: self.tc_url.clone(),
+            peer: self.peer,
+        }
+    }
+
+    async fn on_publish(&mut self, ctx: &Ctx, req: &crate::PublishRequest) -> crate::Result<()> {
+        let auth = self.auth_request(Action::Publish, &req.name, req.query.as_ref());
+        if let Err(why) = ctx.auth.authorize(&auth).await {
+            return self
+                .session
+                .reject_publish(req.id, &PublishRejection::Unauthorized(why));
+        }
+        let key = format!("{}/{}", self.app, req.name);
+        if self.publisher.is_some() {
+            return self
+                .session
+                .reject_publish(req.id, &PublishRejection::BadName);
+        }
+        match ctx.hub.publish(&key) {
+            Ok(p) => {
+                self.session.accept_publish(req.id)?;
+                ctx.hub
+                    .emit(LiveEventKind::Publish, &key, "rtmp", Some(self.peer));
+                self.publisher = Some((req.stream_id, p));
+                Ok(())
+            }
+            Err(_) => self
+                .session
+                .reject_publish(req.id, &PublishRejection::BadName),
+        }
+    }
+
+    async fn on_play(&mut self, ctx: &Ctx, req: &crate::PlayRequest) -> crate::Result<()> {
+        let auth = self.auth_request(Action::Play, &req.name, req.query.as_ref());
+        if let Err(why) = ctx.auth.authorize(&auth).await {
+            return self.session.reject_play(req.id, &why);
+        }
+        let key = format!("{}/{}", self.app, req.name);
+        match (self.player.is_some(), ctx.hub.subscribe(&key)) {
+            (false, Some(sub)) => {
+                self.session.accept_play(req.id)?;
+                ctx.stats.players.fetch_add(1, Ordering::Relaxed);
+                ctx.hub
+                    .emit(LiveEventKind::Play, &key, "rtmp", Some(self.peer));
+                self.player = Some((req.stream_id, sub));
+                Ok(())
+            }
+            _ => self
+                .session
+                .reject_play(req.id, &format!("{key} is not live")),
+        }
+    }
+
     async fn handle_events(&mut self, ctx: &Ctx, buf: &mut BytesMut) -> crate::Result<()> {
         loop {
             let mut answered = false;
@@ -312,61 +402,11 @@ impl Conn {
                     }
                     ServerEvent::Publish(req) => {
                         answered = true;
-                        let auth = AuthRequest {
-                            action: Action::Publish,
-                            app: self.app.clone(),
-                            stream: req.name.clone(),
-                            query: req.query.clone(),
-                            tc_url: self.tc_url.clone(),
-                            peer: self.peer,
-                        };
-                        if let Err(why) = ctx.auth.authorize(&auth).await {
-                            self.session
-                                .reject_publish(req.id, &PublishRejection::Unauthorized(why))?;
-                            continue;
-                        }
-                        let key = format!("{}/{}", self.app, req.name);
-                        if self.publisher.is_some() {
-                            self.session
-                                .reject_publish(req.id, &PublishRejection::BadName)?;
-                            continue;
-                        }
-                        match ctx.hub.publish(&key) {
-                            Ok(p) => {
-                                self.session.accept_publish(req.id)?;
-                                self.publisher = Some((req.stream_id, p));
-                            }
-                            Err(_) => {
-                                self.session
-                                    .reject_publish(req.id, &PublishRejection::BadName)?;
-                            }
-                        }
+                        self.on_publish(ctx, &req).await?;
                     }
                     ServerEvent::Play(req) => {
                         answered = true;
-                        let auth = AuthRequest {
-                            action: Action::Play,
-                            app: self.app.clone(),
-                            stream: req.name.clone(),
-                            query: req.query.clone(),
-                            tc_url: self.tc_url.clone(),
-                            peer: self.peer,
-                        };
-                        if let Err(why) = ctx.auth.authorize(&auth).await {
-                            self.session.reject_play(req.id, &why)?;
-                            continue;
-                        }
-                        let key = format!("{}/{}", self.app, req.name);
-                        match (self.player.is_some(), ctx.hub.subscribe(&key)) {
-                            (false, Some(sub)) => {
-                                self.session.accept_play(req.id)?;
-                                ctx.stats.players.fetch_add(1, Ordering::Relaxed);
-                                self.player = Some((req.stream_id, sub));
-                            }
-                            _ => self
-                                .session
-                                .reject_play(req.id, &format!("{key} is not live"))?,
-                        }
+                        self.on_play(ctx, &req).await?;
                     }
                     ServerEvent::Media { stream_id, tag } => {
                         if let Some((sid, p)) = &mut self.publisher
@@ -381,13 +421,12 @@ impl Conn {
                             .as_ref()
                             .is_some_and(|(s, _)| *s == stream_id) =>
                     {
-                        self.publisher = None;
+                        self.end_publish(ctx);
                     }
                     ServerEvent::PlayStop { stream_id }
                         if self.player.as_ref().is_some_and(|(s, _)| *s == stream_id) =>
                     {
-                        self.player = None;
-                        ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+                        self.end_play(ctx);
                     }
                     _ => {}
                 }
@@ -425,11 +464,9 @@ async fn connection(
     if result.is_err() {
         ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
     }
-    if conn.player.take().is_some() {
-        ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
-    }
+    conn.end_play(&ctx);
     // Dropping the publisher tells its viewers.
-    conn.publisher = None;
+    conn.end_publish(&ctx);
     let _ = conn.flush(&ctx.stats).await;
     let _ = conn.wr.shutdown().await;
     ctx.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
@@ -482,17 +519,27 @@ async fn run(
             .poll_timeout()
             .map_or(deadline, |t| t.min(deadline));
         let playing = conn.player.is_some();
+        let publishing = conn.publisher.is_some();
         let now = Instant::now();
         tokio::select! {
             biased;
+            () = async { conn.publisher.as_ref().expect("guarded").1.kicked().await }, if publishing => {
+                if let Some(sid) = conn.publisher.as_ref().map(|(s, _)| *s) {
+                    conn.session.kick(sid, "stopped by the server");
+                }
+                conn.end_publish(ctx);
+                conn.flush(&ctx.stats).await?;
+                return Ok(());
+            }
             _ = stop.changed() => {
                 // Graceful end: tell the peer, then FIN.
-                if let Some((sid, _)) = conn.player.take() {
+                if let Some(sid) = conn.player.as_ref().map(|(s, _)| *s) {
                     conn.session.notify_unpublish(sid);
-                    ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+                    conn.end_play(ctx);
                 }
-                if let Some((sid, _)) = conn.publisher.take() {
+                if let Some(sid) = conn.publisher.as_ref().map(|(s, _)| *s) {
                     conn.session.kick(sid, "server shutting down");
+                    conn.end_publish(ctx);
                 }
                 conn.flush(&ctx.stats).await?;
                 return Ok(());
@@ -531,8 +578,7 @@ async fn run(
                     }
                     Err(SubscriptionEnd::TooSlow) => return Err(End::Timeout),
                     Err(SubscriptionEnd::Ended) => {
-                        conn.player = None;
-                        ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+                        conn.end_play(ctx);
                         conn.flush(&ctx.stats).await?;
                         return Ok(());
                     }

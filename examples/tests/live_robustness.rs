@@ -1,0 +1,392 @@
+//! `media-server` under stress: republish within the grace period keeps an HTTP-FLV viewer,
+//! kicking via the API, lifecycle webhook, and hostile clients (garbage handshake, huge
+//! chunk size, oversized message, 10,000 idle connections) that must not disturb a running
+//! stream.
+
+// One long end-to-end story; byte counting of a few hundred marks needs no crate.
+#![allow(clippy::too_many_lines, clippy::naive_bytecount)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
+use videopick_rtmp::net_client::{RtmpClient, RtmpPublisher};
+
+struct Server {
+    child: Child,
+    rtmp: String,
+    http: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(storage: &std::path::Path, hook: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_media-server"))
+        .args([
+            "--storage",
+            storage.to_str().unwrap(),
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--republish-grace-secs",
+            "4",
+            "--api-token",
+            "t0ken",
+            "--handshake-timeout-secs",
+            "2",
+        ])
+        .args(["--event-hook", hook])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut rtmp, mut http) = (String::new(), String::new());
+    while rtmp.is_empty() || http.is_empty() {
+        let line = lines.next().expect("media-server exited early").unwrap();
+        if let Some(a) = line.strip_prefix("media-server: rtmp on rtmp://") {
+            rtmp = a.to_string();
+        } else if let Some(a) = line.strip_prefix("media-server: listening on http://") {
+            http = a.to_string();
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, rtmp, http }
+}
+
+/// A tiny HTTP endpoint recording POST bodies (the event webhook target).
+fn event_sink() -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", l.local_addr().unwrap());
+    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+    let b = bodies.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = vec![0u8; 8192];
+            let mut got = Vec::new();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        b.lock().unwrap().push(body.to_string());
+                        break;
+                    }
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
+fn http(addr: &str, method: &str, path: &str, extra: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    (
+        resp[9..12].parse().unwrap(),
+        resp.split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+fn headers() -> Vec<Tag> {
+    vec![
+        Tag::new(
+            TagKind::Video,
+            0,
+            &b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f\xff\xe1\x00\x00\x01\x00\x00"[..],
+        ),
+        Tag::new(TagKind::Audio, 0, &b"\xaf\x00\x12\x10"[..]),
+    ]
+}
+
+/// Frame `i` (25 fps, key every second) whose payload bytes are all `mark`.
+fn frame(i: u32, mark: u8) -> Tag {
+    let key = i.is_multiple_of(25);
+    let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    v.extend(std::iter::repeat_n(mark, 2000));
+    Tag::new(TagKind::Video, i * 40, Bytes::from(v))
+}
+
+async fn publisher(rtmp: &str, key: &str) -> RtmpPublisher {
+    let url = format!("rtmp://{rtmp}/live/{key}");
+    let mut p = RtmpClient::connect(&url, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .publish()
+        .await
+        .unwrap();
+    for t in headers() {
+        p.send(&t).await.unwrap();
+    }
+    p
+}
+
+async fn send_frames(p: &mut RtmpPublisher, n: u32, mark: u8) {
+    let start = Instant::now();
+    for i in 0..n {
+        tokio::time::sleep_until((start + Duration::from_millis(u64::from(i) * 40)).into()).await;
+        if p.send(&frame(i, mark)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Read an HTTP/1.0 (close-delimited) HTTP-FLV body and collect the payload marks of
+/// coded video tags until the body ends.
+async fn http_flv_marks(addr: String, key: &str) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!("GET /live/{key}.flv HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut body: Option<BytesMut> = None;
+    let mut demux = FlvDemuxer::new();
+    let mut marks = Vec::new();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            return marks;
+        }
+        if let Some(b) = &mut body {
+            b.extend_from_slice(&buf[..n]);
+        } else {
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                assert!(
+                    raw.starts_with(b"HTTP/1.1 200") || raw.starts_with(b"HTTP/1.0 200"),
+                    "{}",
+                    String::from_utf8_lossy(&raw)
+                );
+                body = Some(BytesMut::from(&raw[at + 4..]));
+            }
+        }
+        if let Some(b) = &mut body {
+            while let Some(item) = demux.decode(b).unwrap() {
+                if let FlvItem::Tag(t) = item
+                    && t.kind == TagKind::Video
+                    && t.data[1] == 1
+                {
+                    marks.push(t.data[5]);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republish_kick_events_and_hostile_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, events) = event_sink();
+    let server = start_server(&dir.path().join("data"), &hook);
+
+    // --- Republish within the grace period keeps an HTTP-FLV viewer receiving.
+    let mut a = publisher(&server.rtmp, "cam").await;
+    let viewer = tokio::spawn(http_flv_marks(server.http.clone(), "cam"));
+    send_frames(&mut a, 50, 0xA0).await;
+    a.finish().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut b = publisher(&server.rtmp, "cam").await;
+    send_frames(&mut b, 50, 0xB0).await;
+    b.finish().await.unwrap();
+    let marks = tokio::time::timeout(Duration::from_secs(20), viewer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        marks.iter().filter(|&&m| m == 0xA0).count() >= 40,
+        "first publisher's frames: {marks:?}"
+    );
+    assert_eq!(
+        marks.iter().filter(|&&m| m == 0xB0).count(),
+        50,
+        "the republished frames must reach the same viewer"
+    );
+
+    // --- Kick through the API: token required.
+    let mut c = publisher(&server.rtmp, "kickme").await;
+    send_frames(&mut c, 5, 0xC0).await;
+    assert_eq!(
+        http(&server.http, "DELETE", "/api/streams/live/kickme", "").0,
+        401
+    );
+    assert_eq!(
+        http(
+            &server.http,
+            "DELETE",
+            "/api/streams/live/kickme",
+            "Authorization: Bearer t0ken\r\n"
+        )
+        .0,
+        204
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http(&server.http, "GET", "/api/streams", "")
+        .1
+        .contains("live/kickme")
+    {
+        assert!(Instant::now() < deadline, "kicked stream still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        http(
+            &server.http,
+            "DELETE",
+            "/api/streams/live/kickme",
+            "Authorization: Bearer t0ken\r\n"
+        )
+        .0,
+        404
+    );
+    drop(c);
+
+    // --- Hostile clients while a stream runs with an RTMP viewer.
+    let mut d = publisher(&server.rtmp, "steady").await;
+    let url = format!("rtmp://{}/live/steady", server.rtmp);
+    let mut player = RtmpClient::connect(&url, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .play()
+        .await
+        .unwrap();
+    let counter = tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok(Some(t)) = player.next_tag().await {
+            if t.kind == TagKind::Video && t.data[1] == 1 {
+                n += 1;
+            }
+        }
+        n
+    });
+    let feeder = tokio::spawn(async move {
+        send_frames(&mut d, 200, 0xD0).await;
+        d.finish().await.unwrap();
+    });
+
+    let rtmp = server.rtmp.clone();
+    let closes_cleanly = |payload: Vec<u8>| {
+        let rtmp = rtmp.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&rtmp).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut s, &payload)
+                .await
+                .unwrap();
+            let mut sink = Vec::new();
+            // The server answers what it can, then closes: read until EOF (not a reset).
+            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink))
+                .await
+                .expect("server did not close the connection")
+                .expect("connection reset instead of closed");
+        }
+    };
+    // Garbage instead of a handshake.
+    closes_cleanly(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
+    // A valid handshake, then Set Chunk Size 2^31, then a message of 12 MB.
+    for msg in [
+        vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0x80, 0, 0, 0],
+        vec![0x03, 0, 0, 0, 0xc0, 0, 0, 20, 0, 0, 0, 0],
+    ] {
+        let mut hs = videopick_rtmp::handshake::ClientHandshake::new(0, 9, false);
+        let mut bytes = hs.poll_transmit().unwrap().to_vec();
+        // Simple handshake: C2 may be anything of the right size for our server.
+        bytes.extend_from_slice(&[0u8; videopick_rtmp::handshake::HANDSHAKE_SIZE]);
+        bytes.extend_from_slice(&msg);
+        closes_cleanly(bytes).await;
+    }
+
+    // 10,000 idle connections that never handshake: each is closed after the handshake
+    // timeout (2 s), cleanly.
+    let mut idle = tokio::task::JoinSet::new();
+    for i in 0..10_000 {
+        if i % 500 == 0 {
+            // Ramp up: the listen backlog is finite, as it is for real clients.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let rtmp = rtmp.clone();
+        idle.spawn(async move {
+            let mut s = match tokio::net::TcpStream::connect(&rtmp).await {
+                Ok(s) => s,
+                Err(e) => return Err(format!("connect: {e}")),
+            };
+            let mut b = [0u8; 16];
+            match tokio::time::timeout(Duration::from_secs(30), s.read(&mut b)).await {
+                Ok(Ok(0)) => Ok(()),
+                Ok(Ok(n)) => Err(format!("{n} unexpected bytes")),
+                Ok(Err(e)) => Err(format!("read: {e}")),
+                Err(_) => Err("never closed".into()),
+            }
+        });
+    }
+    let mut failures = std::collections::BTreeMap::<String, usize>::new();
+    while let Some(r) = idle.join_next().await {
+        if let Err(e) = r.unwrap() {
+            *failures.entry(e).or_default() += 1;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "idle connections not closed cleanly: {failures:?}"
+    );
+
+    feeder.await.unwrap();
+    let frames = tokio::time::timeout(Duration::from_secs(20), counter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        frames, 200,
+        "the running stream's viewer must get every frame"
+    );
+
+    // The webhook saw the lifecycle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ev = events.lock().unwrap().join("\n");
+    for needle in [
+        "\"event\":\"publish\",\"key\":\"live/cam\",\"protocol\":\"rtmp\"",
+        "\"event\":\"unpublish\",\"key\":\"live/cam\"",
+        "\"event\":\"play\",\"key\":\"live/cam\",\"protocol\":\"http-flv\"",
+        "\"event\":\"stop\",\"key\":\"live/cam\",\"protocol\":\"http-flv\"",
+        "\"event\":\"play\",\"key\":\"live/steady\",\"protocol\":\"rtmp\"",
+    ] {
+        assert!(ev.contains(needle), "missing {needle} in\n{ev}");
+    }
+}
