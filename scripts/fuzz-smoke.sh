@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Run every fuzz target briefly (default 10 s each) from its committed seeds: a smoke test
+# Run every fuzz target briefly (default 5 s each) from its committed seeds: a smoke test
 # for CI. Long runs: RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/seeds/<target> -- -max_total_time=600
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
-secs="${FUZZ_SECONDS:-10}"
+secs="${FUZZ_SECONDS:-5}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 targets=$(cargo fuzz list)

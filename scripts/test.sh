@@ -50,7 +50,7 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 say "cargo test (workspace, all features)"
 cargo test --workspace --all-features
 
-say "fuzz smoke (every target, ${FUZZ_SECONDS:-10}s each)"
+say "fuzz smoke (every target, ${FUZZ_SECONDS:-5}s each)"
 ./scripts/fuzz-smoke.sh
 
 say "cargo doc (warnings denied)"

@@ -6,65 +6,17 @@
 // One long end-to-end story; byte counting of a few hundred marks needs no crate.
 #![allow(clippy::too_many_lines, clippy::naive_bytecount)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use common::{http, http_flv_marks, publisher, send_frames, start_server};
 use tokio::io::AsyncReadExt;
-use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
-use videopick_rtmp::net_client::{RtmpClient, RtmpPublisher};
-
-struct Server {
-    child: Child,
-    rtmp: String,
-    http: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(storage: &std::path::Path, hook: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_media-server"))
-        .args([
-            "--storage",
-            storage.to_str().unwrap(),
-            "--rtmp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--republish-grace-secs",
-            "4",
-            "--api-token",
-            "t0ken",
-            "--handshake-timeout-secs",
-            "2",
-        ])
-        .args(["--event-hook", hook])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut rtmp, mut http) = (String::new(), String::new());
-    while rtmp.is_empty() || http.is_empty() {
-        let line = lines.next().expect("media-server exited early").unwrap();
-        if let Some(a) = line.strip_prefix("media-server: rtmp on rtmp://") {
-            rtmp = a.to_string();
-        } else if let Some(a) = line.strip_prefix("media-server: listening on http://") {
-            http = a.to_string();
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, rtmp, http }
-}
+use videopick_flv::TagKind;
+use videopick_rtmp::net_client::RtmpClient;
 
 /// A tiny HTTP endpoint recording POST bodies (the event webhook target).
 fn event_sink() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -105,119 +57,23 @@ fn event_sink() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, bodies)
 }
 
-fn http(addr: &str, method: &str, path: &str, extra: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    (
-        resp[9..12].parse().unwrap(),
-        resp.split_once("\r\n\r\n")
-            .map(|x| x.1.to_string())
-            .unwrap_or_default(),
-    )
-}
-
-fn headers() -> Vec<Tag> {
-    vec![
-        Tag::new(
-            TagKind::Video,
-            0,
-            &b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f\xff\xe1\x00\x00\x01\x00\x00"[..],
-        ),
-        Tag::new(TagKind::Audio, 0, &b"\xaf\x00\x12\x10"[..]),
-    ]
-}
-
-/// Frame `i` (25 fps, key every second) whose payload bytes are all `mark`.
-fn frame(i: u32, mark: u8) -> Tag {
-    let key = i.is_multiple_of(25);
-    let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-    v.extend(std::iter::repeat_n(mark, 2000));
-    Tag::new(TagKind::Video, i * 40, Bytes::from(v))
-}
-
-async fn publisher(rtmp: &str, key: &str) -> RtmpPublisher {
-    let url = format!("rtmp://{rtmp}/live/{key}");
-    let mut p = RtmpClient::connect(&url, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .publish()
-        .await
-        .unwrap();
-    for t in headers() {
-        p.send(&t).await.unwrap();
-    }
-    p
-}
-
-async fn send_frames(p: &mut RtmpPublisher, n: u32, mark: u8) {
-    let start = Instant::now();
-    for i in 0..n {
-        tokio::time::sleep_until((start + Duration::from_millis(u64::from(i) * 40)).into()).await;
-        if p.send(&frame(i, mark)).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Read an HTTP/1.0 (close-delimited) HTTP-FLV body and collect the payload marks of
-/// coded video tags until the body ends.
-async fn http_flv_marks(addr: String, key: &str) -> Vec<u8> {
-    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let req = format!("GET /live/{key}.flv HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    let mut body: Option<BytesMut> = None;
-    let mut demux = FlvDemuxer::new();
-    let mut marks = Vec::new();
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        if n == 0 {
-            return marks;
-        }
-        if let Some(b) = &mut body {
-            b.extend_from_slice(&buf[..n]);
-        } else {
-            raw.extend_from_slice(&buf[..n]);
-            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                assert!(
-                    raw.starts_with(b"HTTP/1.1 200") || raw.starts_with(b"HTTP/1.0 200"),
-                    "{}",
-                    String::from_utf8_lossy(&raw)
-                );
-                body = Some(BytesMut::from(&raw[at + 4..]));
-            }
-        }
-        if let Some(b) = &mut body {
-            while let Some(item) = demux.decode(b).unwrap() {
-                if let FlvItem::Tag(t) = item
-                    && t.kind == TagKind::Video
-                    && t.data[1] == 1
-                {
-                    marks.push(t.data[5]);
-                }
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn republish_kick_events_and_hostile_clients() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, events) = event_sink();
-    let server = start_server(&dir.path().join("data"), &hook);
+    let server = start_server(
+        &dir.path().join("data"),
+        &[
+            "--republish-grace-secs",
+            "4",
+            "--api-token",
+            "t0ken",
+            "--handshake-timeout-secs",
+            "2",
+            "--event-hook",
+            &hook,
+        ],
+    );
 
     // --- Republish within the grace period keeps an HTTP-FLV viewer receiving.
     let mut a = publisher(&server.rtmp, "cam").await;

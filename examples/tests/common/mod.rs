@@ -1,0 +1,197 @@
+//! Helpers shared by the `media-server` end-to-end tests.
+#![allow(dead_code)] // each test file uses a subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
+use videopick_rtmp::net_client::{RtmpClient, RtmpPublisher};
+
+/// A running `media-server`, killed on drop.
+pub(crate) struct Server {
+    /// The process.
+    pub(crate) child: Child,
+    /// RTMP address.
+    pub(crate) rtmp: String,
+    /// HTTP address.
+    pub(crate) http: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the `media-server` binary on free ports with `extra` flags.
+pub(crate) fn start_server(storage: &std::path::Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_media-server"))
+        .args([
+            "--storage",
+            storage.to_str().unwrap(),
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut rtmp, mut http) = (String::new(), String::new());
+    while rtmp.is_empty() || http.is_empty() {
+        let line = lines.next().expect("media-server exited early").unwrap();
+        if let Some(a) = line.strip_prefix("media-server: rtmp on rtmp://") {
+            rtmp = a.to_string();
+        } else if let Some(a) = line.strip_prefix("media-server: listening on http://") {
+            http = a.to_string();
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, rtmp, http }
+}
+
+/// One HTTP/1.1 request; (status, body).
+pub(crate) fn http(addr: &str, method: &str, path: &str, extra: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    (
+        resp[9..12].parse().unwrap(),
+        resp.split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// AVC and AAC sequence headers.
+pub(crate) fn headers() -> Vec<Tag> {
+    vec![
+        Tag::new(
+            TagKind::Video,
+            0,
+            &b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f\xff\xe1\x00\x00\x01\x00\x00"[..],
+        ),
+        Tag::new(TagKind::Audio, 0, &b"\xaf\x00\x12\x10"[..]),
+    ]
+}
+
+/// Frame `i` (25 fps, key every second) whose payload bytes are all `mark`.
+pub(crate) fn frame(i: u32, mark: u8) -> Tag {
+    frame_sized(i, mark, 2000)
+}
+
+/// Frame `i` with `size` payload bytes all equal to `mark`.
+pub(crate) fn frame_sized(i: u32, mark: u8, size: usize) -> Tag {
+    let key = i.is_multiple_of(25);
+    let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    v.extend(std::iter::repeat_n(mark, size));
+    Tag::new(TagKind::Video, i * 40, Bytes::from(v))
+}
+
+/// Connect, publish `live/<key>` and send the sequence headers.
+pub(crate) async fn publisher(rtmp: &str, key: &str) -> RtmpPublisher {
+    let url = format!("rtmp://{rtmp}/live/{key}");
+    let mut p = RtmpClient::connect(&url, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .publish()
+        .await
+        .unwrap();
+    for t in headers() {
+        p.send(&t).await.unwrap();
+    }
+    p
+}
+
+/// Send `n` frames in real time (25 fps).
+pub(crate) async fn send_frames(p: &mut RtmpPublisher, n: u32, mark: u8) {
+    send_frames_sized(p, n, mark, 2000, |_, _| {}).await;
+}
+
+/// Send `n` frames of `size` bytes in real time, calling `on_send(timestamp, instant)`.
+pub(crate) async fn send_frames_sized(
+    p: &mut RtmpPublisher,
+    n: u32,
+    mark: u8,
+    size: usize,
+    on_send: impl Fn(u32, Instant),
+) {
+    let start = Instant::now();
+    for i in 0..n {
+        tokio::time::sleep_until((start + Duration::from_millis(u64::from(i) * 40)).into()).await;
+        let f = frame_sized(i, mark, size);
+        on_send(f.timestamp, Instant::now());
+        if p.send(&f).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Read an HTTP/1.0 (close-delimited) HTTP-FLV body and collect the payload marks of
+/// coded video tags until the body ends.
+pub(crate) async fn http_flv_marks(addr: String, key: &str) -> Vec<u8> {
+    http_flv_frames(addr, key)
+        .await
+        .into_iter()
+        .map(|(t, _)| t.data[5])
+        .collect()
+}
+
+/// Read an HTTP/1.0 HTTP-FLV body until it ends: coded video tags with their arrival time.
+pub(crate) async fn http_flv_frames(addr: String, key: &str) -> Vec<(Tag, Instant)> {
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!("GET /live/{key}.flv HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut body: Option<BytesMut> = None;
+    let mut demux = FlvDemuxer::new();
+    let mut marks = Vec::new();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            return marks;
+        }
+        if let Some(b) = &mut body {
+            b.extend_from_slice(&buf[..n]);
+        } else {
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                assert!(
+                    raw.starts_with(b"HTTP/1.1 200") || raw.starts_with(b"HTTP/1.0 200"),
+                    "{}",
+                    String::from_utf8_lossy(&raw)
+                );
+                body = Some(BytesMut::from(&raw[at + 4..]));
+            }
+        }
+        if let Some(b) = &mut body {
+            while let Some(item) = demux.decode(b).unwrap() {
+                if let FlvItem::Tag(t) = item
+                    && t.kind == TagKind::Video
+                    && t.data[1] == 1
+                {
+                    marks.push((t, Instant::now()));
+                }
+            }
+        }
+    }
+}
