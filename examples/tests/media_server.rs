@@ -1,63 +1,16 @@
 //! `media-server` end to end with real ffmpeg: publish over RTMP, play over RTMP and
 //! HTTP-FLV, stream stats, 404s, clean shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    rtmp: String,
-    http: String,
-}
-
-fn start_server(storage: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_media-server"))
-        .args([
-            "--storage",
-            storage.to_str().unwrap(),
-            "--rtmp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .args(["--republish-grace-secs", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut rtmp, mut http) = (String::new(), String::new());
-    while rtmp.is_empty() || http.is_empty() {
-        let line = lines.next().expect("media-server exited early").unwrap();
-        if let Some(a) = line.strip_prefix("media-server: rtmp on rtmp://") {
-            rtmp = a.to_string();
-        } else if let Some(a) = line.strip_prefix("media-server: listening on http://") {
-            http = a.to_string();
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, rtmp, http }
-}
+use common::{http, start_server};
 
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    (status, body)
+    http(addr, "GET", path, "")
 }
 
 fn ffmpeg(args: &[&str]) -> Child {
@@ -140,7 +93,7 @@ fn probe(path: &Path) -> Probe {
 #[allow(clippy::too_many_lines)] // one end-to-end story
 fn publish_then_play_over_rtmp_and_http_flv() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_server(&dir.path().join("data"));
+    let mut server = start_server(&dir.path().join("data"), &["--republish-grace-secs", "1"]);
     let publish_url = format!("rtmp://{}/live/cam", server.rtmp);
     let publisher = ffmpeg(&[
         "-re",

@@ -17,23 +17,7 @@ fn workdir(name: &str) -> PathBuf {
 }
 
 async fn start(hub: Hub) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let server = RtmpServer::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        hub,
-        Arc::new(AllowAll),
-        NetConfig::default(),
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(
-        async {
-            let _ = rx.await;
-        },
-        Duration::from_secs(2),
-    ));
-    (addr, tx)
+    start_with(hub, Arc::new(AllowAll)).await
 }
 
 fn publish_cmd(url: &str, seconds: u32) -> Command {
