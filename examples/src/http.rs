@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 server (hyper) for the binaries: fixed responses and streamed
-//! bodies fed from a bounded channel (HTTP-FLV).
+//! A minimal HTTP/1.1 server (hyper) for the binaries, with a hook that takes whole
+//! connections over for streaming responses (HTTP-FLV).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,13 +7,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Body type of every response.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -30,37 +30,103 @@ pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -
     resp
 }
 
-/// A body that streams whatever is sent on the paired channel, ending when the sender is
-/// dropped. The channel is bounded, so a slow client applies back-pressure to its feeder.
+/// A connection whose first bytes were already read (to look at the request head); they
+/// are replayed before the rest, so hyper sees the whole stream.
 #[derive(Debug)]
-pub struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+pub struct Prefixed {
+    prefix: Bytes,
+    inner: TcpStream,
 }
 
-impl ChannelBody {
-    /// A body and the sender that feeds it (`capacity` chunks in flight at most).
-    pub fn new(capacity: usize) -> (mpsc::Sender<Bytes>, ChannelBody) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (tx, ChannelBody { rx })
-    }
-}
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Read a connection's first request head (up to 8 KiB, 10 s). Returns what was read, which
+/// may include more than the head.
+async fn read_head(stream: &mut TcpStream) -> Option<BytesMut> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let read = async {
+        loop {
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= 8192 {
+                return;
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .ok()?;
+    Some(buf)
+}
+
+/// A task that owns a taken-over connection.
+pub type ConnectionTask =
+    Box<dyn FnOnce(TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Takes over a whole connection for some requests (HTTP-FLV streams are written straight
+/// to the socket, without hyper's per-frame chunked encoding).
+pub trait Takeover: Send + Sync + 'static {
+    /// Called with the first request's method, path and HTTP version; return a task that
+    /// owns the connection to take it over.
+    fn take(
+        &self,
+        method: &str,
+        path: &str,
+        http10: bool,
+        peer: std::net::SocketAddr,
+    ) -> Option<ConnectionTask>;
 }
 
 /// Serve `handler` (given each request and the client's address) on `listener` until
 /// `shutdown` completes; then stop accepting.
-pub async fn serve<H>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
-where
+pub async fn serve<H>(
+    listener: TcpListener,
+    handler: H,
+    takeover: Option<Arc<dyn Takeover>>,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(&Request<Incoming>, std::net::SocketAddr) -> HttpResponse + Send + Sync + 'static,
 {
     let handler = Arc::new(handler);
@@ -79,7 +145,30 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
+        let takeover = takeover.clone();
         tokio::spawn(async move {
+            let mut stream = stream;
+            let mut prefix = Bytes::new();
+            if let Some(t) = takeover {
+                let Some(head) = read_head(&mut stream).await else {
+                    return;
+                };
+                let line = head[..].split(|&b| b == b'\r').next().unwrap_or_default();
+                let mut parts = std::str::from_utf8(line).unwrap_or("").split(' ');
+                let (method, target, version) = (parts.next(), parts.next(), parts.next());
+                if let (Some(m), Some(target), Some(v)) = (method, target, version) {
+                    let path = target.split('?').next().unwrap_or(target);
+                    if let Some(task) = t.take(m, path, v == "HTTP/1.0", peer) {
+                        task(stream).await;
+                        return;
+                    }
+                }
+                prefix = head.freeze();
+            }
+            let stream = Prefixed {
+                prefix,
+                inner: stream,
+            };
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let resp = handler(&req, peer);
                 async move { Ok::<_, Infallible>(resp) }

@@ -3,19 +3,17 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use videopick_flv::{
-    AudioData, AudioSpecificConfig, AvcConfig, FlvHeader, HevcConfig, OnMetaData, Tag, VideoCodec,
-    VideoData,
+    AudioData, AudioSpecificConfig, AvcConfig, HevcConfig, OnMetaData, Tag, VideoCodec, VideoData,
 };
 use videopick_rtmp::auth::json_str;
-use videopick_rtmp::hub::{Hub, HubItem, LiveEventKind};
+use videopick_rtmp::hub::{Hub, LiveEventKind, write_flv};
 use videopick_rtmp::net::NetStats;
 
-use crate::http::{ChannelBody, HttpResponse, respond};
+use crate::http::{ConnectionTask, HttpResponse, Takeover, respond};
 
 /// HTTP side of the live server: `GET /<app>/<stream>.flv`, `GET /api/streams`.
 #[derive(Debug, Clone)]
@@ -142,7 +140,14 @@ impl LiveHttp {
         if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
             return None;
         }
-        Some(with_cors(self.http_flv(key, Some(peer))))
+        // Live streams are taken over before hyper sees them (see `Takeover`); a stream that
+        // is not live gets a 404 here.
+        let _ = peer;
+        Some(with_cors(respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("{key} is not live\n"),
+        )))
     }
 
     fn kick<B>(&self, req: &hyper::Request<B>, key: &str) -> HttpResponse {
@@ -174,71 +179,6 @@ impl LiveHttp {
                 format!("{key} is not live\n"),
             )
         }
-    }
-
-    fn http_flv(&self, key: &str, peer: Option<std::net::SocketAddr>) -> HttpResponse {
-        let Some(mut sub) = self.hub.subscribe(key) else {
-            return respond(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                format!("{key} is not live\n"),
-            );
-        };
-        let (tx, body) = ChannelBody::new(64);
-        let interval = self.write_interval;
-        let viewers = self.http_viewers.clone();
-        viewers.fetch_add(1, Ordering::Relaxed);
-        let hub = self.hub.clone();
-        let key = key.to_string();
-        hub.emit(LiveEventKind::Play, &key, "http-flv", peer);
-        tokio::spawn(async move {
-            let header = FlvHeader {
-                version: 1,
-                has_audio: true,
-                has_video: true,
-            };
-            let mut ok = tx
-                .send(Bytes::copy_from_slice(&header.to_bytes()))
-                .await
-                .is_ok();
-            let mut batch = Vec::new();
-            let mut next_write = Instant::now();
-            while ok {
-                tokio::time::sleep_until(next_write.into()).await;
-                // Ended (no republish in time) or too slow: end the body.
-                let Ok(first) = sub.recv().await else {
-                    break;
-                };
-                batch.clear();
-                batch.push(first);
-                let more = sub.try_recv_ready(512, &mut batch);
-                for item in batch.drain(..) {
-                    if let HubItem::Tag(t) = item
-                        && tx.send(t.flv_bytes().clone()).await.is_err()
-                    {
-                        ok = false;
-                        break;
-                    }
-                }
-                if more.is_err() {
-                    break;
-                }
-                next_write = Instant::now() + interval;
-            }
-            viewers.fetch_sub(1, Ordering::Relaxed);
-            hub.emit(LiveEventKind::Stop, &key, "http-flv", peer);
-        });
-        let mut r = hyper::Response::new(http_body_util::BodyExt::boxed(body));
-        let h = r.headers_mut();
-        h.insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("video/x-flv"),
-        );
-        h.insert(
-            hyper::header::CACHE_CONTROL,
-            hyper::header::HeaderValue::from_static("no-cache"),
-        );
-        r
     }
 
     /// `GET /api/streams`: live streams with codecs, resolution, fps, bitrate and viewers.
@@ -351,5 +291,46 @@ impl LiveHttp {
             );
         }
         out
+    }
+}
+
+impl Takeover for LiveHttp {
+    fn take(
+        &self,
+        method: &str,
+        path: &str,
+        http10: bool,
+        peer: std::net::SocketAddr,
+    ) -> Option<ConnectionTask> {
+        if method != "GET" {
+            return None;
+        }
+        let key = path.strip_prefix('/')?.strip_suffix(".flv")?;
+        if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
+            return None;
+        }
+        let mut sub = self.hub.subscribe(key)?;
+        let key = key.to_string();
+        let this = self.clone();
+        Some(Box::new(move |mut stream: tokio::net::TcpStream| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                this.http_viewers.fetch_add(1, Ordering::Relaxed);
+                this.hub
+                    .emit(LiveEventKind::Play, &key, "http-flv", Some(peer));
+                let head = format!(
+                    "HTTP/1.{} 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: content-length, content-type\r\nConnection: close\r\n\r\n",
+                    u8::from(!http10)
+                );
+                if stream.write_all(head.as_bytes()).await.is_ok() {
+                    let _ = write_flv(&mut sub, &mut stream, this.write_interval, 512).await;
+                }
+                let _ = stream.shutdown().await;
+                drop(sub);
+                this.http_viewers.fetch_sub(1, Ordering::Relaxed);
+                this.hub
+                    .emit(LiveEventKind::Stop, &key, "http-flv", Some(peer));
+            })
+        }))
     }
 }

@@ -164,6 +164,7 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
         write_interval,
         args.api_token.clone(),
     );
+    let live_takeover = live.clone();
     if let Some(url) = &args.event_hook {
         spawn_event_webhook(&hub, url.clone());
     }
@@ -208,7 +209,8 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
         }
     };
     let mut http_stop = stop_rx;
-    let http_task = tokio::spawn(serve(http, handler, async move {
+    let takeover: Arc<dyn crate::http::Takeover> = Arc::new(live_takeover);
+    let http_task = tokio::spawn(serve(http, handler, Some(takeover), async move {
         let _ = http_stop.changed().await;
     }));
     shutdown_signal().await;

@@ -676,6 +676,44 @@ impl Subscription {
     }
 }
 
+/// Stream a subscription as an FLV byte stream (file header, then every tag's shared FLV
+/// form) to `w`, batching at most one vectored write per `interval`, until the stream ends,
+/// the viewer falls too far behind, or a write fails. This is HTTP-FLV's body (and an FLV
+/// recorder's file). Returns the bytes written.
+pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
+    sub: &mut Subscription,
+    w: &mut W,
+    interval: Duration,
+    max_batch: usize,
+) -> std::io::Result<u64> {
+    let header = videopick_flv::FlvHeader {
+        version: 1,
+        has_audio: true,
+        has_video: true,
+    };
+    let mut out: Vec<Bytes> = vec![Bytes::copy_from_slice(&header.to_bytes())];
+    let mut total = crate::net::write_all_vectored(w, &mut out).await? as u64;
+    let mut batch = Vec::new();
+    let mut next_write = Instant::now();
+    loop {
+        tokio::time::sleep_until(next_write.into()).await;
+        let Ok(first) = sub.recv().await else {
+            return Ok(total);
+        };
+        batch.push(first);
+        let more = sub.try_recv_ready(max_batch, &mut batch);
+        out.extend(batch.drain(..).filter_map(|item| match item {
+            HubItem::Tag(t) => Some(t.flv_bytes().clone()),
+            HubItem::Unpublished | HubItem::Published => None,
+        }));
+        total += crate::net::write_all_vectored(w, &mut out).await? as u64;
+        if more.is_err() {
+            return Ok(total);
+        }
+        next_write = Instant::now() + interval;
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.stream

@@ -232,9 +232,10 @@ impl RtmpServer {
     }
 }
 
-/// Write every buffer with vectored writes.
-async fn write_all_vectored(
-    wr: &mut OwnedWriteHalf,
+/// Write every buffer with vectored writes (at most 64 slices per call); `bufs` is left
+/// empty. Returns the bytes written.
+pub async fn write_all_vectored<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
     bufs: &mut Vec<Bytes>,
 ) -> std::io::Result<usize> {
     let total: usize = bufs.iter().map(Bytes::len).sum();
