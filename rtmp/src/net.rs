@@ -492,6 +492,30 @@ impl From<std::io::Error> for End {
     }
 }
 
+/// Queue `first` and every other ready item for the player. `Ok(false)`: its stream ended.
+fn deliver(
+    conn: &mut Conn,
+    max_batch: usize,
+    first: HubItem,
+    batch: &mut Vec<HubItem>,
+) -> Result<bool, End> {
+    let sid = conn.player.as_ref().map_or(0, |(s, _)| *s);
+    batch.clear();
+    batch.push(first);
+    let more = conn
+        .player
+        .as_mut()
+        .map_or(Ok(()), |(_, s)| s.try_recv_ready(max_batch, batch));
+    for it in batch.drain(..) {
+        conn.queue_item(sid, it)?;
+    }
+    match more {
+        Ok(()) => Ok(true),
+        Err(SubscriptionEnd::TooSlow) => Err(End::Timeout),
+        Err(SubscriptionEnd::Ended) => Ok(false),
+    }
+}
+
 async fn run(
     conn: &mut Conn,
     rd: &mut tokio::net::tcp::OwnedReadHalf,
@@ -504,6 +528,13 @@ async fn run(
     let mut last_input = start;
     let mut write_due = start;
     let mut batch: Vec<HubItem> = Vec::new();
+    // Timers live across iterations and are re-armed only when their deadline moves: a
+    // player loops ~50 times a second, and registering fresh timers each time showed up.
+    let timer_sleep = tokio::time::sleep_until(start.into());
+    tokio::pin!(timer_sleep);
+    let mut timer_at = start;
+    let write_sleep = tokio::time::sleep_until(start.into());
+    tokio::pin!(write_sleep);
     loop {
         conn.flush(&ctx.stats).await?;
         if conn.session.is_closed() {
@@ -519,6 +550,10 @@ async fn run(
             .session
             .poll_timeout()
             .map_or(deadline, |t| t.min(deadline));
+        if timer != timer_at {
+            timer_sleep.as_mut().reset(timer.into());
+            timer_at = timer;
+        }
         let playing = conn.player.is_some();
         let publishing = conn.publisher.is_some();
         let now = Instant::now();
@@ -558,24 +593,13 @@ async fn run(
             item = async { conn.player.as_mut().map(|(_, s)| s).expect("guarded").recv().await },
                 if playing && now >= write_due =>
             {
-                let sid = conn.player.as_ref().map_or(0, |(s, _)| *s);
                 match item {
                     Ok(first) => {
-                        batch.clear();
-                        batch.push(first);
-                        let more = conn
-                            .player
-                            .as_mut()
-                            .map_or(Ok(()), |(_, s)| s.try_recv_ready(cfg.max_batch, &mut batch));
-                        for it in batch.drain(..) {
-                            conn.queue_item(sid, it)?;
-                        }
-                        match more {
-                            Ok(()) => {}
-                            Err(SubscriptionEnd::TooSlow) => return Err(End::Timeout),
-                            Err(SubscriptionEnd::Ended) => return Ok(()),
+                        if !deliver(conn, cfg.max_batch, first, &mut batch)? {
+                            return Ok(());
                         }
                         write_due = Instant::now() + cfg.write_interval;
+                        write_sleep.as_mut().reset(write_due.into());
                     }
                     Err(SubscriptionEnd::TooSlow) => return Err(End::Timeout),
                     Err(SubscriptionEnd::Ended) => {
@@ -585,8 +609,8 @@ async fn run(
                     }
                 }
             }
-            () = tokio::time::sleep_until(write_due.into()), if playing && now < write_due => {}
-            () = tokio::time::sleep_until(timer.into()) => {
+            () = &mut write_sleep, if playing && now < write_due => {}
+            () = &mut timer_sleep => {
                 let now = Instant::now();
                 if now >= deadline {
                     return Err(End::Timeout);
