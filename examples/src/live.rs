@@ -10,7 +10,7 @@ use videopick_flv::{
     AudioData, AudioSpecificConfig, AvcConfig, HevcConfig, OnMetaData, Tag, VideoCodec, VideoData,
 };
 use videopick_rtmp::auth::json_str;
-use videopick_rtmp::hub::{Hub, LiveEventKind, write_flv};
+use videopick_rtmp::hub::{Hub, LiveEventKind, Protocol, write_flv};
 use videopick_rtmp::net::NetStats;
 
 use crate::http::{ConnectionTask, HttpResponse, Takeover, respond};
@@ -189,17 +189,24 @@ impl LiveHttp {
             let uptime = s.created().elapsed().as_secs_f64();
             let stats = s.stats();
             let bytes_in = stats.bytes_in.load(Ordering::Relaxed);
+            let bytes_out = stats.bytes_out.load(Ordering::Relaxed);
             #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
-            let kbps = if uptime > 0.0 {
-                bytes_in as f64 * 8.0 / 1000.0 / uptime
-            } else {
-                0.0
+            let kbps = |bytes: u64| {
+                if uptime > 0.0 {
+                    bytes as f64 * 8.0 / 1000.0 / uptime
+                } else {
+                    0.0
+                }
             };
             let details = describe(meta.as_ref(), video.as_ref(), audio.as_ref());
             items.push(format!(
-                "{{\"key\":{},\"uptime_seconds\":{uptime:.1},\"bitrate_in_kbps\":{kbps:.0},\"viewers\":{},\"bytes_in\":{bytes_in},\"skipped_tags\":{},\"dropped_slow_viewers\":{}{}{details}}}",
+                "{{\"key\":{},\"uptime_seconds\":{uptime:.1},\"bitrate_in_kbps\":{:.0},\"bitrate_out_kbps\":{:.0},\"viewers\":{},\"viewers_rtmp\":{},\"viewers_http_flv\":{},\"bytes_in\":{bytes_in},\"bytes_out\":{bytes_out},\"skipped_tags\":{},\"dropped_slow_viewers\":{}{}{details}}}",
                 json_str(s.key()),
+                kbps(bytes_in),
+                kbps(bytes_out),
                 stats.subscribers.load(Ordering::Relaxed),
+                stats.rtmp_viewers.load(Ordering::Relaxed),
+                stats.http_flv_viewers.load(Ordering::Relaxed),
                 stats.skipped_tags.load(Ordering::Relaxed),
                 stats.dropped_slow.load(Ordering::Relaxed),
                 if details.is_empty() { "" } else { "," },
@@ -310,6 +317,7 @@ impl Takeover for LiveHttp {
             return None;
         }
         let mut sub = self.hub.subscribe(key)?;
+        sub.set_protocol(Protocol::HttpFlv);
         let key = key.to_string();
         let this = self.clone();
         Some(Box::new(move |mut stream: tokio::net::TcpStream| {

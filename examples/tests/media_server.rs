@@ -164,6 +164,17 @@ fn publish_then_play_over_rtmp_and_http_flv() {
         rtmp_out.to_str().unwrap(),
     ]);
 
+    // Both viewers show up per protocol, with bytes flowing out.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get(&server.http, "/api/streams");
+        if body.contains("\"viewers_rtmp\":1") && body.contains("\"viewers_http_flv\":1") {
+            assert!(!body.contains("\"bytes_out\":0,"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "viewers never listed: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = publisher.wait_with_output().unwrap();
     assert!(
         out.status.success(),

@@ -209,6 +209,12 @@ pub struct StreamStats {
     pub dropped_slow: AtomicU64,
     /// Tags skipped by lagging viewers.
     pub skipped_tags: AtomicU64,
+    /// RTMP players attached now.
+    pub rtmp_viewers: AtomicU64,
+    /// HTTP-FLV viewers attached now.
+    pub http_flv_viewers: AtomicU64,
+    /// Bytes written to viewers (all protocols).
+    pub bytes_out: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -442,6 +448,7 @@ impl Hub {
                 .unwrap_or(u32::MAX),
             grace: self.inner.config.republish_grace,
             unpublished_at: None,
+            protocol: None,
         })
     }
 
@@ -555,9 +562,43 @@ pub struct Subscription {
     max_behind_ms: u32,
     grace: Duration,
     unpublished_at: Option<Instant>,
+    protocol: Option<Protocol>,
+}
+
+/// Which protocol a viewer uses, for per-protocol counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// RTMP play.
+    Rtmp,
+    /// HTTP-FLV.
+    HttpFlv,
 }
 
 impl Subscription {
+    /// Count this viewer under `protocol` in the stream's stats (until dropped).
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        if self.protocol.is_none() {
+            self.protocol_counter(protocol)
+                .fetch_add(1, Ordering::Relaxed);
+            self.protocol = Some(protocol);
+        }
+    }
+
+    fn protocol_counter(&self, p: Protocol) -> &AtomicU64 {
+        match p {
+            Protocol::Rtmp => &self.stream.stats.rtmp_viewers,
+            Protocol::HttpFlv => &self.stream.stats.http_flv_viewers,
+        }
+    }
+
+    /// Count `n` bytes delivered to this viewer.
+    pub fn count_out(&self, n: usize) {
+        self.stream
+            .stats
+            .bytes_out
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// The stream key.
     pub fn key(&self) -> &str {
         &self.stream.key
@@ -693,6 +734,7 @@ pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
     };
     let mut out: Vec<Bytes> = vec![Bytes::copy_from_slice(&header.to_bytes())];
     let mut total = crate::net::write_all_vectored(w, &mut out).await? as u64;
+    sub.count_out(total as usize);
     let mut batch = Vec::new();
     let mut next_write = Instant::now();
     loop {
@@ -706,7 +748,9 @@ pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
             HubItem::Tag(t) => Some(t.flv_bytes().clone()),
             HubItem::Unpublished | HubItem::Published => None,
         }));
-        total += crate::net::write_all_vectored(w, &mut out).await? as u64;
+        let n = crate::net::write_all_vectored(w, &mut out).await?;
+        sub.count_out(n);
+        total += n as u64;
         if more.is_err() {
             return Ok(total);
         }
@@ -716,6 +760,9 @@ pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if let Some(p) = self.protocol {
+            self.protocol_counter(p).fetch_sub(1, Ordering::Relaxed);
+        }
         self.stream
             .stats
             .subscribers

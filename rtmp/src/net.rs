@@ -320,6 +320,9 @@ impl Conn {
                     }
                     let bytes = t.rtmp_chunks().clone();
                     self.session.prechunked_sent(sid, bytes.len())?;
+                    if let Some((_, sub)) = &self.player {
+                        sub.count_out(bytes.len());
+                    }
                     self.pending_writes.push(bytes);
                 } else {
                     self.session.send_tag(sid, t.tag())?;
@@ -376,7 +379,8 @@ impl Conn {
         }
         let key = format!("{}/{}", self.app, req.name);
         match (self.player.is_some(), ctx.hub.subscribe(&key)) {
-            (false, Some(sub)) => {
+            (false, Some(mut sub)) => {
+                sub.set_protocol(crate::hub::Protocol::Rtmp);
                 self.session.accept_play(req.id)?;
                 ctx.stats.players.fetch_add(1, Ordering::Relaxed);
                 ctx.hub
