@@ -51,18 +51,12 @@ impl AvcConfig {
         let n_sps = r.u8("SPS count")? & 0x1f;
         let mut sps = Vec::with_capacity(usize::from(n_sps));
         for _ in 0..n_sps {
-            let len = usize::from(r.u16("SPS length")?);
-            let start = r.position();
-            r.bytes(len, "SPS")?;
-            sps.push(data.slice(start..start + len));
+            sps.push(r.slice16(data, "SPS")?);
         }
         let n_pps = r.u8("PPS count")?;
         let mut pps = Vec::with_capacity(usize::from(n_pps));
         for _ in 0..n_pps {
-            let len = usize::from(r.u16("PPS length")?);
-            let start = r.position();
-            r.bytes(len, "PPS")?;
-            pps.push(data.slice(start..start + len));
+            pps.push(r.slice16(data, "PPS")?);
         }
         let extension = data.slice(r.position()..);
         Ok(AvcConfig {

@@ -30,6 +30,19 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Ok(s)
     }
+    /// A 16-bit length followed by that many bytes, returned as a zero-copy slice of `data`
+    /// (the buffer this reader reads).
+    pub(crate) fn slice16(
+        &mut self,
+        data: &bytes::Bytes,
+        what: &'static str,
+    ) -> Result<bytes::Bytes> {
+        let len = usize::from(self.u16(what)?);
+        let start = self.pos;
+        self.bytes(len, what)?;
+        Ok(data.slice(start..start + len))
+    }
+
     pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8> {
         Ok(self.bytes(1, what)?[0])
     }

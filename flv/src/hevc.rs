@@ -108,10 +108,7 @@ impl HevcConfig {
             }
             let mut nalus = Vec::with_capacity(n);
             for _ in 0..n {
-                let len = usize::from(r.u16("NAL unit length")?);
-                let start = r.position();
-                r.bytes(len, "NAL unit")?;
-                nalus.push(data.slice(start..start + len));
+                nalus.push(r.slice16(data, "NAL unit")?);
             }
             arrays.push(HevcNalArray {
                 complete: h & 0x80 != 0,

@@ -42,6 +42,39 @@ fn publish_cmd(url: &str, seconds: u32) -> Command {
     c
 }
 
+/// ffmpeg playing `url` into the FLV file `out`.
+fn play_cmd(url: &str, out: &Path) -> tokio::process::Child {
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            url,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (up to 5 s) until `key` is live in `hub`.
+async fn wait_live(hub: &Hub, key: &str) {
+    for _ in 0..100 {
+        if hub.streams().iter().any(|s| s.key() == key) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{key} never went live");
+}
+
 struct Probe {
     video_codec: String,
     audio_codec: String,
@@ -120,36 +153,10 @@ async fn ffmpeg_publishes_and_ffmpeg_plays_over_rtmp() {
 
     let publisher = publish_cmd(&url, 5).spawn().unwrap();
     // Wait until the stream is live, then attach a player mid-stream.
-    for _ in 0..100 {
-        if hub.streams().iter().any(|s| s.key() == "live/cam") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        hub.streams().iter().any(|s| s.key() == "live/cam"),
-        "publisher never went live"
-    );
+    wait_live(&hub, "live/cam").await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let out = dir.join("played.flv");
-    let player = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            &url,
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-        ])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let player = play_cmd(&url, &out);
 
     let pub_out = publisher.wait_with_output().await.unwrap();
     assert!(
@@ -269,12 +276,7 @@ async fn second_publisher_is_rejected_and_killing_the_first_ends_players() {
     let (addr, stop) = start(hub.clone()).await;
     let url = format!("rtmp://{addr}/live/dup");
     let mut first = publish_cmd(&url, 30).spawn().unwrap();
-    for _ in 0..100 {
-        if hub.streams().iter().any(|s| s.key() == "live/dup") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_live(&hub, "live/dup").await;
     let second = publish_cmd(&url, 2)
         .spawn()
         .unwrap()
@@ -293,24 +295,7 @@ async fn second_publisher_is_rejected_and_killing_the_first_ends_players() {
 
     let dir = workdir("kill");
     let out = dir.join("p.flv");
-    let player = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            &url,
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-        ])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let player = play_cmd(&url, &out);
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.start_kill().unwrap(); // SIGKILL: no clean unpublish from the publisher
     let _ = first.wait().await;

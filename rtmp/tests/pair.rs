@@ -152,6 +152,23 @@ fn connect_and_create(link: &mut Link, rng: &mut Rng) -> u32 {
     stream_id
 }
 
+/// Connect, create a stream and publish `name`, with the server accepting.
+fn publish_accepted(link: &mut Link, rng: &mut Rng, name: &str) -> u32 {
+    let sid = connect_and_create(link, rng);
+    link.client.publish(sid, name, PublishMode::Live).unwrap();
+    link.pump(rng);
+    let ServerEvent::Publish(req) = link.server_events.remove(0) else {
+        panic!("expected publish")
+    };
+    assert_eq!(req.name, name);
+    link.server.accept_publish(req.id).unwrap();
+    link.server
+        .handle_input(link.now, &mut link.to_server)
+        .unwrap();
+    link.pump(rng);
+    sid
+}
+
 #[test]
 #[allow(clippy::too_many_lines)] // one end-to-end story, read top to bottom
 fn publish_play_unpublish_through_two_sessions() {
@@ -314,17 +331,7 @@ fn rejections_reach_the_client() {
 fn acknowledgements_flow_both_ways() {
     let mut rng = Rng(7);
     let mut link = Link::new(5);
-    let sid = connect_and_create(&mut link, &mut rng);
-    link.client.publish(sid, "big", PublishMode::Live).unwrap();
-    link.pump(&mut rng);
-    let ServerEvent::Publish(req) = link.server_events.remove(0) else {
-        panic!()
-    };
-    link.server.accept_publish(req.id).unwrap();
-    link.server
-        .handle_input(link.now, &mut link.to_server)
-        .unwrap();
-    link.pump(&mut rng);
+    let sid = publish_accepted(&mut link, &mut rng, "big");
     // 3 MB of video: beyond the 2.5 MB window the server announced.
     let frame = Bytes::from(vec![0x27u8; 100_000]);
     for i in 0..30 {
@@ -344,17 +351,7 @@ fn acknowledgements_flow_both_ways() {
 fn server_input_split_at_every_byte_gives_the_same_events() {
     let mut rng = Rng(11);
     let mut link = Link::new(6);
-    let sid = connect_and_create(&mut link, &mut rng);
-    link.client.publish(sid, "cam", PublishMode::Live).unwrap();
-    link.pump(&mut rng);
-    let ServerEvent::Publish(req) = link.server_events.remove(0) else {
-        panic!()
-    };
-    link.server.accept_publish(req.id).unwrap();
-    link.server
-        .handle_input(link.now, &mut link.to_server)
-        .unwrap();
-    link.pump(&mut rng);
+    let sid = publish_accepted(&mut link, &mut rng, "cam");
     for t in media().iter().take(12) {
         link.client.send_tag(sid, t).unwrap();
     }

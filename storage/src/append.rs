@@ -42,6 +42,18 @@ struct Lengths {
 }
 
 impl Lengths {
+    /// Refuse to "truncate" beyond what has been written.
+    fn check_truncate(&self, path: &Path, len: u64) -> Result<()> {
+        if len > self.written {
+            return Err(StorageError::Invalid(format!(
+                "cannot truncate {} to {len} bytes: it has only {}",
+                path.display(),
+                self.written
+            )));
+        }
+        Ok(())
+    }
+
     fn needs_sync(&self) -> bool {
         match self.policy {
             SyncPolicy::Always => self.written != self.durable,
@@ -153,13 +165,7 @@ impl AppendFile {
     /// Cut the file back to `len` bytes (e.g. to discard a chunk whose checksum failed) and
     /// make that durable.
     pub fn truncate(&mut self, len: u64) -> Result<()> {
-        if len > self.lens.written {
-            return Err(StorageError::Invalid(format!(
-                "cannot truncate {} to {len} bytes: it has only {}",
-                self.path.display(),
-                self.lens.written
-            )));
-        }
+        self.lens.check_truncate(&self.path, len)?;
         self.file.set_len(len).ctx("truncate", &self.path)?;
         self.file.sync_all().ctx("fsync", &self.path)?;
         self.lens.written = len;
@@ -278,13 +284,7 @@ mod asynchronous {
 
         /// Cut the file back to `len` bytes and make that durable.
         pub async fn truncate(&mut self, len: u64) -> Result<()> {
-            if len > self.lens.written {
-                return Err(StorageError::Invalid(format!(
-                    "cannot truncate {} to {len} bytes: it has only {}",
-                    self.path.display(),
-                    self.lens.written
-                )));
-            }
+            self.lens.check_truncate(&self.path, len)?;
             self.file.set_len(len).await.ctx("truncate", &self.path)?;
             self.file.sync_all().await.ctx("fsync", &self.path)?;
             self.lens.written = len;
