@@ -121,13 +121,14 @@ pub trait Takeover: Send + Sync + 'static {
 
 /// Serve `handler` (given each request and the client's address) on `listener` until
 /// `shutdown` completes; then stop accepting.
-pub async fn serve<H>(
+pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     takeover: Option<Arc<dyn Takeover>>,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: Fn(&Request<Incoming>, std::net::SocketAddr) -> HttpResponse + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
 {
     let handler = Arc::new(handler);
     tokio::pin!(shutdown);
@@ -170,8 +171,8 @@ pub async fn serve<H>(
                 inner: stream,
             };
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let resp = handler(&req, peer);
-                async move { Ok::<_, Infallible>(resp) }
+                let resp = handler(req, peer);
+                async move { Ok::<_, Infallible>(resp.await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

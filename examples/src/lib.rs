@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod hls;
 pub mod http;
 pub mod live;
 pub mod media;

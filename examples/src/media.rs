@@ -12,11 +12,13 @@ use videopick_rtmp::net::{AllowAll, Authorize, NetConfig, RtmpServer};
 use videopick_storage::{RetentionPolicy, Storage, StorageOptions};
 
 use crate::Housekeeper;
+use crate::hls::{HlsService, HlsSettings, recover_recordings};
 use crate::http::{respond, serve};
 use crate::live::LiveHttp;
 
 /// Command-line options of the media server role (each also read from the environment).
 #[derive(Debug, Clone, clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // on/off command-line flags
 pub struct MediaArgs {
     /// Storage root (production: /mnt/storage).
     #[arg(long, env = "VIDEOPICK_STORAGE", default_value = "./data")]
@@ -80,6 +82,26 @@ pub struct MediaArgs {
     /// Seconds a new connection has for the RTMP handshake and connect.
     #[arg(long, env = "VIDEOPICK_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
+    /// Serve live HLS at `/<app>/<stream>.m3u8`.
+    #[arg(long, env = "VIDEOPICK_HLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hls: bool,
+    /// Apps with live HLS, comma-separated (default: every app).
+    #[arg(long, env = "VIDEOPICK_HLS_APPS", value_delimiter = ',')]
+    pub hls_apps: Option<Vec<String>>,
+    /// Target HLS segment duration in milliseconds (segments are cut at key frames).
+    #[arg(long, env = "VIDEOPICK_HLS_SEGMENT_MS", default_value_t = 2000)]
+    pub hls_segment_ms: u64,
+    /// Segments listed in the live HLS playlist.
+    #[arg(long, env = "VIDEOPICK_HLS_WINDOW", default_value_t = 6)]
+    pub hls_window: usize,
+    /// Apps whose every publish is recorded to storage (`*` for all), comma-separated;
+    /// `?record=1` on the publish URL or an auth-hook answer `{"record": true}` records
+    /// others, `?record=0` opts out.
+    #[arg(long, env = "VIDEOPICK_RECORD_APPS", value_delimiter = ',')]
+    pub record_apps: Vec<String>,
+    /// Also write each recording as `stream.flv` beside its HLS segments.
+    #[arg(long, env = "VIDEOPICK_RECORD_FLV")]
+    pub record_flv: bool,
 }
 
 impl MediaArgs {
@@ -127,22 +149,7 @@ impl MediaArgs {
 /// Run the media server until Ctrl-C or SIGTERM; `name` prefixes log lines.
 pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::Error>> {
     let auth = args.authorization()?;
-    let options = StorageOptions::default()
-        .min_free_bytes(args.min_free_bytes)
-        .tmp_ttl(Duration::from_secs(args.tmp_ttl_secs));
-    let storage = Storage::open_with(&args.storage, options)?;
-    let retention = RetentionPolicy {
-        max_age: args
-            .recordings_max_age_days
-            .map(|d| Duration::from_secs(d * 86_400)),
-        max_total_bytes: args.recordings_max_bytes,
-    };
-    let keeper = Housekeeper::new(storage.clone(), retention);
-    tokio::spawn(
-        keeper
-            .clone()
-            .run_every(Duration::from_secs(args.housekeeping_secs.max(1))),
-    );
+    let (storage, keeper) = open_storage(&args)?;
 
     let mut hub_config = HubConfig::default();
     hub_config.gop_cache = args.gop_cache;
@@ -165,6 +172,7 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
         args.api_token.clone(),
     );
     let live_takeover = live.clone();
+    let hls = start_hls(name, &args, &hub, &storage);
     if let Some(url) = &args.event_hook {
         spawn_event_webhook(&hub, url.clone());
     }
@@ -189,23 +197,33 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
         }
     });
 
-    let handler = move |req: &hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
-        let path = req.uri().path();
-        if let Some(r) = live.route(req, peer) {
-            return r;
-        }
-        match (req.method(), path) {
-            (&hyper::Method::GET, "/metrics") => {
-                let mut text = keeper.render_metrics();
-                text.push_str(&live.render_metrics());
-                respond(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    text,
-                )
+    let handler = move |req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
+        let sync = live
+            .route(&req, peer)
+            .or_else(|| match (req.method(), req.uri().path()) {
+                (&hyper::Method::GET, "/metrics") => {
+                    let mut text = keeper.render_metrics();
+                    text.push_str(&live.render_metrics());
+                    Some(respond(
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        text,
+                    ))
+                }
+                (&hyper::Method::GET, "/healthz") => {
+                    Some(respond(StatusCode::OK, "text/plain", "ok\n"))
+                }
+                _ => None,
+            });
+        let hls = hls.clone();
+        async move {
+            if let Some(r) = sync {
+                return r;
             }
-            (&hyper::Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
-            _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+            match hls.route(&req).await {
+                Some(r) => r,
+                None => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+            }
         }
     };
     let mut http_stop = stop_rx;
@@ -219,6 +237,51 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
     let _ = http_task.await;
     println!("{name}: shut down");
     Ok(())
+}
+
+/// Open the storage root and start its housekeeping (tmp sweep, recording retention).
+fn open_storage(args: &MediaArgs) -> Result<(Storage, Housekeeper), Box<dyn std::error::Error>> {
+    let options = StorageOptions::default()
+        .min_free_bytes(args.min_free_bytes)
+        .tmp_ttl(Duration::from_secs(args.tmp_ttl_secs));
+    let storage = Storage::open_with(&args.storage, options)?;
+    let retention = RetentionPolicy {
+        max_age: args
+            .recordings_max_age_days
+            .map(|d| Duration::from_secs(d * 86_400)),
+        max_total_bytes: args.recordings_max_bytes,
+    };
+    let keeper = Housekeeper::new(storage.clone(), retention);
+    tokio::spawn(
+        keeper
+            .clone()
+            .run_every(Duration::from_secs(args.housekeeping_secs.max(1))),
+    );
+    Ok((storage, keeper))
+}
+
+/// Close recordings a crash left open, then start live HLS and recording.
+fn start_hls(name: &str, args: &MediaArgs, hub: &Hub, storage: &Storage) -> HlsService {
+    for ev in recover_recordings(storage) {
+        println!(
+            "{name}: closed recording {} left open by a crash ({} segments, {:.1} s)",
+            ev.id,
+            ev.segments,
+            ev.duration.as_secs_f64()
+        );
+    }
+    HlsService::start(
+        hub.clone(),
+        storage.clone(),
+        HlsSettings {
+            live: args.hls,
+            live_apps: args.hls_apps.clone(),
+            segment: Duration::from_millis(args.hls_segment_ms.max(100)),
+            window: args.hls_window.max(1),
+            record_apps: args.record_apps.clone(),
+            record_flv: args.record_flv,
+        },
+    )
 }
 
 async fn shutdown_signal() {

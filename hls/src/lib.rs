@@ -50,11 +50,13 @@
 
 pub mod crc;
 pub mod error;
+pub mod origin;
 pub mod playlist;
 pub mod segmenter;
 pub mod ts;
 
 pub use error::{HlsError, Result};
+pub use origin::{LiveOrigin, OriginConfig, OriginFeed};
 pub use playlist::{
     MasterPlaylist, MediaPlaylist, PlaylistEntry, PlaylistKind, Variant, format_date_time,
     parse_date_time,

@@ -10,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::{Action, AuthRequest, Authorize, BoxFuture};
+use crate::net::{Action, AuthRequest, Authorize, BoxFuture, Grant};
 
 /// The value of `name` in a `k=v&k2=v2` query string.
 pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -71,8 +71,8 @@ impl StaticKeys {
 }
 
 impl Authorize for StaticKeys {
-    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { self.check(req) })
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, String>> {
+        Box::pin(async move { self.check(req).map(|()| Grant::default()) })
     }
 }
 
@@ -154,8 +154,11 @@ impl SignedKeys {
 }
 
 impl Authorize for SignedKeys {
-    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { self.check_at(req, SystemTime::now()) })
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, String>> {
+        Box::pin(async move {
+            self.check_at(req, SystemTime::now())
+                .map(|()| Grant::default())
+        })
     }
 }
 
@@ -179,6 +182,19 @@ pub fn json_str(s: &str) -> String {
 
 /// POST a JSON body to an `http://host:port/path` URL; returns the status code.
 pub async fn post_json(url: &str, body: &str, timeout: Duration) -> Result<u16, String> {
+    post_json_response(url, body, timeout).await.map(|(c, _)| c)
+}
+
+/// Largest response body [`post_json_response`] reads.
+const MAX_HOOK_RESPONSE: usize = 64 * 1024;
+
+/// POST a JSON body to an `http://host:port/path` URL; returns the status code and the
+/// response body (at most 64 KiB, read until the server closes; `Connection: close` is sent).
+pub async fn post_json_response(
+    url: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("only http:// URLs are supported: {url}"))?;
@@ -197,24 +213,44 @@ pub async fn post_json(url: &str, body: &str, timeout: Duration) -> Result<u16, 
         s.write_all(req.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        let mut head = Vec::with_capacity(64);
-        let mut buf = [0u8; 256];
-        while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+        let mut resp = Vec::with_capacity(256);
+        let mut buf = [0u8; 1024];
+        loop {
             let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
+            if n == 0 || resp.len() >= MAX_HOOK_RESPONSE {
                 break;
             }
-            head.extend_from_slice(&buf[..n]);
+            resp.extend_from_slice(&buf[..n]);
         }
-        let line = String::from_utf8_lossy(&head);
-        line.split_whitespace()
+        let text = String::from_utf8_lossy(&resp);
+        let code = text
+            .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| format!("bad HTTP response from {url}"))
+            .ok_or_else(|| format!("bad HTTP response from {url}"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string());
+        Ok((code, body))
     };
     tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| format!("{url} did not answer in {timeout:?}"))?
+}
+
+/// The boolean value of a top-level `"name": true|false` in a JSON text (a small scan, not
+/// a JSON parser: enough for hook answers such as `{"record": true}`).
+pub fn json_bool(json: &str, name: &str) -> Option<bool> {
+    let pat = format!("\"{name}\"");
+    let at = json.find(&pat)? + pat.len();
+    let rest = json[at..].trim_start().strip_prefix(':')?.trim_start();
+    if rest.starts_with("true") {
+        Some(true)
+    } else if rest.starts_with("false") {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// The request as the JSON the HTTP hook and the event webhook send.
@@ -252,11 +288,13 @@ impl HttpHook {
 }
 
 impl Authorize for HttpHook {
-    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, String>> {
         Box::pin(async move {
-            match post_json(&self.url, &request_json(req), self.timeout).await {
-                Ok(code) if (200..300).contains(&code) => Ok(()),
-                Ok(code) => Err(format!("denied by hook ({code})")),
+            match post_json_response(&self.url, &request_json(req), self.timeout).await {
+                Ok((code, body)) if (200..300).contains(&code) => Ok(Grant {
+                    record: json_bool(&body, "record"),
+                }),
+                Ok((code, _)) => Err(format!("denied by hook ({code})")),
                 Err(e) => Err(format!("auth hook failed: {e}")),
             }
         })
@@ -274,12 +312,13 @@ impl std::fmt::Debug for AllOf {
 }
 
 impl Authorize for AllOf {
-    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, String>> {
         Box::pin(async move {
+            let mut grant = Grant::default();
             for a in &self.0 {
-                a.authorize(req).await?;
+                grant = grant.and(a.authorize(req).await?);
             }
-            Ok(())
+            Ok(grant)
         })
     }
 }
@@ -399,5 +438,61 @@ mod tests {
             request_json(&r),
             r#"{"action":"publish","app":"live","stream":"cam","query":"key=\"x\"","tc_url":"rtmp://h/live","peer":"127.0.0.1:1"}"#
         );
+    }
+
+    #[test]
+    fn json_bool_finds_top_level_answers() {
+        assert_eq!(json_bool(r#"{"record": true}"#, "record"), Some(true));
+        assert_eq!(
+            json_bool(r#"{"ok":1,"record" :false}"#, "record"),
+            Some(false)
+        );
+        assert_eq!(json_bool(r#"{"record": "yes"}"#, "record"), None);
+        assert_eq!(json_bool("", "record"), None);
+        assert_eq!(json_bool(r#"{"recording": true}"#, "record"), None);
+    }
+
+    #[test]
+    fn grants_combine_with_no_winning() {
+        let g = |record| Grant { record };
+        assert_eq!(g(None).and(g(None)), g(None));
+        assert_eq!(g(None).and(g(Some(true))), g(Some(true)));
+        assert_eq!(g(Some(true)).and(g(Some(false))), g(Some(false)));
+        assert_eq!(g(Some(false)).and(g(None)), g(Some(false)));
+    }
+
+    /// One-shot HTTP server answering `response`.
+    fn answer(response: &'static str) -> String {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(response.as_bytes());
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn http_hook_reads_the_record_answer() {
+        let r = req(Action::Publish, None);
+        let ok = answer("HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{\"record\": true}");
+        let grant = HttpHook::new(ok, Duration::from_secs(5))
+            .authorize(&r)
+            .await;
+        assert_eq!(grant, Ok(Grant { record: Some(true) }));
+        let plain = answer("HTTP/1.1 204 No Content\r\n\r\n");
+        let grant = HttpHook::new(plain, Duration::from_secs(5))
+            .authorize(&r)
+            .await;
+        assert_eq!(grant, Ok(Grant::default()));
+        let denied = answer("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        let err = HttpHook::new(denied, Duration::from_secs(5))
+            .authorize(&r)
+            .await
+            .unwrap_err();
+        assert!(err.contains("403"), "{err}");
     }
 }

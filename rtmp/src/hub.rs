@@ -323,6 +323,9 @@ pub struct LiveEvent {
     pub peer: Option<std::net::SocketAddr>,
     /// When.
     pub at: std::time::SystemTime,
+    /// For a publish: record it (`Some(true)`, from `?record=1` or the authorizer's grant),
+    /// don't (`Some(false)`), or follow the server's configuration (`None`).
+    pub record: Option<bool>,
 }
 
 /// The hub. Cheap to clone.
@@ -368,13 +371,19 @@ impl Hub {
         protocol: &'static str,
         peer: Option<std::net::SocketAddr>,
     ) {
-        let _ = self.inner.events.send(LiveEvent {
+        self.emit_event(LiveEvent {
             kind,
             key: key.to_string(),
             protocol,
             peer,
             at: std::time::SystemTime::now(),
+            record: None,
         });
+    }
+
+    /// Report a lifecycle event built by the caller.
+    pub fn emit_event(&self, event: LiveEvent) {
+        let _ = self.inner.events.send(event);
     }
 
     /// Ask the publisher of `key` to stop (its connection ends). True if it was live.

@@ -19,8 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::hub::{
-    Hub, HubItem, LiveEventKind, Publisher, SHARED_CHUNK_SIZE, SHARED_STREAM_ID, Subscription,
-    SubscriptionEnd,
+    Hub, HubItem, LiveEvent, LiveEventKind, Publisher, SHARED_CHUNK_SIZE, SHARED_STREAM_ID,
+    Subscription, SubscriptionEnd,
 };
 use crate::server::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
 
@@ -112,8 +112,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Decides each publish and play. `Err` carries the reason sent to the client.
 pub trait Authorize: Send + Sync + 'static {
-    /// Allow or deny `req`.
-    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>>;
+    /// Allow (with what the grant says) or deny `req` (with the reason).
+    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, String>>;
+}
+
+/// What an allowed publish or play comes with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Record this publish (`Some(true)`), don't (`Some(false)`), or leave it to the
+    /// server's configuration (`None`).
+    pub record: Option<bool>,
+}
+
+impl Grant {
+    /// Combine two grants: a "don't record" wins over "record", which wins over no opinion.
+    #[must_use]
+    pub fn and(self, other: Grant) -> Grant {
+        let record = match (self.record, other.record) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            _ => None,
+        };
+        Grant { record }
+    }
 }
 
 /// Allows everything. Use only on loopback or behind another gate.
@@ -121,8 +142,8 @@ pub trait Authorize: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl Authorize for AllowAll {
-    fn authorize<'a>(&'a self, _req: &'a AuthRequest) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
+    fn authorize<'a>(&'a self, _req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, String>> {
+        Box::pin(async { Ok(Grant::default()) })
     }
 }
 
@@ -347,11 +368,20 @@ impl Conn {
 
     async fn on_publish(&mut self, ctx: &Ctx, req: &crate::PublishRequest) -> crate::Result<()> {
         let auth = self.auth_request(Action::Publish, &req.name, req.query.as_ref());
-        if let Err(why) = ctx.auth.authorize(&auth).await {
-            return self
-                .session
-                .reject_publish(req.id, &PublishRejection::Unauthorized(why));
-        }
+        let grant = match ctx.auth.authorize(&auth).await {
+            Ok(g) => g,
+            Err(why) => {
+                return self
+                    .session
+                    .reject_publish(req.id, &PublishRejection::Unauthorized(why));
+            }
+        };
+        // `?record=1` / `?record=0` on the publish URL, else what the authorizer said.
+        let record = match crate::auth::query_param(req.query.as_deref(), "record") {
+            Some("1" | "true" | "yes") => Some(true),
+            Some("0" | "false" | "no") => Some(false),
+            _ => grant.record,
+        };
         let key = format!("{}/{}", self.app, req.name);
         if self.publisher.is_some() {
             return self
@@ -361,8 +391,14 @@ impl Conn {
         match ctx.hub.publish(&key) {
             Ok(p) => {
                 self.session.accept_publish(req.id)?;
-                ctx.hub
-                    .emit(LiveEventKind::Publish, &key, "rtmp", Some(self.peer));
+                ctx.hub.emit_event(LiveEvent {
+                    kind: LiveEventKind::Publish,
+                    key: key.clone(),
+                    protocol: "rtmp",
+                    peer: Some(self.peer),
+                    at: std::time::SystemTime::now(),
+                    record,
+                });
                 self.publisher = Some((req.stream_id, p));
                 Ok(())
             }
