@@ -7,19 +7,20 @@
 //! segment, closed into VOD (`EXT-X-ENDLIST`) when the stream ends. Recordings left open
 //! by a crash are closed at the next start ([`recover_recordings`]).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use hyper::{Method, StatusCode};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use videopick_flv::{FlvHeader, FlvMuxer};
 use videopick_hls::{
-    LiveOrigin, MediaPlaylist, OriginConfig, PlaylistEntry, PlaylistKind, Segment, SegmenterConfig,
+    LiveOrigin, MediaPlaylist, OriginConfig, OriginFeed, PlaylistEntry, PlaylistKind, Segment,
+    SegmenterConfig,
 };
-use videopick_rtmp::hub::{Hub, HubItem, LiveEventKind};
+use videopick_rtmp::auth::{json_str, post_json_with_retries};
+use videopick_rtmp::hub::{Hub, SharedTag, StreamTap};
 use videopick_storage::{Area, ObjectLock, RecordingId, Storage, StreamKey};
 
 use crate::http::{HttpResponse, respond};
@@ -80,25 +81,23 @@ pub struct HlsService {
 
 #[derive(Debug)]
 struct Inner {
-    hub: Hub,
     storage: Storage,
     settings: HlsSettings,
     origin: Arc<LiveOrigin>,
     events: broadcast::Sender<RecordingEvent>,
-    running: Mutex<HashSet<String>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// Messages queued to a recording task (beyond this, the recording stops rather than let
+/// memory grow behind a slow disk).
+const RECORDER_QUEUE: usize = 1024;
 
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 impl HlsService {
-    /// Start following `hub`: every publish gets a segmenting task.
-    pub fn start(hub: Hub, storage: Storage, settings: HlsSettings) -> HlsService {
+    /// Attach to `hub`: every new stream gets a tap that segments it inline.
+    pub fn start(hub: &Hub, storage: Storage, settings: HlsSettings) -> HlsService {
         let origin = LiveOrigin::new(OriginConfig {
             segmenter: SegmenterConfig::with_target(settings.segment),
             window: settings.window,
@@ -106,27 +105,14 @@ impl HlsService {
         });
         let svc = HlsService {
             inner: Arc::new(Inner {
-                hub,
                 storage,
                 settings,
                 origin,
                 events: broadcast::channel(256).0,
-                running: Mutex::new(HashSet::new()),
             }),
         };
         let me = svc.clone();
-        let mut rx = svc.inner.hub.events();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) if ev.kind == LiveEventKind::Publish => {
-                        me.on_publish(&ev.key, ev.record);
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
+        hub.set_tap_factory(Arc::new(move |key, record| me.make_tap(key, record)));
         svc
     }
 
@@ -140,14 +126,32 @@ impl HlsService {
         self.inner.events.subscribe()
     }
 
+    /// POST each closed recording to `url` as JSON (`{"event":"recording","id","stream",
+    /// "duration_ms","segments","recovered"}`), with retries: the hand-off to transcoding.
+    pub fn spawn_recording_webhook(&self, url: String) -> tokio::task::JoinHandle<()> {
+        let mut rx = self.recordings();
+        tokio::spawn(async move {
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                post_json_with_retries(&url, &recording_json(&ev)).await;
+            }
+        })
+    }
+
+    /// Announce recordings closed outside the service (crash recovery at start-up).
+    pub fn announce(&self, ev: RecordingEvent) {
+        let _ = self.inner.events.send(ev);
+    }
+
     fn app_listed(list: &[String], app: &str) -> bool {
         list.iter().any(|a| a == "*" || a == app)
     }
 
-    fn on_publish(&self, key: &str, record: Option<bool>) {
-        if !lock(&self.inner.running).insert(key.to_string()) {
-            return; // a republish within the grace period: the running task continues
-        }
+    fn make_tap(&self, key: &str, record: Option<bool>) -> Option<Box<dyn StreamTap>> {
         let app = key.split('/').next().unwrap_or("");
         let s = &self.inner.settings;
         let live = s.live
@@ -156,36 +160,8 @@ impl HlsService {
                 .is_none_or(|apps| Self::app_listed(apps, app));
         let record = record.unwrap_or_else(|| Self::app_listed(&s.record_apps, app));
         if !live && !record {
-            lock(&self.inner.running).remove(key);
-            return;
+            return None;
         }
-        let me = self.clone();
-        let key = key.to_string();
-        tokio::spawn(async move { me.stream_task(key, live, record).await });
-    }
-
-    async fn stream_task(self, key: String, live: bool, record: bool) {
-        loop {
-            self.follow(&key, live, record).await;
-            // A publish that raced with this task's end starts it again.
-            let mut running = lock(&self.inner.running);
-            let live_again = self
-                .inner
-                .hub
-                .streams()
-                .iter()
-                .any(|s| s.key() == key && s.is_live());
-            if !live_again {
-                running.remove(&key);
-                return;
-            }
-        }
-    }
-
-    async fn follow(&self, key: &str, live: bool, record: bool) {
-        let Some(mut sub) = self.inner.hub.subscribe(key) else {
-            return;
-        };
         let started = SystemTime::now();
         let generation = unix_ms(started);
         // Without live HLS the segments still come from a feed, of a private origin.
@@ -194,80 +170,27 @@ impl HlsService {
         } else {
             LiveOrigin::new(*self.inner.origin.config())
         };
-        let mut feed = origin.feed(key, generation);
-        let mut recorder = if record {
-            match Recorder::start(
-                &self.inner.storage,
-                key,
+        let feed = origin.feed(key, generation);
+        let recorder = record.then(|| {
+            let (tx, rx) = mpsc::channel(RECORDER_QUEUE);
+            let job = RecorderJob {
+                storage: self.inner.storage.clone(),
+                key: key.to_string(),
                 started,
-                self.inner.settings.record_flv,
-            ) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    eprintln!("videopick: not recording {key}: {e}");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let mut warned = false;
-        loop {
-            let segments = match sub.recv().await {
-                Ok(HubItem::Tag(t)) => {
-                    if let Some(r) = &mut recorder {
-                        r.write_flv_tag(t.tag());
-                    }
-                    match feed.push(t.tag(), SystemTime::now()) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            if !warned {
-                                eprintln!("videopick: hls {key}: {e} (tag skipped)");
-                                warned = true;
-                            }
-                            Vec::new()
-                        }
-                    }
-                }
-                Ok(HubItem::Published) => feed.discontinuity(),
-                Ok(HubItem::Unpublished) => Vec::new(),
-                Err(_) => break,
+                flv: s.record_flv,
+                events: self.inner.events.clone(),
             };
-            if let Some(r) = &mut recorder
-                && let Err(e) = r.add(segments).await
-            {
-                eprintln!("videopick: recording {key} stopped: {e}");
-                recorder = None;
-            }
-        }
-        let last = feed.finish();
-        if let Some(mut r) = recorder {
-            let done = match r.add(last).await {
-                Ok(()) => r.finish().await,
-                Err(e) => Err(e),
-            };
-            match done {
-                Ok(ev) => {
-                    println!(
-                        "videopick: recording {} closed ({} segments, {:.1} s)",
-                        ev.id,
-                        ev.segments,
-                        ev.duration.as_secs_f64()
-                    );
-                    let _ = self.inner.events.send(ev);
-                }
-                Err(e) => eprintln!("videopick: closing recording of {key} failed: {e}"),
-            }
-        }
-        if live {
-            // Keep the ended playlist (with EXT-X-ENDLIST) a little for late players.
-            let origin = origin.clone();
-            let key = key.to_string();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                origin.remove(&key, generation);
-            });
-        }
+            tokio::spawn(job.run(rx));
+            tx
+        });
+        Some(Box::new(HlsTap {
+            feed,
+            live,
+            generation,
+            recorder,
+            record_flv: s.record_flv,
+            warned: false,
+        }))
     }
 
     /// Answer HLS requests: live playlists and segments, recordings.
@@ -362,6 +285,18 @@ impl HlsService {
     }
 }
 
+/// A recording event as the webhook JSON.
+pub fn recording_json(ev: &RecordingEvent) -> String {
+    format!(
+        "{{\"event\":\"recording\",\"id\":{},\"stream\":{},\"duration_ms\":{},\"segments\":{},\"recovered\":{}}}",
+        json_str(&ev.id),
+        json_str(&ev.stream),
+        ev.duration.as_millis(),
+        ev.segments,
+        ev.recovered
+    )
+}
+
 fn cors(mut r: HttpResponse) -> HttpResponse {
     r.headers_mut().insert(
         "access-control-allow-origin",
@@ -398,6 +333,150 @@ pub fn recording_dir(storage: &Storage, id: &str) -> Option<PathBuf> {
     }
     let sk = StreamKey::new(stream).ok()?;
     Some(storage.recording_dir(&sk, &rid))
+}
+
+/// The per-stream tap: segments inline in the publisher's task; hands recording work to
+/// the stream's recorder task.
+struct HlsTap {
+    feed: OriginFeed,
+    live: bool,
+    generation: u64,
+    recorder: Option<mpsc::Sender<RecorderMsg>>,
+    record_flv: bool,
+    warned: bool,
+}
+
+enum RecorderMsg {
+    Tag(videopick_flv::Tag),
+    Segments(Vec<Segment>),
+    Finish,
+}
+
+impl HlsTap {
+    fn send(&mut self, msg: RecorderMsg) {
+        if let Some(tx) = &self.recorder
+            && let Err(e) = tx.try_send(msg)
+        {
+            let why = match e {
+                mpsc::error::TrySendError::Full(_) => "storage is not keeping up",
+                mpsc::error::TrySendError::Closed(_) => "its writer stopped",
+            };
+            eprintln!("videopick: recording of {} stopped: {why}", self.feed.key());
+            self.recorder = None;
+        }
+    }
+
+    fn segments(&mut self, segments: Vec<Segment>) {
+        if !segments.is_empty() {
+            self.send(RecorderMsg::Segments(segments));
+        }
+    }
+}
+
+impl StreamTap for HlsTap {
+    fn tag(&mut self, tag: &SharedTag) {
+        if self.record_flv {
+            self.send(RecorderMsg::Tag(tag.tag().clone()));
+        }
+        match self.feed.push(tag.tag(), SystemTime::now()) {
+            Ok(segments) => self.segments(segments),
+            Err(e) if !self.warned => {
+                eprintln!("videopick: hls {}: {e} (tag skipped)", self.feed.key());
+                self.warned = true;
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn republished(&mut self) {
+        let segments = self.feed.discontinuity();
+        self.segments(segments);
+    }
+
+    fn ended(mut self: Box<Self>) {
+        let last = self.feed.finish();
+        self.segments(last);
+        self.send(RecorderMsg::Finish);
+        if self.live {
+            // Keep the ended playlist (with EXT-X-ENDLIST) a little for late players.
+            let origin = self.feed.origin().clone();
+            let key = self.feed.key().to_string();
+            let generation = self.generation;
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        origin.remove(&key, generation);
+                    });
+                }
+                Err(_) => origin.remove(&key, generation),
+            }
+        }
+    }
+}
+
+/// What a recording task needs.
+struct RecorderJob {
+    storage: Storage,
+    key: String,
+    started: SystemTime,
+    flv: bool,
+    events: broadcast::Sender<RecordingEvent>,
+}
+
+impl RecorderJob {
+    /// Write what the tap sends until `Finish` (then close the recording) or until the tap
+    /// is gone without finishing (server stopping: the next start closes it).
+    async fn run(self, mut rx: mpsc::Receiver<RecorderMsg>) {
+        let key = self.key.clone();
+        let storage = self.storage.clone();
+        let (started, flv) = (self.started, self.flv);
+        let made =
+            tokio::task::spawn_blocking(move || Recorder::start(&storage, &key, started, flv))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+        let mut rec = match made {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("videopick: not recording {}: {e}", self.key);
+                return;
+            }
+        };
+        let mut finished = false;
+        while let Some(msg) = rx.recv().await {
+            let step = match msg {
+                RecorderMsg::Tag(t) => {
+                    rec.write_flv_tag(&t);
+                    Ok(())
+                }
+                RecorderMsg::Segments(s) => rec.add(s).await,
+                RecorderMsg::Finish => {
+                    finished = true;
+                    break;
+                }
+            };
+            if let Err(e) = step {
+                eprintln!("videopick: recording {} stopped: {e}", self.key);
+                return;
+            }
+        }
+        if !finished {
+            return; // the server is stopping: the next start closes this recording
+        }
+        match rec.finish().await {
+            Ok(ev) => {
+                println!(
+                    "videopick: recording {} closed ({} segments, {:.1} s)",
+                    ev.id,
+                    ev.segments,
+                    ev.duration.as_secs_f64()
+                );
+                let _ = self.events.send(ev);
+            }
+            Err(e) => eprintln!("videopick: closing recording of {} failed: {e}", self.key),
+        }
+    }
 }
 
 /// Writes one recording.

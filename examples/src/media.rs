@@ -192,7 +192,8 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
     let sweeper = hub.clone();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            // Also ends streams (closing their recordings) once their grace period passed.
+            tokio::time::sleep(Duration::from_secs(1)).await;
             sweeper.sweep(std::time::Instant::now());
         }
     });
@@ -260,18 +261,12 @@ fn open_storage(args: &MediaArgs) -> Result<(Storage, Housekeeper), Box<dyn std:
     Ok((storage, keeper))
 }
 
-/// Close recordings a crash left open, then start live HLS and recording.
+/// Close recordings a crash left open, then start live HLS and recording (and the
+/// recording webhook, which also hears of the recovered ones).
 fn start_hls(name: &str, args: &MediaArgs, hub: &Hub, storage: &Storage) -> HlsService {
-    for ev in recover_recordings(storage) {
-        println!(
-            "{name}: closed recording {} left open by a crash ({} segments, {:.1} s)",
-            ev.id,
-            ev.segments,
-            ev.duration.as_secs_f64()
-        );
-    }
-    HlsService::start(
-        hub.clone(),
+    let recovered = recover_recordings(storage);
+    let hls = HlsService::start(
+        hub,
         storage.clone(),
         HlsSettings {
             live: args.hls,
@@ -281,7 +276,20 @@ fn start_hls(name: &str, args: &MediaArgs, hub: &Hub, storage: &Storage) -> HlsS
             record_apps: args.record_apps.clone(),
             record_flv: args.record_flv,
         },
-    )
+    );
+    if let Some(url) = &args.event_hook {
+        hls.spawn_recording_webhook(url.clone());
+    }
+    for ev in recovered {
+        println!(
+            "{name}: closed recording {} left open by a crash ({} segments, {:.1} s)",
+            ev.id,
+            ev.segments,
+            ev.duration.as_secs_f64()
+        );
+        hls.announce(ev);
+    }
+    hls
 }
 
 async fn shutdown_signal() {

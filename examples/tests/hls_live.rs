@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::start_server;
+use common::{event_sink, start_server};
 
 /// ffmpeg publishing a generated stream in real time to `url`.
 fn publish(url: &str, secs: u32, video: bool, audio: bool) -> Child {
@@ -275,6 +275,7 @@ fn live_playlist_while_publishing_then_a_clean_recording() {
 fn republish_within_grace_continues_the_recording_with_a_discontinuity() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let (hook, events) = event_sink();
     let server = start_server(
         &data,
         &[
@@ -283,6 +284,8 @@ fn republish_within_grace_continues_the_recording_with_a_discontinuity() {
             "--record-apps",
             "live",
             "--record-flv",
+            "--event-hook",
+            &hook,
         ],
     );
     let url = format!("rtmp://{}/live/again", server.rtmp);
@@ -312,6 +315,25 @@ fn republish_within_grace_continues_the_recording_with_a_discontinuity() {
     let (flv_duration, codecs) = probe(flv.to_str().unwrap());
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
     assert!(flv_duration > 3.0, "flv lasts {flv_duration} s");
+    // The closed recording was announced to the webhook (the hand-off to transcoding).
+    let id = rec.file_name().unwrap().to_str().unwrap().to_string();
+    let announced = wait_for("the recording event", Duration::from_secs(10), || {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|b| b.contains(r#""event":"recording""#))
+            .cloned()
+    });
+    assert!(
+        announced.contains(&format!(r#""id":"{id}""#)),
+        "{announced}"
+    );
+    assert!(
+        announced.contains(r#""stream":"live/again""#),
+        "{announced}"
+    );
+    assert!(announced.contains(r#""recovered":false"#), "{announced}");
 }
 
 #[test]
@@ -354,7 +376,8 @@ fn a_recording_interrupted_by_kill_9_is_closed_at_the_next_start() {
     let _ = publisher.wait();
     assert!(!ended(&rec), "not closed before the restart");
 
-    let _server = start_server(&data, &[]);
+    let (hook, events) = event_sink();
+    let _server = start_server(&data, &["--event-hook", &hook]);
     // Closed at start-up, before the server listens.
     assert!(ended(&rec), "closed at restart");
     let index = rec.join("index.m3u8");
@@ -366,6 +389,16 @@ fn a_recording_interrupted_by_kill_9_is_closed_at_the_next_start() {
     assert!(
         duration >= 2.5,
         "plays to the last complete segment: {duration} s"
+    );
+    let announced = wait_for(
+        "the recovered recording event",
+        Duration::from_secs(10),
+        || events.lock().unwrap().first().cloned(),
+    );
+    assert!(announced.contains(r#""recovered":true"#), "{announced}");
+    assert!(
+        announced.contains(r#""stream":"live/crash""#),
+        "{announced}"
     );
 }
 

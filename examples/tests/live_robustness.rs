@@ -8,54 +8,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{http, http_flv_marks, publisher, send_frames, start_server};
+use common::{event_sink, http, http_flv_marks, publisher, send_frames, start_server};
 use tokio::io::AsyncReadExt;
 use videopick_flv::TagKind;
 use videopick_rtmp::net_client::RtmpClient;
-
-/// A tiny HTTP endpoint recording POST bodies (the event webhook target).
-fn event_sink() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/events", l.local_addr().unwrap());
-    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
-    let b = bodies.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut buf = vec![0u8; 8192];
-            let mut got = Vec::new();
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got);
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length: ")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        b.lock().unwrap().push(body.to_string());
-                        break;
-                    }
-                }
-            }
-            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
-        }
-    });
-    (url, bodies)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn republish_kick_events_and_hostile_clients() {

@@ -103,8 +103,8 @@ impl MediaPlaylist {
         self.discontinuity_sequence
     }
 
-    /// EXT-X-TARGETDURATION: the ceiling of the longest segment ever added (it never
-    /// shrinks, so it does not change between reloads once reached).
+    /// EXT-X-TARGETDURATION: the ceiling of the longest segment ever added, less 50 ms of
+    /// tolerance (it never shrinks, so it does not change between reloads once reached).
     pub fn target_duration(&self) -> u64 {
         self.target_secs
     }
@@ -121,7 +121,11 @@ impl MediaPlaylist {
 
     /// Append a segment (a live window drops its oldest segments beyond the window).
     pub fn push(&mut self, entry: PlaylistEntry) {
-        let secs = entry.duration.as_millis().div_ceil(1000) as u64;
+        // The ceiling of the duration, ignoring up to 50 ms of overshoot: a 2.004 s segment
+        // (an audio frame past the last video frame) keeps a 2 s target, which RFC 8216
+        // allows (§4.3.3.1 bounds the *rounded* EXTINF) and which keeps the target from
+        // changing between reloads (§6.2.1); 2.3 s makes it 3.
+        let secs = (entry.duration.as_millis().saturating_sub(50)).div_ceil(1000) as u64;
         self.target_secs = self.target_secs.max(secs.max(1));
         self.next_sequence = entry.sequence + 1;
         self.entries.push_back(entry);
@@ -492,7 +496,9 @@ mod tests {
         let mut p = MediaPlaylist::new(PlaylistKind::Event);
         p.push(entry(0, 2000, false));
         assert_eq!(p.target_duration(), 2);
-        p.push(entry(1, 2001, false));
+        p.push(entry(1, 2040, false));
+        assert_eq!(p.target_duration(), 2, "a 40 ms overshoot rounds to 2 s");
+        p.push(entry(1, 2051, false));
         assert_eq!(p.target_duration(), 3);
         p.push(entry(2, 1000, false));
         assert_eq!(p.target_duration(), 3);

@@ -346,19 +346,26 @@ pub fn spawn_event_webhook(hub: &crate::hub::Hub, url: String) -> tokio::task::J
                 json_str(ev.protocol),
                 ev.peer.map_or("null".into(), |p| json_str(&p.to_string())),
             );
-            let mut backoff = Duration::from_millis(500);
-            for attempt in 0..4 {
-                match post_json(&url, &body, Duration::from_secs(5)).await {
-                    Ok(code) if (200..300).contains(&code) => break,
-                    _ if attempt < 3 => {
-                        tokio::time::sleep(backoff).await;
-                        backoff *= 2;
-                    }
-                    _ => {}
-                }
-            }
+            post_json_with_retries(&url, &body).await;
         }
     })
+}
+
+/// POST `body` to `url`, retrying up to 3 times with backoff (0.5 s, 1 s, 2 s) until a 2xx
+/// answer; true if one came.
+pub async fn post_json_with_retries(url: &str, body: &str) -> bool {
+    let mut backoff = Duration::from_millis(500);
+    for attempt in 0..4 {
+        match post_json(url, body, Duration::from_secs(5)).await {
+            Ok(code) if (200..300).contains(&code) => return true,
+            _ if attempt < 3 => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -236,6 +236,37 @@ struct StreamState {
     cache: Cache,
     /// When the last publisher left (for the grace period).
     unpublished_at: Option<Instant>,
+    tap: TapSlot,
+}
+
+/// Something that sees every tag of a stream inline, in the publisher's task, with no
+/// queue and no wake-up of its own: the cheapest way to mux or record a stream once. It
+/// runs under the stream's lock, so it must not block (hand slow work to a task).
+pub trait StreamTap: Send {
+    /// A tag from the publisher (metadata, sequence headers and media, in order).
+    fn tag(&mut self, tag: &SharedTag);
+    /// A new publisher took the stream over within the republish grace period.
+    fn republished(&mut self) {}
+    /// The stream ended: its publisher left and the grace period passed (seen by
+    /// [`Hub::sweep`]).
+    fn ended(self: Box<Self>) {}
+}
+
+/// Makes the tap of a new stream: given the key and the publish's recording choice
+/// ([`LiveEvent::record`]); `None` for no tap.
+pub type TapFactory = Arc<dyn Fn(&str, Option<bool>) -> Option<Box<dyn StreamTap>> + Send + Sync>;
+
+#[derive(Default)]
+struct TapSlot(Option<Box<dyn StreamTap>>);
+
+impl std::fmt::Debug for TapSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "TapSlot(tap)"
+        } else {
+            "TapSlot(none)"
+        })
+    }
 }
 
 /// A live stream's handle, for stats.
@@ -277,12 +308,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[derive(Debug)]
 struct HubInner {
     config: HubConfig,
     streams: Mutex<HashMap<String, Arc<StreamInner>>>,
     next_publisher: AtomicU64,
     events: broadcast::Sender<LiveEvent>,
+    tap_factory: Mutex<Option<TapFactory>>,
+}
+
+impl std::fmt::Debug for HubInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubInner")
+            .field("config", &self.config)
+            .field("streams", &lock(&self.streams).len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What happened, for the in-process event channel and webhooks.
@@ -349,8 +389,14 @@ impl Hub {
                 streams: Mutex::new(HashMap::new()),
                 next_publisher: AtomicU64::new(1),
                 events: broadcast::channel(1024).0,
+                tap_factory: Mutex::new(None),
             }),
         }
+    }
+
+    /// Give every new stream a tap made by `factory` (replacing any earlier factory).
+    pub fn set_tap_factory(&self, factory: TapFactory) {
+        *lock(&self.inner.tap_factory) = Some(factory);
     }
 
     /// The configuration.
@@ -401,6 +447,12 @@ impl Hub {
     /// Start publishing `key`. Fails if another publisher holds it. A stream whose
     /// publisher left less than the grace period ago is taken over with its viewers.
     pub fn publish(&self, key: &str) -> Result<Publisher, HubError> {
+        self.publish_with(key, None)
+    }
+
+    /// [`Hub::publish`], telling the tap factory whether to record (see
+    /// [`LiveEvent::record`]).
+    pub fn publish_with(&self, key: &str, record: Option<bool>) -> Result<Publisher, HubError> {
         let mut streams = lock(&self.inner.streams);
         let stream = streams
             .entry(key.to_string())
@@ -425,6 +477,12 @@ impl Hub {
         state.publisher = Some(id);
         state.cache = Cache::default();
         state.unpublished_at = None;
+        if let Some(tap) = state.tap.0.as_mut() {
+            tap.republished();
+        } else {
+            let factory = lock(&self.inner.tap_factory).clone();
+            state.tap.0 = factory.and_then(|f| f(key, record));
+        }
         let _ = stream.tx.send(HubItem::Published);
         drop(state);
         Ok(Publisher {
@@ -474,16 +532,23 @@ impl Hub {
 
     /// Forget streams whose publisher left more than the grace period before `now` and that
     /// nobody watches.
+    /// Streams whose grace period passed have their tap ended.
     pub fn sweep(&self, now: Instant) {
         let grace = self.inner.config.republish_grace;
+        let mut ended = Vec::new();
         lock(&self.inner.streams).retain(|_, s| {
-            let st = lock(&s.state);
-            st.publisher.is_some()
-                || st
-                    .unpublished_at
-                    .is_some_and(|t| now.duration_since(t) < grace)
-                || s.tx.receiver_count() > 0
+            let mut st = lock(&s.state);
+            let in_grace = st
+                .unpublished_at
+                .is_some_and(|t| now.duration_since(t) < grace);
+            if st.publisher.is_none() && !in_grace {
+                ended.extend(st.tap.0.take());
+            }
+            st.publisher.is_some() || in_grace || s.tx.receiver_count() > 0
         });
+        for tap in ended {
+            tap.ended();
+        }
     }
 }
 
@@ -543,6 +608,9 @@ impl Publisher {
             .bytes_in
             .fetch_add(len as u64, Ordering::Relaxed);
         self.stream.stats.tags_in.fetch_add(1, Ordering::Relaxed);
+        if let Some(tap) = state.tap.0.as_mut() {
+            tap.tag(&shared);
+        }
         // Sent under the lock so a new subscriber's snapshot and its ring never overlap or
         // miss a tag.
         let _ = self.stream.tx.send(HubItem::Tag(shared));

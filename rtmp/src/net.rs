@@ -388,7 +388,7 @@ impl Conn {
                 .session
                 .reject_publish(req.id, &PublishRejection::BadName);
         }
-        match ctx.hub.publish(&key) {
+        match ctx.hub.publish_with(&key, record) {
             Ok(p) => {
                 self.session.accept_publish(req.id)?;
                 ctx.hub.emit_event(LiveEvent {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# CPU cost of live HLS for one 2.5 Mbit/s stream: media-server with HLS on, with HLS off,
+# and `ffmpeg -c copy -f hls` pulling the same stream (what Node Media Server v2 runs per
+# stream). Server and remuxer on core 0, the publisher on core 1; CPU is summed over all
+# threads from /proc/<pid>/task/*/schedstat over 60 s.
+#   usage: scripts/hls-vs-ffmpeg.sh [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds="${1:-2}"
+cargo build --release -q -p videopick-examples --bin media-server
+input=/tmp/videopick-hls-bench.flv
+[ -f "$input" ] || ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=25 \
+  -f lavfi -i sine=frequency=440:sample_rate=44100 -t 75 -pix_fmt yuv420p -c:v libx264 \
+  -preset veryfast -b:v 2400k -maxrate 2400k -bufsize 4800k -g 50 -c:a aac -b:a 128k "$input"
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%d", s}'; }
+run() {
+  local mode=$1 hls=false data out
+  [ "$mode" = media-server-hls ] && hls=true
+  data=$(mktemp -d); out=$(mktemp -d)
+  taskset -c 0 target/release/media-server --rtmp 127.0.0.1:19350 --http 127.0.0.1:18000 \
+    --storage "$data" --hls "$hls" >/dev/null 2>&1 &
+  local server=$!
+  sleep 1
+  taskset -c 1 ffmpeg -hide_banner -loglevel quiet -re -i "$input" -c copy -f flv \
+    rtmp://127.0.0.1:19350/live/b &
+  local publisher=$!
+  sleep 2
+  local target=$server
+  if [ "$mode" = ffmpeg-remux ]; then
+    taskset -c 0 ffmpeg -hide_banner -loglevel quiet -i rtmp://127.0.0.1:19350/live/b -c copy \
+      -f hls -hls_time 2 -hls_list_size 6 -hls_flags delete_segments "$out/x.m3u8" &
+    target=$!
+  fi
+  sleep 3
+  local a b
+  a=$(cpu_ns "$target"); sleep 60; b=$(cpu_ns "$target")
+  echo "$mode: $(( (b - a) / 1000000 )) ms CPU per minute of stream"
+  kill "$publisher" "$target" "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$data" "$out"
+}
+for _ in $(seq "$rounds"); do
+  for mode in media-server-hls media-server-no-hls ffmpeg-remux; do run "$mode"; done
+done
