@@ -1,5 +1,5 @@
 //! 500 concurrent viewers of one stream through `media-server`, half RTMP (`RtmpClient`),
-//! half HTTP-FLV: every viewer receives every frame in order (99% within 100 ms), while two
+//! half HTTP-FLV: every viewer receives every frame in order, each within 100 ms, while two
 //! viewers (one of each protocol) stop reading — and the server's memory stays bounded.
 
 mod common;
@@ -111,17 +111,17 @@ async fn five_hundred_mixed_viewers_and_two_stalled_ones() {
             pct(99),
             pct(100)
         );
-        // The criterion is on the viewers' lag (p99); the single worst sample also reflects
-        // this test's own 500 debug-build clients sharing 2 cores with the server.
+        // Every frame reached every viewer within 100 ms, stalled peers notwithstanding.
         assert!(
-            pct(99) < Duration::from_millis(100),
-            "{proto} p99 delay {:?}",
+            pct(100) < Duration::from_millis(100),
+            "{proto} worst delay {:?} (p99 {:?})",
+            pct(100),
             pct(99)
         );
         worst = worst.max(pct(100));
     }
     assert!(
-        worst < Duration::from_millis(300),
+        worst < Duration::from_millis(100),
         "worst delivery delay {worst:?}"
     );
     // Memory stays bounded: the stalled viewers are held to their queues, not buffered

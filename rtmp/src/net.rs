@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::hub::{
     Hub, HubItem, LiveEvent, LiveEventKind, Publisher, SHARED_CHUNK_SIZE, SHARED_STREAM_ID,
-    Subscription, SubscriptionEnd,
+    Subscription, SubscriptionEnd, next_write_slot,
 };
 use crate::server::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
 
@@ -638,7 +638,7 @@ async fn run(
                         if !deliver(conn, cfg.max_batch, first, &mut batch)? {
                             return Ok(());
                         }
-                        write_due = Instant::now() + cfg.write_interval;
+                        write_due = next_write_slot(Instant::now(), cfg.write_interval);
                         write_sleep.as_mut().reset(write_due.into());
                     }
                     Err(SubscriptionEnd::TooSlow) => return Err(End::Timeout),
