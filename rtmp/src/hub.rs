@@ -839,6 +839,9 @@ pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
             HubItem::Unpublished | HubItem::Published => None,
         }));
         let n = crate::net::write_all_vectored(w, &mut out).await?;
+        // The first batch (the GOP cache) is large; keep only a small capacity after it.
+        out.shrink_to(32);
+        batch.shrink_to(32);
         sub.count_out(n);
         total += n as u64;
         if more.is_err() {

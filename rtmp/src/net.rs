@@ -324,6 +324,9 @@ impl Conn {
         if !self.pending_writes.is_empty() {
             let n = write_all_vectored(&mut self.wr, &mut self.pending_writes).await?;
             stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            // A new viewer's first batch (the GOP cache) is large; don't keep its capacity
+            // for the life of the connection.
+            self.pending_writes.shrink_to(SMALL_BATCH);
         }
         Ok(())
     }
@@ -549,12 +552,16 @@ fn deliver(
     for it in batch.drain(..) {
         conn.queue_item(sid, it)?;
     }
+    batch.shrink_to(SMALL_BATCH);
     match more {
         Ok(()) => Ok(true),
         Err(SubscriptionEnd::TooSlow) => Err(End::Timeout),
         Err(SubscriptionEnd::Ended) => Ok(false),
     }
 }
+
+/// Capacity kept by per-connection batch vectors between writes.
+const SMALL_BATCH: usize = 32;
 
 async fn run(
     conn: &mut Conn,
@@ -563,7 +570,9 @@ async fn run(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), End> {
     let cfg = &ctx.config;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Players send little (acks, pings): a small buffer keeps a thousand of them cheap; a
+    // publisher's buffer grows to 64 KiB reads.
+    let mut buf = BytesMut::with_capacity(4096);
     let start = Instant::now();
     let mut last_input = start;
     let mut write_due = start;
@@ -596,6 +605,7 @@ async fn run(
         }
         let playing = conn.player.is_some();
         let publishing = conn.publisher.is_some();
+        buf.reserve(if publishing { 64 * 1024 } else { 4096 });
         let now = Instant::now();
         tokio::select! {
             biased;
