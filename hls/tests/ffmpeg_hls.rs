@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{check_ts, decode_warnings, ffmpeg, ffprobe, read_flv, segment_all, write_vod};
+use common::{check_ts, decode_warnings, ffmpeg_to, ffprobe, read_flv, segment_all, write_vod};
 use videopick_flv::{
     FrameType, HevcConfig, HevcNalArray, Tag, TagKind, VideoCodec, VideoData, VideoPacket,
 };
@@ -17,35 +17,15 @@ use videopick_hls::{Segment, SegmenterConfig};
 const TARGET: Duration = Duration::from_secs(2);
 const GOP: Duration = Duration::from_secs(2);
 
-fn h264_aac_flv(dir: &Path, secs: u32, audio: &[&str]) -> std::path::PathBuf {
+/// `secs` of 320x240 H.264 (2 s GOP, B-frames) with a 440 Hz tone encoded by `audio`.
+fn h264_aac_flv(dir: &Path, secs: u32, audio: &str) -> std::path::PathBuf {
     let out = dir.join("in.flv");
-    let t = secs.to_string();
-    let mut args = vec![
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-        "-t",
-        &t,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "50",
-        "-bf",
-        "2",
-        "-pix_fmt",
-        "yuv420p",
-    ];
-    args.extend_from_slice(audio);
-    let o = out.to_str().unwrap();
-    args.extend_from_slice(&[o]);
-    ffmpeg(&args);
+    ffmpeg_to(
+        &format!(
+            "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440:sample_rate=44100 -t {secs} -c:v libx264 -preset ultrafast -g 50 -bf 2 -pix_fmt yuv420p {audio}"
+        ),
+        &out,
+    );
     out
 }
 
@@ -90,7 +70,7 @@ fn json_f64(json: &str, key: &str) -> f64 {
 #[test]
 fn h264_aac_segments_decode_cleanly_with_the_right_duration() {
     let dir = tempfile::tempdir().unwrap();
-    let flv = h264_aac_flv(dir.path(), 12, &["-c:a", "aac", "-b:a", "128k"]);
+    let flv = h264_aac_flv(dir.path(), 12, "-c:a aac -b:a 128k");
     let tags = read_flv(&flv);
     let segments = segment_all(&tags, SegmenterConfig::with_target(TARGET));
     assert_eq!(segments.len(), 6, "12 s in 2 s GOPs");
@@ -117,7 +97,7 @@ fn h264_aac_segments_decode_cleanly_with_the_right_duration() {
 #[test]
 fn media_info_gives_codecs_and_resolution() {
     let dir = tempfile::tempdir().unwrap();
-    let flv = h264_aac_flv(dir.path(), 3, &["-c:a", "aac"]);
+    let flv = h264_aac_flv(dir.path(), 3, "-c:a aac");
     let mut s = videopick_hls::Segmenter::new(SegmenterConfig::default());
     for t in read_flv(&flv) {
         s.push(&t, std::time::SystemTime::now()).unwrap();
@@ -138,7 +118,7 @@ fn media_info_gives_codecs_and_resolution() {
 #[test]
 fn h264_mp3_decodes_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let flv = h264_aac_flv(dir.path(), 5, &["-c:a", "libmp3lame", "-b:a", "128k"]);
+    let flv = h264_aac_flv(dir.path(), 5, "-c:a libmp3lame -b:a 128k");
     let segments = segment_all(&read_flv(&flv), SegmenterConfig::with_target(TARGET));
     check_segments(&segments, true);
     let playlist = write_vod(dir.path(), &segments);
@@ -153,17 +133,10 @@ fn audio_only_and_video_only_streams() {
     let dir = tempfile::tempdir().unwrap();
     // Audio only: time-based cuts.
     let a = dir.path().join("a.flv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "7",
-        "-c:a",
-        "aac",
-        a.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i sine=frequency=440:sample_rate=48000 -t 7 -c:a aac",
+        &a,
+    );
     let segments = segment_all(&read_flv(&a), SegmenterConfig::with_target(TARGET));
     assert_eq!(segments.len(), 4, "7 s of audio in 2 s segments");
     check_segments(&segments, false);
@@ -180,21 +153,10 @@ fn audio_only_and_video_only_streams() {
 
     // Video only.
     let v = dir.path().join("v.flv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=160x120:rate=30",
-        "-t",
-        "5",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "30",
-        v.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i testsrc2=size=160x120:rate=30 -t 5 -c:v libx264 -preset ultrafast -g 30",
+        &v,
+    );
     let segments = segment_all(&read_flv(&v), SegmenterConfig::with_target(TARGET));
     check_segments(&segments, true);
     let vdir = dir.path().join("v");
@@ -212,7 +174,7 @@ fn audio_only_and_video_only_streams() {
 #[test]
 fn republish_and_timestamp_jump_are_discontinuities_with_monotonic_output() {
     let dir = tempfile::tempdir().unwrap();
-    let flv = h264_aac_flv(dir.path(), 4, &["-c:a", "aac"]);
+    let flv = h264_aac_flv(dir.path(), 4, "-c:a aac");
     let tags = read_flv(&flv);
     let mut s = videopick_hls::Segmenter::new(SegmenterConfig::with_target(TARGET));
     let now = std::time::SystemTime::now();
@@ -370,23 +332,10 @@ fn hevc_tags(path: &Path, fps: u32) -> Vec<Tag> {
 fn hevc_segments_decode_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("in.hevc");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-t",
-        "6",
-        "-c:v",
-        "libx265",
-        "-preset",
-        "ultrafast",
-        "-x265-params",
-        "aud=1:bframes=0:keyint=50:min-keyint=50:scenecut=0:log-level=error",
-        "-f",
-        "hevc",
-        raw.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -t 6 -c:v libx265 -preset ultrafast -x265-params aud=1:bframes=0:keyint=50:min-keyint=50:scenecut=0:log-level=error -f hevc",
+        &raw,
+    );
     let tags = hevc_tags(&raw, 25);
     let segments = segment_all(&tags, SegmenterConfig::with_target(TARGET));
     assert_eq!(segments.len(), 3);

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::{ffmpeg, read_flv};
+use common::{ffmpeg_to, read_flv};
 use videopick_hls::origin::{LiveOrigin, OriginConfig};
 use videopick_hls::{MasterPlaylist, SegmenterConfig, Variant};
 
@@ -29,27 +29,10 @@ fn parse_media(text: &str) -> m3u8_rs::MediaPlaylist {
 fn live_reloads_follow_rfc_8216() {
     let dir = tempfile::tempdir().unwrap();
     let flv = dir.path().join("in.flv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=sample_rate=44100",
-        "-t",
-        "12",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "50",
-        "-c:a",
-        "aac",
-        flv.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=sample_rate=44100 -t 12 -c:v libx264 -preset ultrafast -g 50 -c:a aac",
+        &flv,
+    );
     let tags = read_flv(&flv);
     let origin = LiveOrigin::new(OriginConfig {
         segmenter: SegmenterConfig::with_target(Duration::from_secs(2)),
@@ -148,29 +131,10 @@ fn live_reloads_follow_rfc_8216() {
 fn master_playlist_codecs_match_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let flv = dir.path().join("in.flv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x360:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=sample_rate=48000",
-        "-t",
-        "4",
-        "-c:v",
-        "libx264",
-        "-profile:v",
-        "high",
-        "-preset",
-        "veryfast",
-        "-g",
-        "60",
-        "-c:a",
-        "aac",
-        flv.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine=sample_rate=48000 -t 4 -c:v libx264 -profile:v high -preset veryfast -g 60 -c:a aac",
+        &flv,
+    );
     let mut s = videopick_hls::Segmenter::new(SegmenterConfig::default());
     for t in read_flv(&flv) {
         s.push(&t, SystemTime::now()).unwrap();

@@ -186,6 +186,13 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
+/// Run ffmpeg with the whitespace-separated `args`, writing `out`.
+pub fn ffmpeg_to(args: &str, out: &Path) {
+    let mut all: Vec<&str> = args.split_whitespace().collect();
+    all.push(out.to_str().unwrap());
+    ffmpeg(&all);
+}
+
 /// Read every tag of an FLV file.
 pub fn read_flv(path: &Path) -> Vec<Tag> {
     let mut buf = BytesMut::from(&std::fs::read(path).unwrap()[..]);
