@@ -101,8 +101,9 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Wrap an I/O error, turning "no space" errors into [`StorageError::DiskFull`].
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    /// Wrap an I/O error on `path`, turning "no space" errors into
+    /// [`StorageError::DiskFull`] (for crates doing their own file work inside the root).
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();
         if is_no_space(&source) {
             StorageError::DiskFull { op, path }

@@ -4,7 +4,8 @@
 //! every tus request header (`Tus-Resumable`, `Upload-Offset`/`Upload-Length`,
 //! `Upload-Defer-Length`, `Upload-Metadata`, `Upload-Concat`, `Upload-Checksum`) that
 //! name the HTTP status the protocol prescribes on rejection, plus the `Upload-Expires`
-//! date. The upload store (on the `storage` crate) and the hyper service build on it.
+//! date. [`store::FileStore`] keeps uploads on the `storage` crate, advertising only
+//! durably recorded offsets; the hyper service builds on both.
 //!
 //! ```
 //! use videopick_tus::headers::{Checksum, ChecksumAlgorithm, Concat, Metadata, check_version, parse_u64};
@@ -30,5 +31,9 @@
 
 pub mod base64;
 pub mod headers;
+pub mod store;
 
 pub use headers::{Checksum, ChecksumAlgorithm, Concat, HeaderError, Metadata, TUS_VERSION};
+pub use store::{
+    ConcatRole, FileStore, StoreError, Upload, UploadInfo, UploadWriter, new_upload_id,
+};

@@ -1,0 +1,388 @@
+//! Uploads on disk, through the storage crate: `uploads/<shard>/<id>/` holds `data` (the
+//! bytes, appended in place), `info` (length, metadata, concat, times; written atomically)
+//! and `offset` (the durable offset, rewritten atomically after each fsync of `data`).
+//!
+//! The advertised offset is the recorded durable offset, never the file's length: bytes
+//! past it (written, not yet fsynced when the process died) are cut away the next time
+//! the upload is opened for writing, and the client resends them. A writer holds the
+//! upload's cross-process lock ([`Storage::append_file`]), so two requests — in one
+//! process or several — never append to the same upload at once.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use videopick_storage::{AppendFile, Storage, StorageError, SyncPolicy, UploadId};
+
+/// What can go wrong in the store, each mapping to a tus answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such upload (404).
+    #[error("upload {0} not found")]
+    NotFound(String),
+    /// The request's offset is not the upload's (409).
+    #[error("offset mismatch: the upload is at {current}, the request starts at {requested}")]
+    OffsetMismatch {
+        /// Where the upload is.
+        current: u64,
+        /// Where the request wanted to write.
+        requested: u64,
+    },
+    /// Writing past the declared length (400 / 413).
+    #[error("write past the upload's length of {length} bytes")]
+    PastLength {
+        /// The declared length.
+        length: u64,
+    },
+    /// Another request holds the upload (423 until it is released or taken over).
+    #[error("upload {0} is being written by another request")]
+    Locked(String),
+    /// The length was already declared (400).
+    #[error("the upload's length is already set")]
+    LengthAlreadySet,
+    /// A corrupt info file.
+    #[error("upload {id}: corrupt info: {detail}")]
+    Corrupt {
+        /// The upload.
+        id: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Storage failure (disk full is [`StorageError::DiskFull`] inside).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The concatenation role of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConcatRole {
+    /// A partial upload, to be concatenated later.
+    Partial,
+    /// A final upload made of these partial uploads, in order.
+    Final(Vec<UploadId>),
+}
+
+/// An upload's fixed facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// Its id.
+    pub id: UploadId,
+    /// Total length; `None` while deferred.
+    pub length: Option<u64>,
+    /// `Upload-Metadata` in canonical form (empty if none).
+    pub metadata: String,
+    /// Concatenation role.
+    pub concat: Option<ConcatRole>,
+    /// Creation time.
+    pub created: SystemTime,
+    /// When an unfinished upload expires.
+    pub expires: Option<SystemTime>,
+}
+
+/// An upload and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// Its facts.
+    pub info: UploadInfo,
+    /// Bytes durably stored.
+    pub offset: u64,
+}
+
+impl Upload {
+    /// All bytes are in.
+    pub fn is_complete(&self) -> bool {
+        self.info.length == Some(self.offset)
+    }
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+fn from_ms(v: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(v)
+}
+
+impl UploadInfo {
+    fn to_text(&self) -> String {
+        let mut s = String::new();
+        match self.length {
+            Some(l) => {
+                let _ = writeln!(s, "length={l}");
+            }
+            None => s.push_str("length=deferred\n"),
+        }
+        let _ = writeln!(s, "metadata={}", self.metadata);
+        match &self.concat {
+            None => {}
+            Some(ConcatRole::Partial) => s.push_str("concat=partial\n"),
+            Some(ConcatRole::Final(parts)) => {
+                let ids: Vec<&str> = parts.iter().map(UploadId::as_str).collect();
+                let _ = writeln!(s, "concat=final;{}", ids.join(" "));
+            }
+        }
+        let _ = writeln!(s, "created_ms={}", ms(self.created));
+        if let Some(e) = self.expires {
+            let _ = writeln!(s, "expires_ms={}", ms(e));
+        }
+        s
+    }
+
+    fn from_text(id: &UploadId, text: &str) -> Result<UploadInfo, StoreError> {
+        let corrupt = |d: &str| StoreError::Corrupt {
+            id: id.to_string(),
+            detail: d.to_string(),
+        };
+        let mut info = UploadInfo {
+            id: id.clone(),
+            length: None,
+            metadata: String::new(),
+            concat: None,
+            created: UNIX_EPOCH,
+            expires: None,
+        };
+        let mut saw_length = false;
+        for line in text.lines() {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| corrupt("a line without '='"))?;
+            let num = |v: &str| v.parse::<u64>().map_err(|_| corrupt(k));
+            match k {
+                "length" => {
+                    saw_length = true;
+                    info.length = if v == "deferred" { None } else { Some(num(v)?) };
+                }
+                "metadata" => info.metadata = v.to_string(),
+                "concat" if v == "partial" => info.concat = Some(ConcatRole::Partial),
+                "concat" => {
+                    let list = v.strip_prefix("final;").ok_or_else(|| corrupt("concat"))?;
+                    let parts = list
+                        .split(' ')
+                        .map(|p| UploadId::new(p).map_err(|_| corrupt("concat part")))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    info.concat = Some(ConcatRole::Final(parts));
+                }
+                "created_ms" => info.created = from_ms(num(v)?),
+                "expires_ms" => info.expires = Some(from_ms(num(v)?)),
+                _ => {} // written by a newer version: ignore
+            }
+        }
+        if !saw_length {
+            return Err(corrupt("no length"));
+        }
+        Ok(info)
+    }
+}
+
+/// The file store.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    storage: Storage,
+    sync: SyncPolicy,
+}
+
+/// A fresh random upload id (128 bits from the OS, hex).
+pub fn new_upload_id() -> io::Result<UploadId> {
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    let hex = b.iter().fold(String::with_capacity(32), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    });
+    UploadId::new(hex).map_err(io::Error::other)
+}
+
+impl FileStore {
+    /// A store in `storage`'s `uploads/` area; `sync` says when data is fsynced (each
+    /// fsync also records the durable offset).
+    pub fn new(storage: Storage, sync: SyncPolicy) -> FileStore {
+        FileStore { storage, sync }
+    }
+
+    /// The storage root.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    fn dir(&self, id: &UploadId) -> PathBuf {
+        self.storage.upload_dir(id)
+    }
+
+    /// Path of an upload's bytes.
+    pub fn data_path(&self, id: &UploadId) -> PathBuf {
+        self.dir(id).join("data")
+    }
+
+    /// Create an upload: its directory appears whole (info, empty data, offset 0) or not
+    /// at all.
+    pub fn create(&self, info: UploadInfo) -> Result<Upload, StoreError> {
+        let dir = self.storage.atomic_dir(self.dir(&info.id))?;
+        let fail = |what: &'static str, e: io::Error| StorageError::io(what, dir.path(), e);
+        fs::write(dir.path().join("info"), info.to_text()).map_err(|e| fail("write info", e))?;
+        fs::write(dir.path().join("data"), b"").map_err(|e| fail("create data", e))?;
+        fs::write(dir.path().join("offset"), b"0").map_err(|e| fail("write offset", e))?;
+        dir.commit()?;
+        Ok(Upload { info, offset: 0 })
+    }
+
+    /// Read an upload's info and durable offset.
+    pub fn get(&self, id: &UploadId) -> Result<Upload, StoreError> {
+        let dir = self.dir(id);
+        let text = match fs::read_to_string(dir.join("info")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(id.to_string()));
+            }
+            Err(e) => return Err(StorageError::io("read", dir.join("info"), e).into()),
+        };
+        let info = UploadInfo::from_text(id, &text)?;
+        let offset = self.recorded_offset(id)?;
+        Ok(Upload { info, offset })
+    }
+
+    fn recorded_offset(&self, id: &UploadId) -> Result<u64, StoreError> {
+        let path = self.dir(id).join("offset");
+        let text = fs::read_to_string(&path).map_err(|e| StorageError::io("read", &path, e))?;
+        text.trim().parse().map_err(|_| StoreError::Corrupt {
+            id: id.to_string(),
+            detail: "offset".into(),
+        })
+    }
+
+    /// Open an upload for appending at `offset` (which must be its current offset). Bytes
+    /// past the recorded offset, left by a crash, are cut away first.
+    pub fn writer(&self, id: &UploadId, offset: u64) -> Result<UploadWriter, StoreError> {
+        let upload = self.get(id)?;
+        let mut file = match self.storage.append_file(self.data_path(id), self.sync) {
+            Ok(f) => f,
+            Err(StorageError::Locked { .. }) => return Err(StoreError::Locked(id.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        if file.len() > upload.offset {
+            file.truncate(upload.offset)?;
+        }
+        let current = file.len().min(upload.offset);
+        if current < upload.offset {
+            // The file system lost bytes it had confirmed: advertise what is there.
+            self.storage
+                .write_atomic(self.dir(id).join("offset"), current.to_string().as_bytes())?;
+        }
+        if offset != current {
+            return Err(StoreError::OffsetMismatch {
+                current,
+                requested: offset,
+            });
+        }
+        Ok(UploadWriter {
+            store: self.clone(),
+            id: id.clone(),
+            file,
+            length: upload.info.length,
+            recorded: current,
+        })
+    }
+
+    /// Declare the length of a deferred-length upload (not below what is stored).
+    pub fn declare_length(&self, id: &UploadId, length: u64) -> Result<Upload, StoreError> {
+        let mut upload = self.get(id)?;
+        if upload.info.length.is_some() {
+            return Err(StoreError::LengthAlreadySet);
+        }
+        if length < upload.offset {
+            return Err(StoreError::PastLength { length });
+        }
+        upload.info.length = Some(length);
+        self.storage
+            .write_atomic(self.dir(id).join("info"), upload.info.to_text().as_bytes())?;
+        Ok(upload)
+    }
+
+    /// Remove an upload (its data and records).
+    pub fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+        let dir = self.dir(id);
+        if !dir.join("info").exists() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        let _lock = match self.storage.try_lock(&self.data_path(id)) {
+            Ok(l) => l,
+            Err(StorageError::Locked { .. }) => return Err(StoreError::Locked(id.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        // Remove the info first: from then on the upload is gone for every reader.
+        fs::remove_file(dir.join("info")).map_err(|e| StorageError::io("remove", &dir, e))?;
+        fs::remove_dir_all(&dir).map_err(|e| StorageError::io("remove", &dir, e))?;
+        Ok(())
+    }
+}
+
+/// Appends to one upload; holds its lock. Call [`UploadWriter::finish`] to make the bytes
+/// durable and advance the recorded offset (dropping it without `finish` keeps only what
+/// earlier fsyncs recorded).
+#[derive(Debug)]
+pub struct UploadWriter {
+    store: FileStore,
+    id: UploadId,
+    file: AppendFile,
+    length: Option<u64>,
+    recorded: u64,
+}
+
+impl UploadWriter {
+    /// Bytes written so far (durable or not).
+    pub fn written(&self) -> u64 {
+        self.file.len()
+    }
+
+    /// The offset recorded as durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.recorded
+    }
+
+    /// Append `buf`. Refuses to go past the declared length, writing nothing.
+    pub fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        if let Some(length) = self.length
+            && self.file.len() + buf.len() as u64 > length
+        {
+            return Err(StoreError::PastLength { length });
+        }
+        self.file.append(buf)?;
+        if self.file.durable_len() > self.recorded {
+            self.record(self.file.durable_len())?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, offset: u64) -> Result<(), StoreError> {
+        let path = self.store.dir(&self.id).join("offset");
+        self.store
+            .storage
+            .write_atomic(path, offset.to_string().as_bytes())?;
+        self.recorded = offset;
+        Ok(())
+    }
+
+    /// Cut the upload back to `offset` (at least where this writer started is up to the
+    /// caller), recording it: e.g. to drop a chunk whose checksum failed, even if part of
+    /// it was already fsynced.
+    pub fn rewind(&mut self, offset: u64) -> Result<u64, StoreError> {
+        self.file.truncate(offset)?;
+        if offset != self.recorded {
+            self.record(offset)?;
+        }
+        Ok(offset)
+    }
+
+    /// fsync, record the offset and release the upload. Returns the new offset.
+    pub fn finish(mut self) -> Result<u64, StoreError> {
+        let durable = self.file.sync()?;
+        if durable != self.recorded {
+            self.record(durable)?;
+        }
+        Ok(self.recorded)
+    }
+}
