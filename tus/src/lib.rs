@@ -30,7 +30,10 @@
 #![deny(missing_docs)]
 
 pub mod base64;
+pub mod checksum;
 pub mod headers;
+#[cfg(feature = "server")]
+pub mod service;
 pub mod store;
 
 pub use headers::{Checksum, ChecksumAlgorithm, Concat, HeaderError, Metadata, TUS_VERSION};

@@ -1,0 +1,530 @@
+//! The tus 1.0.0 HTTP service (feature `server`): hand it hyper requests under its base
+//! path, get responses back. Core protocol plus the creation, creation-with-upload,
+//! creation-defer-length, expiration, checksum and termination extensions.
+//!
+//! PATCH bodies stream to disk through a bounded channel (at most
+//! [`TusConfig::body_queue`] frames in memory) feeding a blocking writer, so a 5 GB
+//! single-request upload uses constant memory. A response's `Upload-Offset` is always the
+//! durably recorded offset.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, combinators::BoxBody};
+use hyper::body::Body;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::mpsc;
+use videopick_storage::UploadId;
+
+use crate::checksum::Hasher;
+use crate::headers::{
+    self, Checksum, ChecksumAlgorithm, HeaderError, Metadata, TUS_VERSION, check_version,
+    parse_defer_length, parse_u64,
+};
+use crate::store::{FileStore, StoreError, UploadInfo, new_upload_id};
+
+/// Response body type.
+pub type TusBody = BoxBody<Bytes, Infallible>;
+
+/// The extensions this service implements, for `Tus-Extension`.
+pub const EXTENSIONS: &str =
+    "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination";
+
+/// Headers a browser may send and read (CORS).
+const TUS_HEADERS: &str = "Authorization, Content-Type, Location, Tus-Extension, Tus-Max-Size, Tus-Resumable, Tus-Version, Tus-Checksum-Algorithm, Upload-Checksum, Upload-Concat, Upload-Defer-Length, Upload-Expires, Upload-Length, Upload-Metadata, Upload-Offset, X-HTTP-Method-Override, X-Requested-With";
+const TUS_EXPOSE: &str = "Location, Tus-Extension, Tus-Max-Size, Tus-Resumable, Tus-Version, Tus-Checksum-Algorithm, Upload-Concat, Upload-Defer-Length, Upload-Expires, Upload-Length, Upload-Metadata, Upload-Offset";
+
+/// Service settings.
+#[derive(Debug, Clone)]
+pub struct TusConfig {
+    /// Path prefix the service is mounted at, with a trailing slash (`/files/`).
+    pub base_path: String,
+    /// Largest upload accepted (`Tus-Max-Size`).
+    pub max_size: u64,
+    /// Largest `Upload-Metadata` header.
+    pub max_metadata: usize,
+    /// Unfinished uploads expire this long after their last write (`None`: never).
+    pub expiration: Option<Duration>,
+    /// Allowed CORS origins (`*` for any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Body frames queued between the network and the disk writer.
+    pub body_queue: usize,
+}
+
+impl Default for TusConfig {
+    fn default() -> Self {
+        TusConfig {
+            base_path: "/files/".into(),
+            max_size: 64 << 30,
+            max_metadata: headers::DEFAULT_MAX_METADATA,
+            expiration: Some(Duration::from_secs(24 * 3600)),
+            cors_origins: vec!["*".into()],
+            body_queue: 16,
+        }
+    }
+}
+
+/// The service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TusService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: FileStore,
+    config: TusConfig,
+}
+
+fn empty() -> TusBody {
+    Empty::<Bytes>::new().boxed()
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response<TusBody> {
+    let mut r = Response::new(http_body_util::Full::new(Bytes::from(msg.into())).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn status(code: StatusCode) -> Response<TusBody> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = code;
+    r
+}
+
+fn set(r: &mut Response<TusBody>, name: &'static str, value: impl AsRef<str>) {
+    if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
+        r.headers_mut().insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_error(e: &HeaderError) -> Response<TusBody> {
+    let code = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    text(code, format!("{e}\n"))
+}
+
+fn store_error(e: &StoreError) -> Response<TusBody> {
+    match e {
+        StoreError::NotFound(_) => text(StatusCode::NOT_FOUND, "upload not found\n"),
+        StoreError::OffsetMismatch { .. } => text(StatusCode::CONFLICT, format!("{e}\n")),
+        StoreError::PastLength { .. } | StoreError::LengthAlreadySet => {
+            text(StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
+        StoreError::Locked(_) => text(StatusCode::LOCKED, format!("{e}\n")),
+        StoreError::Storage(s) if s.is_no_space() => text(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the server's disk is full; what arrived is kept, resume later\n",
+        ),
+        _ => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+impl TusService {
+    /// A service over `store`.
+    pub fn new(store: FileStore, config: TusConfig) -> TusService {
+        TusService {
+            inner: Arc::new(Inner { store, config }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &FileStore {
+        &self.inner.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TusConfig {
+        &self.inner.config
+    }
+
+    /// Whether `path` is under this service's base path.
+    pub fn owns(&self, path: &str) -> bool {
+        let base = &self.inner.config.base_path;
+        path.starts_with(base.as_str()) || path == base.trim_end_matches('/')
+    }
+
+    /// Answer a request (method override and CORS included).
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<TusBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let origin = header(req.headers(), "origin").map(str::to_string);
+        let mut resp = self.route(req).await;
+        self.cors(&mut resp, origin.as_deref());
+        resp
+    }
+
+    fn cors(&self, resp: &mut Response<TusBody>, origin: Option<&str>) {
+        let Some(origin) = origin else { return };
+        let allowed = self
+            .inner
+            .config
+            .cors_origins
+            .iter()
+            .any(|o| o == "*" || o == origin);
+        if !allowed {
+            return;
+        }
+        set(resp, "access-control-allow-origin", origin);
+        set(resp, "access-control-expose-headers", TUS_EXPOSE);
+        set(resp, "vary", "Origin");
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Response<TusBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let h = req.headers();
+        let method = match header(h, "x-http-method-override") {
+            Some(m) => match Method::from_bytes(m.trim().as_bytes()) {
+                Ok(m) => m,
+                Err(_) => return text(StatusCode::BAD_REQUEST, "bad X-HTTP-Method-Override\n"),
+            },
+            None => req.method().clone(),
+        };
+        let path = req.uri().path().to_string();
+        let base = self.inner.config.base_path.clone();
+        let rest = path
+            .strip_prefix(base.as_str())
+            .unwrap_or("")
+            .trim_end_matches('/');
+        if method == Method::OPTIONS {
+            return self.options(h);
+        }
+        let mut resp = if let Err(e) = check_version(header(h, "tus-resumable")) {
+            let mut r = header_error(&e);
+            set(&mut r, "tus-version", TUS_VERSION);
+            r
+        } else if rest.is_empty() {
+            if method == Method::POST {
+                self.create(req).await
+            } else {
+                status(StatusCode::METHOD_NOT_ALLOWED)
+            }
+        } else {
+            match UploadId::new(rest) {
+                Err(_) => text(StatusCode::NOT_FOUND, "upload not found\n"),
+                Ok(id) => match method {
+                    Method::HEAD => self.head(&id),
+                    Method::PATCH => self.patch(&id, req).await,
+                    Method::DELETE => self.delete(&id).await,
+                    _ => status(StatusCode::METHOD_NOT_ALLOWED),
+                },
+            }
+        };
+        set(&mut resp, "tus-resumable", TUS_VERSION);
+        resp
+    }
+
+    fn options(&self, h: &HeaderMap) -> Response<TusBody> {
+        // A CORS preflight gets 200 with the allowed methods and headers; a tus
+        // capabilities request gets 204 with the tus headers (both carry both).
+        let preflight = h.contains_key("access-control-request-method");
+        let mut r = status(if preflight {
+            StatusCode::OK
+        } else {
+            StatusCode::NO_CONTENT
+        });
+        set(&mut r, "tus-resumable", TUS_VERSION);
+        set(&mut r, "tus-version", TUS_VERSION);
+        set(&mut r, "tus-extension", EXTENSIONS);
+        set(
+            &mut r,
+            "tus-max-size",
+            self.inner.config.max_size.to_string(),
+        );
+        set(
+            &mut r,
+            "tus-checksum-algorithm",
+            ChecksumAlgorithm::header_list(),
+        );
+        if preflight {
+            set(
+                &mut r,
+                "access-control-allow-methods",
+                "POST, GET, HEAD, PATCH, DELETE, OPTIONS",
+            );
+            set(&mut r, "access-control-allow-headers", TUS_HEADERS);
+            set(&mut r, "access-control-max-age", "86400");
+        }
+        r
+    }
+
+    fn expires(&self) -> Option<SystemTime> {
+        self.inner.config.expiration.map(|d| SystemTime::now() + d)
+    }
+
+    fn location(&self, id: &UploadId) -> String {
+        format!("{}{}", self.inner.config.base_path, id.as_str())
+    }
+
+    async fn create<B>(&self, req: Request<B>) -> Response<TusBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let h = req.headers();
+        if h.contains_key("upload-concat") {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "concatenation is not supported yet\n",
+            );
+        }
+        let length = match (header(h, "upload-length"), header(h, "upload-defer-length")) {
+            (Some(l), None) => match parse_u64("Upload-Length", l) {
+                Ok(l) => Some(l),
+                Err(e) => return header_error(&e),
+            },
+            (None, Some(d)) => match parse_defer_length(d) {
+                Ok(()) => None,
+                Err(e) => return header_error(&e),
+            },
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "exactly one of Upload-Length and Upload-Defer-Length is required\n",
+                );
+            }
+        };
+        if let Some(l) = length
+            && l > self.inner.config.max_size
+        {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "Upload-Length {l} is over Tus-Max-Size {}\n",
+                    self.inner.config.max_size
+                ),
+            );
+        }
+        let metadata = match header(h, "upload-metadata") {
+            None => Metadata::default(),
+            Some(v) => match Metadata::parse(v, self.inner.config.max_metadata) {
+                Ok(m) => m,
+                Err(e) => return header_error(&e),
+            },
+        };
+        let id = match new_upload_id() {
+            Ok(id) => id,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        };
+        let info = UploadInfo {
+            id: id.clone(),
+            length,
+            metadata: metadata.to_header(),
+            concat: None,
+            created: SystemTime::now(),
+            expires: self.expires(),
+        };
+        let store = self.inner.store.clone();
+        let created = tokio::task::spawn_blocking(move || store.create(info)).await;
+        let upload = match created {
+            Ok(Ok(u)) => u,
+            Ok(Err(e)) => return store_error(&e),
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        };
+        // creation-with-upload: a body in the creation request is the first PATCH.
+        let with_body = header(req.headers(), "content-type")
+            .is_some_and(|c| c.trim() == "application/offset+octet-stream");
+        let mut resp = if with_body {
+            let r = self.write_body(&id, 0, req).await;
+            let mut resp = status(StatusCode::CREATED);
+            if let Some(offset) = r.headers().get("upload-offset") {
+                resp.headers_mut().insert("upload-offset", offset.clone());
+            }
+            resp
+        } else {
+            status(StatusCode::CREATED)
+        };
+        set(&mut resp, "location", self.location(&id));
+        if let Some(e) = upload.info.expires {
+            set(&mut resp, "upload-expires", headers::http_date(e));
+        }
+        resp
+    }
+
+    fn head(&self, id: &UploadId) -> Response<TusBody> {
+        let upload = match self.inner.store.get(id) {
+            Ok(u) => u,
+            Err(e) => return store_error(&e),
+        };
+        let mut r = status(StatusCode::OK);
+        set(&mut r, "upload-offset", upload.offset.to_string());
+        match upload.info.length {
+            Some(l) => set(&mut r, "upload-length", l.to_string()),
+            None => set(&mut r, "upload-defer-length", "1"),
+        }
+        if !upload.info.metadata.is_empty() {
+            set(&mut r, "upload-metadata", &upload.info.metadata);
+        }
+        if let (Some(e), false) = (upload.info.expires, upload.is_complete()) {
+            set(&mut r, "upload-expires", headers::http_date(e));
+        }
+        set(&mut r, "cache-control", "no-store");
+        r
+    }
+
+    async fn patch<B>(&self, id: &UploadId, req: Request<B>) -> Response<TusBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let h = req.headers();
+        if header(h, "content-type").is_none_or(|c| c.trim() != "application/offset+octet-stream") {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/offset+octet-stream\n",
+            );
+        }
+        let offset = match header(h, "upload-offset").map(|v| parse_u64("Upload-Offset", v)) {
+            Some(Ok(o)) => o,
+            Some(Err(e)) => return header_error(&e),
+            None => return text(StatusCode::BAD_REQUEST, "Upload-Offset is required\n"),
+        };
+        // creation-defer-length: the length may come with a PATCH.
+        if let Some(l) = header(h, "upload-length") {
+            let l = match parse_u64("Upload-Length", l) {
+                Ok(l) => l,
+                Err(e) => return header_error(&e),
+            };
+            if l > self.inner.config.max_size {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Upload-Length over Tus-Max-Size\n",
+                );
+            }
+            match self.inner.store.declare_length(id, l) {
+                Ok(_) | Err(StoreError::LengthAlreadySet) => {}
+                Err(e) => return store_error(&e),
+            }
+        }
+        let mut r = self.write_body(id, offset, req).await;
+        if r.status() == StatusCode::NO_CONTENT
+            && let Some(e) = self.expires()
+        {
+            set(&mut r, "upload-expires", headers::http_date(e));
+        }
+        r
+    }
+
+    /// Stream `req`'s body into upload `id` from `offset`; 204 with the new offset (or an
+    /// error answer, still with the offset reached when something was stored).
+    async fn write_body<B>(&self, id: &UploadId, offset: u64, req: Request<B>) -> Response<TusBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let checksum = match header(req.headers(), "upload-checksum").map(Checksum::parse) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => return header_error(&e),
+        };
+        let store = self.inner.store.clone();
+        let id2 = id.clone();
+        let writer = match tokio::task::spawn_blocking(move || store.writer(&id2, offset)).await {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => return store_error(&e),
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        };
+        let (tx, mut rx) = mpsc::channel::<Bytes>(self.inner.config.body_queue.max(1));
+        let mut hasher = checksum.as_ref().map(|c| Hasher::new(c.algorithm));
+        // The disk side: a blocking task appending what the network side sends.
+        let disk = tokio::task::spawn_blocking(move || {
+            let mut w = writer;
+            let mut failed = None;
+            while let Some(chunk) = rx.blocking_recv() {
+                if failed.is_none()
+                    && let Err(e) = w.write(&chunk)
+                {
+                    failed = Some(e);
+                }
+            }
+            (w, failed)
+        });
+        let mut body = req.into_body();
+        let mut read_error = None;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Ok(data) = f.into_data() {
+                        if let Some(h) = &mut hasher {
+                            h.update(&data);
+                        }
+                        if tx.send(data).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    read_error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let (mut w, failed) = match disk.await {
+            Ok(x) => x,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        };
+        let finish = tokio::task::spawn_blocking(move || {
+            if let (Some(c), Some(h)) = (checksum, hasher)
+                && read_error.is_none()
+                && h.finish() != c.digest
+            {
+                // Checksum mismatch: the chunk is discarded, the offset stays.
+                return w
+                    .rewind(offset)
+                    .and_then(|_| w.finish())
+                    .map(|o| (o, true, None, None));
+            }
+            let fin = w.finish();
+            fin.map(|o| (o, false, failed, read_error))
+        })
+        .await;
+        match finish {
+            Ok(Ok((o, true, _, _))) => {
+                let mut r = text(
+                    StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+                    "checksum mismatch: the chunk was discarded\n",
+                );
+                set(&mut r, "upload-offset", o.to_string());
+                r
+            }
+            Ok(Ok((o, false, Some(e), _))) => {
+                let mut r = store_error(&e);
+                set(&mut r, "upload-offset", o.to_string());
+                r
+            }
+            Ok(Ok((o, false, None, _))) => {
+                let mut r = status(StatusCode::NO_CONTENT);
+                set(&mut r, "upload-offset", o.to_string());
+                r
+            }
+            Ok(Err(e)) => store_error(&e),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    }
+
+    async fn delete(&self, id: &UploadId) -> Response<TusBody> {
+        let store = self.inner.store.clone();
+        let id = id.clone();
+        match tokio::task::spawn_blocking(move || store.terminate(&id)).await {
+            Ok(Ok(())) => status(StatusCode::NO_CONTENT),
+            Ok(Err(e)) => store_error(&e),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    }
+}

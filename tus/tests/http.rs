@@ -1,0 +1,465 @@
+//! The tus service over real HTTP (hyper server, raw HTTP/1.1 requests): one test per
+//! protocol rule.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use videopick_storage::{Storage, SyncPolicy};
+use videopick_tus::service::{TusConfig, TusService};
+use videopick_tus::{FileStore, base64};
+
+struct Server {
+    addr: String,
+    _dir: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn server(max_size: u64) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path().join("data")).unwrap();
+    let svc = TusService::new(
+        FileStore::new(storage, SyncPolicy::Always),
+        TusConfig {
+            max_size,
+            ..TusConfig::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let svc = svc.clone();
+                    async move { Ok::<_, std::convert::Infallible>(svc.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                    .await;
+            });
+        }
+    });
+    Server {
+        addr,
+        _dir: dir,
+        _rt: rt,
+    }
+}
+
+struct Resp {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim().to_ascii_lowercase() == name).then(|| v.trim())
+        })
+    }
+}
+
+/// One request with `headers` (each `Name: value`) and `body`.
+fn req(s: &Server, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Resp {
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Resp {
+        status: head[9..12].parse().unwrap(),
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+const V: &str = "Tus-Resumable: 1.0.0";
+const OCTETS: &str = "Content-Type: application/offset+octet-stream";
+
+fn create(s: &Server, length: u64) -> String {
+    let r = req(
+        s,
+        "POST",
+        "/files/",
+        &[V, &format!("Upload-Length: {length}")],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.header("location").unwrap().to_string()
+}
+
+#[test]
+fn options_advertises_the_server() {
+    let s = server(1 << 30);
+    let r = req(&s, "OPTIONS", "/files/", &[], b"");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("tus-version"), Some("1.0.0"));
+    assert_eq!(r.header("tus-max-size"), Some("1073741824"));
+    assert_eq!(
+        r.header("tus-checksum-algorithm"),
+        Some("sha1,md5,sha256,sha512")
+    );
+    let ext = r.header("tus-extension").unwrap();
+    for e in [
+        "creation",
+        "creation-with-upload",
+        "creation-defer-length",
+        "expiration",
+        "checksum",
+        "termination",
+    ] {
+        assert!(ext.split(',').any(|x| x == e), "{e} in {ext}");
+    }
+}
+
+#[test]
+fn a_missing_or_wrong_version_is_412() {
+    let s = server(1 << 30);
+    for h in [&[][..], &["Tus-Resumable: 0.2.2"][..]] {
+        let r = req(&s, "POST", "/files/", h, b"");
+        assert_eq!(r.status, 412);
+        assert_eq!(r.header("tus-version"), Some("1.0.0"));
+    }
+}
+
+#[test]
+fn creation_rules() {
+    let s = server(1000);
+    let loc = create(&s, 10);
+    assert!(loc.starts_with("/files/"));
+    let r = req(&s, "POST", "/files/", &[V, "Upload-Length: 10"], b"");
+    assert!(r.header("upload-expires").unwrap().ends_with(" GMT"));
+    // Exactly one of Upload-Length / Upload-Defer-Length.
+    assert_eq!(req(&s, "POST", "/files/", &[V], b"").status, 400);
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/files/",
+            &[V, "Upload-Length: 1", "Upload-Defer-Length: 1"],
+            b""
+        )
+        .status,
+        400
+    );
+    assert_eq!(
+        req(&s, "POST", "/files/", &[V, "Upload-Length: -1"], b"").status,
+        400
+    );
+    assert_eq!(
+        req(&s, "POST", "/files/", &[V, "Upload-Defer-Length: 2"], b"").status,
+        400
+    );
+    // Over Tus-Max-Size.
+    assert_eq!(
+        req(&s, "POST", "/files/", &[V, "Upload-Length: 1001"], b"").status,
+        413
+    );
+    // Metadata is validated, then echoed on HEAD.
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/files/",
+            &[V, "Upload-Length: 1", "Upload-Metadata: a Zg==,a Zg=="],
+            b""
+        )
+        .status,
+        400
+    );
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[
+            V,
+            "Upload-Length: 1",
+            "Upload-Metadata: filename bW92aWUubXA0,public",
+        ],
+        b"",
+    );
+    let h = req(&s, "HEAD", r.header("location").unwrap(), &[V], b"");
+    assert_eq!(
+        h.header("upload-metadata"),
+        Some("filename bW92aWUubXA0,public")
+    );
+    // Upload-Length: 0 is complete at once.
+    let zero = create(&s, 0);
+    let h = req(&s, "HEAD", &zero, &[V], b"");
+    assert_eq!(
+        (h.header("upload-offset"), h.header("upload-length")),
+        (Some("0"), Some("0"))
+    );
+}
+
+#[test]
+fn head_rules() {
+    let s = server(1 << 20);
+    let loc = create(&s, 5);
+    let h = req(&s, "HEAD", &loc, &[V], b"");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("upload-offset"), Some("0"));
+    assert_eq!(h.header("upload-length"), Some("5"));
+    assert_eq!(h.header("cache-control"), Some("no-store"));
+    assert_eq!(h.header("tus-resumable"), Some("1.0.0"));
+    assert_eq!(
+        req(
+            &s,
+            "HEAD",
+            "/files/0123456789abcdef0123456789abcdef",
+            &[V],
+            b""
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        req(&s, "HEAD", "/files/..%2f..%2fetc", &[V], b"").status,
+        404
+    );
+}
+
+#[test]
+fn patch_rules() {
+    let s = server(1 << 20);
+    let loc = create(&s, 11);
+    assert_eq!(
+        req(&s, "PATCH", &loc, &[V, "Upload-Offset: 0"], b"hello").status,
+        415
+    );
+    assert_eq!(req(&s, "PATCH", &loc, &[V, OCTETS], b"hello").status, 400);
+    assert_eq!(
+        req(
+            &s,
+            "PATCH",
+            &loc,
+            &[V, OCTETS, "Upload-Offset: x"],
+            b"hello"
+        )
+        .status,
+        400
+    );
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[V, OCTETS, "Upload-Offset: 0"],
+        b"hello",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("upload-offset"), Some("5"));
+    assert!(r.header("upload-expires").is_some());
+    // Offset mismatch: 409, nothing modified.
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[V, OCTETS, "Upload-Offset: 2"],
+        b"XXXXXX",
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        req(&s, "HEAD", &loc, &[V], b"").header("upload-offset"),
+        Some("5")
+    );
+    // Past the length: refused.
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[V, OCTETS, "Upload-Offset: 5"],
+        b" world!!",
+    );
+    assert_eq!(r.status, 400);
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[V, OCTETS, "Upload-Offset: 5"],
+        b" world",
+    );
+    assert_eq!((r.status, r.header("upload-offset")), (204, Some("11")));
+}
+
+#[test]
+fn checksum_rules() {
+    let s = server(1 << 20);
+    let loc = create(&s, 6);
+    // sha1("abc")
+    let good = format!(
+        "Upload-Checksum: sha1 {}",
+        base64::encode(&[
+            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
+            0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d,
+        ])
+    );
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[V, OCTETS, "Upload-Offset: 0", &good],
+        b"abc",
+    );
+    assert_eq!((r.status, r.header("upload-offset")), (204, Some("3")));
+    // A mismatch: 460, the chunk discarded, the offset unchanged.
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[V, OCTETS, "Upload-Offset: 3", &good],
+        b"abd",
+    );
+    assert_eq!(r.status, 460);
+    assert_eq!(
+        req(&s, "HEAD", &loc, &[V], b"").header("upload-offset"),
+        Some("3")
+    );
+    // An unsupported algorithm: 400.
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[
+            V,
+            OCTETS,
+            "Upload-Offset: 3",
+            "Upload-Checksum: crc32 AAAAAA==",
+        ],
+        b"abc",
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn deferred_length() {
+    let s = server(1 << 20);
+    let r = req(&s, "POST", "/files/", &[V, "Upload-Defer-Length: 1"], b"");
+    let loc = r.header("location").unwrap().to_string();
+    let h = req(&s, "HEAD", &loc, &[V], b"");
+    assert_eq!(h.header("upload-defer-length"), Some("1"));
+    assert_eq!(h.header("upload-length"), None);
+    let r = req(&s, "PATCH", &loc, &[V, OCTETS, "Upload-Offset: 0"], b"abc");
+    assert_eq!(r.status, 204);
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[V, OCTETS, "Upload-Offset: 3", "Upload-Length: 4"],
+        b"d",
+    );
+    assert_eq!(r.status, 204);
+    let h = req(&s, "HEAD", &loc, &[V], b"");
+    assert_eq!(
+        (h.header("upload-offset"), h.header("upload-length")),
+        (Some("4"), Some("4"))
+    );
+}
+
+#[test]
+fn termination_and_method_override() {
+    let s = server(1 << 20);
+    let loc = create(&s, 3);
+    let r = req(
+        &s,
+        "POST",
+        &loc,
+        &[V, "X-HTTP-Method-Override: DELETE"],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(req(&s, "HEAD", &loc, &[V], b"").status, 404);
+    assert_eq!(req(&s, "DELETE", &loc, &[V], b"").status, 404);
+    assert_eq!(
+        req(&s, "PATCH", &loc, &[V, OCTETS, "Upload-Offset: 0"], b"x").status,
+        404
+    );
+}
+
+#[test]
+fn creation_with_upload() {
+    let s = server(1 << 20);
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[V, OCTETS, "Upload-Length: 10"],
+        b"hello",
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("upload-offset"), Some("5"));
+    let h = req(&s, "HEAD", r.header("location").unwrap(), &[V], b"");
+    assert_eq!(h.header("upload-offset"), Some("5"));
+}
+
+#[test]
+fn cors_for_browsers() {
+    let s = server(1 << 20);
+    let r = req(
+        &s,
+        "OPTIONS",
+        "/files/",
+        &[
+            "Origin: https://app.example",
+            "Access-Control-Request-Method: POST",
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        r.header("access-control-allow-headers")
+            .unwrap()
+            .contains("Upload-Offset")
+    );
+    assert!(
+        r.header("access-control-allow-methods")
+            .unwrap()
+            .contains("PATCH")
+    );
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[V, "Upload-Length: 1", "Origin: https://app.example"],
+        b"",
+    );
+    let expose = r.header("access-control-expose-headers").unwrap();
+    for h in [
+        "Location",
+        "Upload-Offset",
+        "Upload-Length",
+        "Tus-Resumable",
+        "Upload-Expires",
+    ] {
+        assert!(expose.contains(h), "{h}");
+    }
+    assert_eq!(r.header("vary"), Some("Origin"));
+}
