@@ -15,8 +15,13 @@ if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; 
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
 fi
-# JS test clients (socket.io-client, tus-js-client) once a package.json exists for them.
-for js in tests/js; do
+# JS test clients (tus-js-client; socket.io-client later), pinned by clients/js's lockfile.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  say "installing Node.js (Debian packages)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+for js in clients/js; do
   if [ -f "$js/package.json" ]; then
     say "npm ci in $js"
     (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)

@@ -9,7 +9,9 @@ use hyper::StatusCode;
 use videopick_rtmp::auth::{AllOf, HttpHook, SignedKeys, StaticKeys, spawn_event_webhook};
 use videopick_rtmp::hub::{Hub, HubConfig};
 use videopick_rtmp::net::{AllowAll, Authorize, NetConfig, RtmpServer};
-use videopick_storage::{RetentionPolicy, Storage, StorageOptions};
+use videopick_storage::{RetentionPolicy, Storage, StorageOptions, SyncPolicy};
+use videopick_tus::FileStore;
+use videopick_tus::service::{TusConfig, TusService};
 
 use crate::Housekeeper;
 use crate::hls::{HlsService, HlsSettings, recover_recordings};
@@ -102,6 +104,12 @@ pub struct MediaArgs {
     /// Also write each recording as `stream.flv` beside its HLS segments.
     #[arg(long, env = "VIDEOPICK_RECORD_FLV")]
     pub record_flv: bool,
+    /// Largest tus upload accepted at `/files/` (bytes).
+    #[arg(long, env = "VIDEOPICK_TUS_MAX_SIZE", default_value_t = 64 << 30)]
+    pub tus_max_size: u64,
+    /// Hours an unfinished tus upload lives after its last write.
+    #[arg(long, env = "VIDEOPICK_TUS_EXPIRATION_HOURS", default_value_t = 24)]
+    pub tus_expiration_hours: u64,
 }
 
 impl MediaArgs {
@@ -173,6 +181,14 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
     );
     let live_takeover = live.clone();
     let hls = start_hls(name, &args, &hub, &storage);
+    let tus = TusService::new(
+        FileStore::new(storage.clone(), SyncPolicy::default()),
+        TusConfig {
+            max_size: args.tus_max_size,
+            expiration: Some(Duration::from_secs(args.tus_expiration_hours.max(1) * 3600)),
+            ..TusConfig::default()
+        },
+    );
     if let Some(url) = &args.event_hook {
         spawn_event_webhook(&hub, url.clone());
     }
@@ -217,9 +233,13 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
                 _ => None,
             });
         let hls = hls.clone();
+        let tus = tus.clone();
         async move {
             if let Some(r) = sync {
                 return r;
+            }
+            if tus.owns(req.uri().path()) {
+                return tus.handle(req).await;
             }
             match hls.route(&req).await {
                 Some(r) => r,

@@ -1,0 +1,37 @@
+// Upload a file with tus-js-client (the npm package browsers and Node apps use).
+//   node tus-upload.mjs <endpoint> <file> <chunkSize|single> [abortAt(0..1)]
+// Prints the upload URL on success; exits non-zero with the error otherwise.
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import * as tus from 'tus-js-client';
+
+const [endpoint, file, chunk, abortAt] = process.argv.slice(2);
+const data = readFileSync(file);
+const chunkSize = chunk === 'single' ? Infinity : Number(chunk);
+let aborted = false;
+
+const upload = new tus.Upload(data, {
+  endpoint,
+  chunkSize,
+  metadata: { filename: basename(file), filetype: 'application/octet-stream' },
+  retryDelays: [0, 200, 500],
+  onError(err) {
+    console.error(`upload failed: ${err}`);
+    process.exit(1);
+  },
+  onProgress(sent, total) {
+    if (abortAt && !aborted && sent / total >= Number(abortAt)) {
+      aborted = true;
+      // Abort mid-request, then resume from the server's offset (HEAD) a moment later.
+      upload.abort().then(() => setTimeout(() => upload.start(), 100));
+    }
+  },
+  onSuccess() {
+    console.log(upload.url);
+    if (abortAt && !aborted) {
+      console.error('never aborted');
+      process.exit(2);
+    }
+  },
+});
+upload.start();
