@@ -21,6 +21,15 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
+# Python test clients (tuspy), pinned by clients/python/requirements.txt.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  say "installing pip (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+fi
+say "pip install -r clients/python/requirements.txt"
+python3 -m pip install --quiet --disable-pip-version-check -r clients/python/requirements.txt 2>&1 \
+  | grep -v "Running pip as the 'root' user" || true
 for js in clients/js; do
   if [ -f "$js/package.json" ]; then
     say "npm ci in $js"

@@ -1,6 +1,7 @@
 //! Real tus clients against `media-server` at `/files/`: tus-js-client (npm, run by node)
-//! uploading 200 MB as one PATCH, in 5 MB chunks, and with an abort and resume midway;
-//! the stored bytes' sha256 must equal the source's.
+//! uploading 200 MB as one PATCH, in 5 MB chunks, and with an abort and resume midway, and
+//! tuspy (PyPI) uploading with sha1 checksums on every chunk; the stored bytes' sha256 must
+//! equal the source's.
 
 mod common;
 
@@ -96,4 +97,28 @@ fn tus_js_client_uploads_are_byte_identical() {
     // Aborted at 40 % of a single PATCH, resumed from the server's offset.
     let url = tus_js(&endpoint, &file, "single", Some("0.4"));
     assert_eq!(stored_sha256(&data, &url), want, "abort and resume");
+}
+
+#[test]
+fn tuspy_uploads_with_sha1_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start_server(&data, &[]);
+    let endpoint = format!("http://{}/files/", server.http);
+    let (file, want) = source_file(dir.path(), 48 << 20);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/python/tus_upload.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&endpoint)
+        .arg(&file)
+        .arg((4 << 20).to_string())
+        .output()
+        .expect("python3 is installed");
+    assert!(
+        out.status.success(),
+        "tuspy failed (pip install -r clients/python/requirements.txt): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stored_sha256(&data, &url), want);
 }
