@@ -17,7 +17,7 @@ use hyper::body::Body;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
-use videopick_storage::UploadId;
+use videopick_storage::{StorageError, UploadId};
 
 use crate::checksum::Hasher;
 use crate::headers::{
@@ -309,6 +309,24 @@ impl TusService {
                     self.inner.config.max_size
                 ),
             );
+        }
+        // Free-space guard: refuse an upload that cannot fit now, before any byte lands.
+        if let Some(l) = length {
+            match self.inner.store.storage().reserve(l) {
+                Ok(_) => {}
+                Err(StorageError::InsufficientSpace {
+                    requested,
+                    available,
+                }) => {
+                    return text(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        format!(
+                            "not enough disk space for this upload: {requested} bytes needed, {available} available\n"
+                        ),
+                    );
+                }
+                Err(e) => return store_error(&StoreError::Storage(e)),
+            }
         }
         let metadata = match header(h, "upload-metadata") {
             None => Metadata::default(),

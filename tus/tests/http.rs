@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use videopick_storage::{Storage, SyncPolicy};
+use videopick_storage::{Storage, StorageOptions, SyncPolicy};
 use videopick_tus::service::{TusConfig, TusService};
 use videopick_tus::{FileStore, base64};
 
@@ -19,6 +19,10 @@ struct Server {
 fn server(max_size: u64) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path().join("data")).unwrap();
+    server_on(storage, max_size, dir)
+}
+
+fn server_on(storage: Storage, max_size: u64, dir: tempfile::TempDir) -> Server {
     let svc = TusService::new(
         FileStore::new(storage, SyncPolicy::Always),
         TusConfig {
@@ -462,4 +466,87 @@ fn cors_for_browsers() {
         assert!(expose.contains(h), "{h}");
     }
     assert_eq!(r.header("vary"), Some("Origin"));
+}
+
+/// A small tmpfs (tests run as root here and on CI), unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_gives_507_keeps_the_upload_consistent_and_resumable() {
+    let fs = Tmpfs::mount("24m");
+    let storage = Storage::open_with(
+        fs.0.path().join("data"),
+        StorageOptions::default().min_free_bytes(0),
+    )
+    .unwrap();
+    let s = server_on(storage.clone(), 1 << 30, tempfile::tempdir().unwrap());
+    // Too big to ever fit: refused before a byte is written.
+    let r = req(&s, "POST", "/files/", &[V, "Upload-Length: 104857600"], b"");
+    assert_eq!(r.status, 507, "{}", r.body);
+    assert!(r.body.contains("not enough disk space"), "{}", r.body);
+
+    let len = 16usize << 20;
+    let source: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    let loc = create(&s, len as u64);
+    // Something else fills the disk: only ~8 MB stay free.
+    let filler = fs.0.path().join("filler");
+    let free = storage.free_bytes().unwrap();
+    std::fs::write(&filler, vec![0u8; (free - (8 << 20)) as usize]).unwrap();
+
+    let r = req(&s, "PATCH", &loc, &[V, OCTETS, "Upload-Offset: 0"], &source);
+    assert_eq!(r.status, 507, "{}", r.body);
+    let h = req(&s, "HEAD", &loc, &[V], b"");
+    let offset: usize = h.header("upload-offset").unwrap().parse().unwrap();
+    assert!(offset < len, "cannot have stored everything");
+    let id = videopick_storage::UploadId::new(loc.rsplit('/').next().unwrap()).unwrap();
+    let data = std::fs::read(storage.upload_dir(&id).join("data")).unwrap();
+    assert!(
+        offset <= data.len() && data[..offset] == source[..offset],
+        "no corruption"
+    );
+
+    // Space comes back: the upload resumes and completes byte-identical.
+    std::fs::remove_file(&filler).unwrap();
+    let r = req(
+        &s,
+        "PATCH",
+        &loc,
+        &[V, OCTETS, &format!("Upload-Offset: {offset}")],
+        &source[offset..],
+    );
+    assert_eq!(
+        (r.status, r.header("upload-offset")),
+        (204, Some(len.to_string().as_str())),
+        "{}",
+        r.body
+    );
+    assert!(std::fs::read(storage.upload_dir(&id).join("data")).unwrap() == source);
 }
