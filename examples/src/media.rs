@@ -181,14 +181,7 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
     );
     let live_takeover = live.clone();
     let hls = start_hls(name, &args, &hub, &storage);
-    let tus = TusService::new(
-        FileStore::new(storage.clone(), SyncPolicy::default()),
-        TusConfig {
-            max_size: args.tus_max_size,
-            expiration: Some(Duration::from_secs(args.tus_expiration_hours.max(1) * 3600)),
-            ..TusConfig::default()
-        },
-    );
+    let tus = start_tus(&args, &storage);
     if let Some(url) = &args.event_hook {
         spawn_event_webhook(&hub, url.clone());
     }
@@ -279,6 +272,32 @@ fn open_storage(args: &MediaArgs) -> Result<(Storage, Housekeeper), Box<dyn std:
             .run_every(Duration::from_secs(args.housekeeping_secs.max(1))),
     );
     Ok((storage, keeper))
+}
+
+/// The tus service at `/files/`, and its expiration sweeper.
+fn start_tus(args: &MediaArgs, storage: &Storage) -> TusService {
+    let tus = TusService::new(
+        FileStore::new(storage.clone(), SyncPolicy::default()),
+        TusConfig {
+            max_size: args.tus_max_size,
+            expiration: Some(Duration::from_secs(args.tus_expiration_hours.max(1) * 3600)),
+            ..TusConfig::default()
+        },
+    );
+    let sweeper = tus.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            match sweeper.sweep_expired().await {
+                Ok(gone) if !gone.is_empty() => {
+                    println!("videopick: removed {} expired uploads", gone.len());
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("videopick: upload expiration sweep failed: {e}"),
+            }
+        }
+    });
+    tus
 }
 
 /// Close recordings a crash left open, then start live HLS and recording (and the

@@ -388,8 +388,11 @@ impl TusService {
         if !upload.info.metadata.is_empty() {
             set(&mut r, "upload-metadata", &upload.info.metadata);
         }
-        if let (Some(e), false) = (upload.info.expires, upload.is_complete()) {
-            set(&mut r, "upload-expires", headers::http_date(e));
+        if !upload.is_complete()
+            && let Some(ttl) = self.inner.config.expiration
+            && let Ok(last) = self.inner.store.last_write(id)
+        {
+            set(&mut r, "upload-expires", headers::http_date(last + ttl));
         }
         set(&mut r, "cache-control", "no-store");
         r
@@ -534,6 +537,20 @@ impl TusService {
             Ok(Err(e)) => store_error(&e),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         }
+    }
+
+    /// Remove unfinished uploads whose expiration passed (nothing when expiration is off).
+    pub async fn sweep_expired(&self) -> Result<Vec<UploadId>, StoreError> {
+        let Some(ttl) = self.inner.config.expiration else {
+            return Ok(Vec::new());
+        };
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.sweep_expired(ttl, SystemTime::now()))
+            .await
+            .map_err(|e| StoreError::Corrupt {
+                id: String::new(),
+                detail: e.to_string(),
+            })?
     }
 
     async fn delete(&self, id: &UploadId) -> Response<TusBody> {

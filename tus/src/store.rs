@@ -302,6 +302,82 @@ impl FileStore {
         Ok(upload)
     }
 
+    /// When bytes last landed (the time the durable offset was last recorded, or the
+    /// creation).
+    pub fn last_write(&self, id: &UploadId) -> Result<SystemTime, StoreError> {
+        let path = self.dir(id).join("offset");
+        match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(id.to_string()))
+            }
+            Err(e) => Err(StorageError::io("stat", &path, e).into()),
+        }
+    }
+
+    /// Every upload in the store.
+    pub fn list(&self) -> Result<Vec<UploadId>, StoreError> {
+        let mut out = Vec::new();
+        let root = self.storage.area_dir(videopick_storage::Area::Uploads);
+        let mut level = vec![root];
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for d in level {
+                let rd = match fs::read_dir(&d) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::io("list", &d, e).into()),
+                };
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        next.push(e.path());
+                    }
+                }
+            }
+            level = next;
+        }
+        for d in level {
+            if let Some(id) = d
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| UploadId::new(n).ok())
+                && d.join("info").exists()
+            {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Remove unfinished uploads with no write for `ttl` as of `now`; uploads being written
+    /// are skipped. Returns the removed ids.
+    pub fn sweep_expired(
+        &self,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<UploadId>, StoreError> {
+        let mut removed = Vec::new();
+        for id in self.list()? {
+            let Ok(upload) = self.get(&id) else { continue };
+            if upload.is_complete() {
+                continue;
+            }
+            let Ok(last) = self.last_write(&id) else {
+                continue;
+            };
+            if now.duration_since(last).unwrap_or(Duration::ZERO) <= ttl {
+                continue;
+            }
+            match self.terminate(&id) {
+                Ok(()) => removed.push(id),
+                Err(StoreError::Locked(_) | StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Remove an upload (its data and records).
     pub fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
         let dir = self.dir(id);

@@ -151,3 +151,42 @@ fn ids_are_unique_and_valid() {
     assert_eq!(ids.len(), 1000);
     assert!(ids.iter().all(|i| i.len() == 32));
 }
+
+#[test]
+fn expired_unfinished_uploads_are_swept_others_kept() {
+    let (_d, s) = store(SyncPolicy::Always);
+    let stale = info(Some(10));
+    let done = info(Some(3));
+    let busy = info(Some(10));
+    for i in [&stale, &done, &busy] {
+        s.create(i.clone()).unwrap();
+    }
+    let mut w = s.writer(&done.id, 0).unwrap();
+    w.write(b"abc").unwrap();
+    w.finish().unwrap();
+    let writer = s.writer(&busy.id, 0).unwrap();
+    let mut all = s.list().unwrap();
+    all.sort();
+    assert_eq!(all.len(), 3);
+
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    // Not yet: a day's TTL keeps everything.
+    assert!(
+        s.sweep_expired(Duration::from_secs(86_400), later)
+            .unwrap()
+            .is_empty()
+    );
+    // With a 10-minute TTL an hour later: only the idle unfinished upload goes.
+    let removed = s.sweep_expired(Duration::from_secs(600), later).unwrap();
+    assert_eq!(removed, vec![stale.id.clone()]);
+    assert!(matches!(s.get(&stale.id), Err(StoreError::NotFound(_))));
+    assert!(
+        s.get(&done.id).unwrap().is_complete(),
+        "finished uploads are kept"
+    );
+    assert!(
+        s.get(&busy.id).is_ok(),
+        "an upload being written is skipped"
+    );
+    drop(writer);
+}
