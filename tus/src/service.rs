@@ -77,6 +77,9 @@ pub struct TusService {
 struct Inner {
     store: FileStore,
     config: TusConfig,
+    /// Requests writing now, by upload id: signalled to stop when another request wants
+    /// the upload (a stalled client must not hold it forever).
+    active: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 fn empty() -> TusBody {
@@ -134,7 +137,11 @@ impl TusService {
     /// A service over `store`.
     pub fn new(store: FileStore, config: TusConfig) -> TusService {
         TusService {
-            inner: Arc::new(Inner { store, config }),
+            inner: Arc::new(Inner {
+                store,
+                config,
+                active: std::sync::Mutex::default(),
+            }),
         }
     }
 
@@ -455,11 +462,12 @@ impl TusService {
         };
         let store = self.inner.store.clone();
         let id2 = id.clone();
-        let writer = match tokio::task::spawn_blocking(move || store.writer(&id2, offset)).await {
-            Ok(Ok(w)) => w,
-            Ok(Err(e)) => return store_error(&e),
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        let writer = match self.take_writer(store, id2, offset).await {
+            Ok(w) => w,
+            Err(r) => return r,
         };
+        let stop = Arc::new(tokio::sync::Notify::new());
+        self.active().insert(id.to_string(), stop.clone());
         let (tx, mut rx) = mpsc::channel::<Bytes>(self.inner.config.body_queue.max(1));
         let mut hasher = checksum.as_ref().map(|c| Hasher::new(c.algorithm));
         // The disk side: a blocking task appending what the network side sends.
@@ -477,7 +485,12 @@ impl TusService {
         });
         let mut body = req.into_body();
         let mut read_error = None;
-        while let Some(frame) = body.frame().await {
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                () = stop.notified() => break, // taken over: keep what arrived, let go
+            };
+            let Some(frame) = frame else { break };
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {
@@ -496,6 +509,15 @@ impl TusService {
             }
         }
         drop(tx);
+        {
+            let mut active = self.active();
+            if active
+                .get(id.as_str())
+                .is_some_and(|s| Arc::ptr_eq(s, &stop))
+            {
+                active.remove(id.as_str());
+            }
+        }
         let (mut w, failed) = match disk.await {
             Ok(x) => x,
             Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
@@ -515,28 +537,7 @@ impl TusService {
             fin.map(|o| (o, false, failed, read_error))
         })
         .await;
-        match finish {
-            Ok(Ok((o, true, _, _))) => {
-                let mut r = text(
-                    StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
-                    "checksum mismatch: the chunk was discarded\n",
-                );
-                set(&mut r, "upload-offset", o.to_string());
-                r
-            }
-            Ok(Ok((o, false, Some(e), _))) => {
-                let mut r = store_error(&e);
-                set(&mut r, "upload-offset", o.to_string());
-                r
-            }
-            Ok(Ok((o, false, None, _))) => {
-                let mut r = status(StatusCode::NO_CONTENT);
-                set(&mut r, "upload-offset", o.to_string());
-                r
-            }
-            Ok(Err(e)) => store_error(&e),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-        }
+        patch_answer(finish)
     }
 
     /// Remove unfinished uploads whose expiration passed (nothing when expiration is off).
@@ -553,6 +554,41 @@ impl TusService {
             })?
     }
 
+    fn active(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<tokio::sync::Notify>>>
+    {
+        self.inner
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Open the upload for writing; if another request of this server holds it, ask that
+    /// request to stop and wait (up to 5 s) for it to let go.
+    async fn take_writer(
+        &self,
+        store: FileStore,
+        id: UploadId,
+        offset: u64,
+    ) -> Result<crate::store::UploadWriter, Response<TusBody>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (s, i) = (store.clone(), id.clone());
+            match tokio::task::spawn_blocking(move || s.writer(&i, offset)).await {
+                Ok(Ok(w)) => return Ok(w),
+                Ok(Err(StoreError::Locked(_))) if tokio::time::Instant::now() < deadline => {
+                    if let Some(holder) = self.active().get(id.as_str()) {
+                        holder.notify_one();
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(Err(e)) => return Err(store_error(&e)),
+                Err(e) => return Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+            }
+        }
+    }
+
     async fn delete(&self, id: &UploadId) -> Response<TusBody> {
         let store = self.inner.store.clone();
         let id = id.clone();
@@ -561,5 +597,37 @@ impl TusService {
             Ok(Err(e)) => store_error(&e),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         }
+    }
+}
+
+type Finished = Result<
+    Result<(u64, bool, Option<StoreError>, Option<String>), StoreError>,
+    tokio::task::JoinError,
+>;
+
+/// The answer to a PATCH body once it is stored: 460 for a checksum mismatch, the store's
+/// error (507 for a full disk …) with the offset reached, else 204 with the new offset.
+fn patch_answer(finish: Finished) -> Response<TusBody> {
+    match finish {
+        Ok(Ok((o, true, _, _))) => {
+            let mut r = text(
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+                "checksum mismatch: the chunk was discarded\n",
+            );
+            set(&mut r, "upload-offset", o.to_string());
+            r
+        }
+        Ok(Ok((o, false, Some(e), _))) => {
+            let mut r = store_error(&e);
+            set(&mut r, "upload-offset", o.to_string());
+            r
+        }
+        Ok(Ok((o, false, None, _))) => {
+            let mut r = status(StatusCode::NO_CONTENT);
+            set(&mut r, "upload-offset", o.to_string());
+            r
+        }
+        Ok(Err(e)) => store_error(&e),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }
