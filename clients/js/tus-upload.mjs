@@ -1,5 +1,5 @@
 // Upload a file with tus-js-client (the npm package browsers and Node apps use).
-//   node tus-upload.mjs <endpoint> <file> <chunkSize|single> [abortAt(0..1)]
+//   node tus-upload.mjs <endpoint> <file> <chunkSize|single|parallel4> [abortAt(0..1)]
 // Prints the upload URL on success; exits non-zero with the error otherwise.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -7,12 +7,15 @@ import * as tus from 'tus-js-client';
 
 const [endpoint, file, chunk, abortAt] = process.argv.slice(2);
 const data = readFileSync(file);
-const chunkSize = chunk === 'single' ? Infinity : Number(chunk);
+const parallel = chunk === 'parallel4' ? 4 : 1;
+const chunkSize = chunk === 'single' || parallel > 1 ? Infinity : Number(chunk);
 let aborted = false;
 
 const upload = new tus.Upload(data, {
   endpoint,
   chunkSize,
+  // Several partial uploads at once, then a final one (the concatenation extension).
+  parallelUploads: parallel,
   metadata: { filename: basename(file), filetype: 'application/octet-stream' },
   retryDelays: [0, 200, 500],
   onError(err) {

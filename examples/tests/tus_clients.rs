@@ -1,5 +1,6 @@
 //! Real tus clients against `media-server` at `/files/`: tus-js-client (npm, run by node)
-//! uploading 200 MB as one PATCH, in 5 MB chunks, and with an abort and resume midway, and
+//! uploading 200 MB as one PATCH, in 5 MB chunks, as 4 parallel parts concatenated, and
+//! with an abort and resume midway, and
 //! tuspy (PyPI) uploading with sha1 checksums on every chunk; the stored bytes' sha256 must
 //! equal the source's.
 
@@ -93,6 +94,10 @@ fn tus_js_client_uploads_are_byte_identical() {
     // 5 MB chunks.
     let url = tus_js(&endpoint, &file, &(5 << 20).to_string(), None);
     assert_eq!(stored_sha256(&data, &url), want, "5 MB chunks");
+
+    // Four parallel partial uploads concatenated into a final one.
+    let url = tus_js(&endpoint, &file, "parallel4", None);
+    assert_eq!(stored_sha256(&data, &url), want, "parallelUploads: 4");
 
     // Aborted at 40 % of a single PATCH, resumed from the server's offset.
     let url = tus_js(&endpoint, &file, "single", Some("0.4"));

@@ -21,17 +21,16 @@ use videopick_storage::{StorageError, UploadId};
 
 use crate::checksum::Hasher;
 use crate::headers::{
-    self, Checksum, ChecksumAlgorithm, HeaderError, Metadata, TUS_VERSION, check_version,
+    self, Checksum, ChecksumAlgorithm, Concat, HeaderError, Metadata, TUS_VERSION, check_version,
     parse_defer_length, parse_u64,
 };
-use crate::store::{FileStore, StoreError, UploadInfo, new_upload_id};
+use crate::store::{ConcatRole, FileStore, StoreError, UploadInfo, new_upload_id};
 
 /// Response body type.
 pub type TusBody = BoxBody<Bytes, Infallible>;
 
 /// The extensions this service implements, for `Tus-Extension`.
-pub const EXTENSIONS: &str =
-    "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination";
+pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation,concatenation-unfinished";
 
 /// Headers a browser may send and read (CORS).
 const TUS_HEADERS: &str = "Authorization, Content-Type, Location, Tus-Extension, Tus-Max-Size, Tus-Resumable, Tus-Version, Tus-Checksum-Algorithm, Upload-Checksum, Upload-Concat, Upload-Defer-Length, Upload-Expires, Upload-Length, Upload-Metadata, Upload-Offset, X-HTTP-Method-Override, X-Requested-With";
@@ -284,11 +283,13 @@ impl TusService {
         B::Error: std::fmt::Display,
     {
         let h = req.headers();
-        if h.contains_key("upload-concat") {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "concatenation is not supported yet\n",
-            );
+        let concat = match header(h, "upload-concat").map(Concat::parse) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => return header_error(&e),
+        };
+        if let Some(Concat::Final(urls)) = &concat {
+            return self.create_final(urls, h).await;
         }
         let length = match (header(h, "upload-length"), header(h, "upload-defer-length")) {
             (Some(l), None) => match parse_u64("Upload-Length", l) {
@@ -350,7 +351,7 @@ impl TusService {
             id: id.clone(),
             length,
             metadata: metadata.to_header(),
-            concat: None,
+            concat: concat.map(|_| ConcatRole::Partial),
             created: SystemTime::now(),
             expires: self.expires(),
         };
@@ -381,8 +382,99 @@ impl TusService {
         resp
     }
 
+    /// `Upload-Concat: final;…`: the parts must be partial uploads of this server; the
+    /// final upload's length is their sum, and it is filled once they are all complete.
+    async fn create_final(&self, urls: &[String], h: &HeaderMap) -> Response<TusBody> {
+        let mut parts = Vec::with_capacity(urls.len());
+        let mut length = 0u64;
+        for url in urls {
+            // An absolute URL or a path: the id is what follows the base path.
+            let path = url.find("://").map_or(url.as_str(), |i| {
+                url[i + 3..].find('/').map_or("", |j| &url[i + 3 + j..])
+            });
+            let id = path
+                .strip_prefix(self.inner.config.base_path.as_str())
+                .and_then(|rest| UploadId::new(rest.trim_end_matches('/')).ok());
+            let Some(id) = id else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("{url} is not an upload of this server\n"),
+                );
+            };
+            match self.inner.store.get(&id) {
+                Ok(u) if u.info.concat == Some(ConcatRole::Partial) => match u.info.length {
+                    Some(l) => length += l,
+                    None => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            format!("{url} has no length yet\n"),
+                        );
+                    }
+                },
+                Ok(_) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("{url} is not a partial upload\n"),
+                    );
+                }
+                Err(StoreError::NotFound(_)) => {
+                    return text(StatusCode::BAD_REQUEST, format!("{url} does not exist\n"));
+                }
+                Err(e) => return store_error(&e),
+            }
+            parts.push(id);
+        }
+        if length > self.inner.config.max_size {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the parts add up to more than Tus-Max-Size\n",
+            );
+        }
+        let metadata = match header(h, "upload-metadata") {
+            None => Metadata::default(),
+            Some(v) => match Metadata::parse(v, self.inner.config.max_metadata) {
+                Ok(m) => m,
+                Err(e) => return header_error(&e),
+            },
+        };
+        let id = match new_upload_id() {
+            Ok(id) => id,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        };
+        let info = UploadInfo {
+            id: id.clone(),
+            length: Some(length),
+            metadata: metadata.to_header(),
+            concat: Some(ConcatRole::Final(parts)),
+            created: SystemTime::now(),
+            expires: None,
+        };
+        let store = self.inner.store.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            store.create(info)?;
+            store.concatenate(&id)
+        })
+        .await;
+        match done {
+            Ok(Ok(u)) => {
+                let mut r = status(StatusCode::CREATED);
+                set(&mut r, "location", self.location(&u.info.id));
+                r
+            }
+            Ok(Err(e)) => store_error(&e),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    }
+
     fn head(&self, id: &UploadId) -> Response<TusBody> {
         let upload = match self.inner.store.get(id) {
+            // A final upload whose parts finished since: fill it now.
+            Ok(u) if matches!(u.info.concat, Some(ConcatRole::Final(_))) && !u.is_complete() => {
+                match self.inner.store.concatenate(id) {
+                    Ok(u) => u,
+                    Err(e) => return store_error(&e),
+                }
+            }
             Ok(u) => u,
             Err(e) => return store_error(&e),
         };
@@ -401,6 +493,14 @@ impl TusService {
         {
             set(&mut r, "upload-expires", headers::http_date(last + ttl));
         }
+        match &upload.info.concat {
+            Some(ConcatRole::Partial) => set(&mut r, "upload-concat", "partial"),
+            Some(ConcatRole::Final(parts)) => {
+                let urls: Vec<String> = parts.iter().map(|p| self.location(p)).collect();
+                set(&mut r, "upload-concat", format!("final;{}", urls.join(" ")));
+            }
+            None => {}
+        }
         set(&mut r, "cache-control", "no-store");
         r
     }
@@ -410,6 +510,11 @@ impl TusService {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
+        if let Ok(u) = self.inner.store.get(id)
+            && matches!(u.info.concat, Some(ConcatRole::Final(_)))
+        {
+            return text(StatusCode::FORBIDDEN, "a final upload cannot be patched\n");
+        }
         let h = req.headers();
         if header(h, "content-type").is_none_or(|c| c.trim() != "application/offset+octet-stream") {
             return text(

@@ -302,6 +302,50 @@ impl FileStore {
         Ok(upload)
     }
 
+    /// Fill final upload `id` from its partial uploads, once they are all complete: the
+    /// parts' bytes are appended in order (streamed; nothing is listed as stored before it
+    /// is fsynced). Returns the final upload (complete, or unchanged while a part is not).
+    pub fn concatenate(&self, id: &UploadId) -> Result<Upload, StoreError> {
+        let upload = self.get(id)?;
+        let Some(ConcatRole::Final(parts)) = &upload.info.concat else {
+            return Ok(upload);
+        };
+        if upload.is_complete() {
+            return Ok(upload);
+        }
+        let mut uploads = Vec::with_capacity(parts.len());
+        for p in parts {
+            let u = self.get(p)?;
+            if !u.is_complete() {
+                return Ok(upload); // concatenation-unfinished: later
+            }
+            uploads.push(u);
+        }
+        let mut w = self.writer(id, upload.offset)?;
+        if upload.offset > 0 {
+            // An earlier attempt died midway: start over.
+            w.rewind(0)?;
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        for p in &uploads {
+            let path = self.data_path(&p.info.id);
+            let mut f = fs::File::open(&path).map_err(|e| StorageError::io("open", &path, e))?;
+            let mut left = p.offset;
+            while left > 0 {
+                let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                f.read_exact(&mut buf[..n])
+                    .map_err(|e| StorageError::io("read", &path, e))?;
+                w.write(&buf[..n])?;
+                left -= n as u64;
+            }
+        }
+        let offset = w.finish()?;
+        Ok(Upload {
+            info: upload.info,
+            offset,
+        })
+    }
+
     /// When bytes last landed (the time the durable offset was last recorded, or the
     /// creation).
     pub fn last_write(&self, id: &UploadId) -> Result<SystemTime, StoreError> {

@@ -599,3 +599,99 @@ fn a_stalled_request_is_taken_over() {
     );
     drop(a);
 }
+
+#[test]
+fn concatenation_and_unfinished_concatenation() {
+    let s = server(1 << 20);
+    let part = |len: u64| {
+        let r = req(
+            &s,
+            "POST",
+            "/files/",
+            &[
+                V,
+                "Upload-Concat: partial",
+                &format!("Upload-Length: {len}"),
+            ],
+            b"",
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.header("location").unwrap().to_string()
+    };
+    let (a, b, c) = (part(3), part(4), part(2));
+    assert_eq!(
+        req(&s, "HEAD", &a, &[V], b"").header("upload-concat"),
+        Some("partial")
+    );
+    assert_eq!(
+        req(&s, "PATCH", &a, &[V, OCTETS, "Upload-Offset: 0"], b"abc").status,
+        204
+    );
+    assert_eq!(
+        req(&s, "PATCH", &b, &[V, OCTETS, "Upload-Offset: 0"], b"defg").status,
+        204
+    );
+
+    // Final of finished parts (one given as an absolute URL): complete at once.
+    let abs_b = format!("http://{}{b}", s.addr);
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[V, &format!("Upload-Concat: final;{a} {abs_b}")],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let fin = r.header("location").unwrap().to_string();
+    let h = req(&s, "HEAD", &fin, &[V], b"");
+    assert_eq!(
+        (h.header("upload-offset"), h.header("upload-length")),
+        (Some("7"), Some("7"))
+    );
+    assert_eq!(
+        h.header("upload-concat"),
+        Some(format!("final;{a} {b}").as_str())
+    );
+    assert_eq!(
+        req(&s, "PATCH", &fin, &[V, OCTETS, "Upload-Offset: 7"], b"x").status,
+        403
+    );
+
+    // Final of an unfinished part: its offset reaches its length only once concatenated.
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[V, &format!("Upload-Concat: final;{a} {c}")],
+        b"",
+    );
+    let fin2 = r.header("location").unwrap().to_string();
+    let h = req(&s, "HEAD", &fin2, &[V], b"");
+    assert_eq!(
+        (h.header("upload-offset"), h.header("upload-length")),
+        (Some("0"), Some("5"))
+    );
+    assert_eq!(
+        req(&s, "PATCH", &c, &[V, OCTETS, "Upload-Offset: 0"], b"hi").status,
+        204
+    );
+    let h = req(&s, "HEAD", &fin2, &[V], b"");
+    assert_eq!(h.header("upload-offset"), Some("5"));
+
+    // Only partial uploads of this server can be parts.
+    let plain = create(&s, 1);
+    for bad in [
+        format!("final;{plain}"),
+        "final;/elsewhere/x".into(),
+        "final;/files/0123456789abcdef0123456789abcdef".into(),
+    ] {
+        let r = req(
+            &s,
+            "POST",
+            "/files/",
+            &[V, &format!("Upload-Concat: {bad}")],
+            b"",
+        );
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+}
