@@ -33,6 +33,10 @@ pub mod base64;
 pub mod checksum;
 pub mod headers;
 #[cfg(feature = "server")]
+pub mod hooks;
+#[cfg(feature = "server")]
+mod http_client;
+#[cfg(feature = "server")]
 pub mod service;
 pub mod store;
 

@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -24,7 +25,8 @@ use crate::headers::{
     self, Checksum, ChecksumAlgorithm, Concat, HeaderError, Metadata, TUS_VERSION, check_version,
     parse_defer_length, parse_u64,
 };
-use crate::store::{ConcatRole, FileStore, StoreError, UploadInfo, new_upload_id};
+use crate::hooks::{Hooks, NoHooks, RequestInfo};
+use crate::store::{ConcatRole, FileStore, StoreError, Upload, UploadInfo, new_upload_id};
 
 /// Response body type.
 pub type TusBody = BoxBody<Bytes, Infallible>;
@@ -72,10 +74,11 @@ pub struct TusService {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     store: FileStore,
     config: TusConfig,
+    hooks: Arc<dyn Hooks>,
+    metrics: Counters,
     /// Requests writing now, by upload id: signalled to stop when another request wants
     /// the upload (a stalled client must not hold it forever).
     active: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
@@ -132,13 +135,104 @@ fn store_error(e: &StoreError) -> Response<TusBody> {
     }
 }
 
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TusService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Upload counters, for Prometheus.
+#[derive(Debug, Default)]
+struct Counters {
+    created: AtomicU64,
+    finished: AtomicU64,
+    terminated: AtomicU64,
+    bytes_received: AtomicU64,
+}
+
+/// A snapshot of [`TusService::metrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TusMetrics {
+    /// Uploads created.
+    pub created: u64,
+    /// Uploads completed.
+    pub finished: u64,
+    /// Uploads terminated.
+    pub terminated: u64,
+    /// Body bytes durably stored by PATCH requests.
+    pub bytes_received: u64,
+    /// Requests writing right now.
+    pub active_uploads: u64,
+}
+
 impl TusService {
-    /// A service over `store`.
+    /// Counters since start.
+    pub fn metrics(&self) -> TusMetrics {
+        let c = &self.inner.metrics;
+        TusMetrics {
+            created: c.created.load(Ordering::Relaxed),
+            finished: c.finished.load(Ordering::Relaxed),
+            terminated: c.terminated.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            active_uploads: self.active().len() as u64,
+        }
+    }
+
+    /// The Prometheus text of [`TusService::metrics`].
+    pub fn render_metrics(&self) -> String {
+        let m = self.metrics();
+        format!(
+            "# TYPE videopick_tus_uploads_created_total counter\nvideopick_tus_uploads_created_total {}\n# TYPE videopick_tus_uploads_finished_total counter\nvideopick_tus_uploads_finished_total {}\n# TYPE videopick_tus_uploads_terminated_total counter\nvideopick_tus_uploads_terminated_total {}\n# TYPE videopick_tus_bytes_received_total counter\nvideopick_tus_bytes_received_total {}\n# TYPE videopick_tus_active_uploads gauge\nvideopick_tus_active_uploads {}\n",
+            m.created, m.finished, m.terminated, m.bytes_received, m.active_uploads
+        )
+    }
+
+    /// Count stored bytes, report progress, and completion.
+    async fn after_write(&self, id: &UploadId, from: u64, resp: &Response<TusBody>) {
+        let Some(now) = resp
+            .headers()
+            .get("upload-offset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return;
+        };
+        self.inner
+            .metrics
+            .bytes_received
+            .fetch_add(now.saturating_sub(from), Ordering::Relaxed);
+        if let Ok(upload) = self.inner.store.get(id) {
+            self.inner.hooks.progress(&upload);
+            if upload.is_complete() && now > from {
+                self.finished(&upload).await;
+            }
+        }
+    }
+
+    /// Tell the hooks (and the counters) an upload is complete.
+    async fn finished(&self, upload: &Upload) {
+        self.inner.metrics.finished.fetch_add(1, Ordering::Relaxed);
+        let data = self.inner.store.data_path(&upload.info.id);
+        self.inner.hooks.post_finish(upload, &data).await;
+    }
+}
+
+impl TusService {
+    /// A service over `store` without hooks.
     pub fn new(store: FileStore, config: TusConfig) -> TusService {
+        TusService::with_hooks(store, config, Arc::new(NoHooks))
+    }
+
+    /// A service over `store` that consults `hooks`.
+    pub fn with_hooks(store: FileStore, config: TusConfig, hooks: Arc<dyn Hooks>) -> TusService {
         TusService {
             inner: Arc::new(Inner {
                 store,
                 config,
+                hooks,
+                metrics: Counters::default(),
                 active: std::sync::Mutex::default(),
             }),
         }
@@ -210,6 +304,18 @@ impl TusService {
         if method == Method::OPTIONS {
             return self.options(h);
         }
+        let info = RequestInfo {
+            method: method.to_string(),
+            path: path.clone(),
+            upload: (!rest.is_empty()).then(|| rest.to_string()),
+            authorization: header(h, "authorization").map(str::to_string),
+        };
+        if let Err(r) = self.inner.hooks.authorize(&info).await {
+            let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+            let mut resp = text(code, format!("{}\n", r.message));
+            set(&mut resp, "tus-resumable", TUS_VERSION);
+            return resp;
+        }
         let mut resp = if let Err(e) = check_version(header(h, "tus-resumable")) {
             let mut r = header_error(&e);
             set(&mut r, "tus-version", TUS_VERSION);
@@ -277,6 +383,47 @@ impl TusService {
         format!("{}{}", self.inner.config.base_path, id.as_str())
     }
 
+    /// The new upload's length from `Upload-Length` / `Upload-Defer-Length` (exactly one),
+    /// checked against `Tus-Max-Size` and the free space (refused before a byte lands).
+    fn requested_length(&self, h: &HeaderMap) -> Result<Option<u64>, Box<Response<TusBody>>> {
+        let length = match (header(h, "upload-length"), header(h, "upload-defer-length")) {
+            (Some(l), None) => {
+                Some(parse_u64("Upload-Length", l).map_err(|e| Box::new(header_error(&e)))?)
+            }
+            (None, Some(d)) => {
+                parse_defer_length(d).map_err(|e| Box::new(header_error(&e)))?;
+                None
+            }
+            _ => {
+                return Err(Box::new(text(
+                    StatusCode::BAD_REQUEST,
+                    "exactly one of Upload-Length and Upload-Defer-Length is required\n",
+                )));
+            }
+        };
+        let Some(l) = length else { return Ok(None) };
+        let max = self.inner.config.max_size;
+        if l > max {
+            return Err(Box::new(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Upload-Length {l} is over Tus-Max-Size {max}\n"),
+            )));
+        }
+        match self.inner.store.storage().reserve(l) {
+            Ok(_) => Ok(Some(l)),
+            Err(StorageError::InsufficientSpace {
+                requested,
+                available,
+            }) => Err(Box::new(text(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "not enough disk space for this upload: {requested} bytes needed, {available} available\n"
+                ),
+            ))),
+            Err(e) => Err(Box::new(store_error(&StoreError::Storage(e)))),
+        }
+    }
+
     async fn create<B>(&self, req: Request<B>) -> Response<TusBody>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -291,51 +438,10 @@ impl TusService {
         if let Some(Concat::Final(urls)) = &concat {
             return self.create_final(urls, h).await;
         }
-        let length = match (header(h, "upload-length"), header(h, "upload-defer-length")) {
-            (Some(l), None) => match parse_u64("Upload-Length", l) {
-                Ok(l) => Some(l),
-                Err(e) => return header_error(&e),
-            },
-            (None, Some(d)) => match parse_defer_length(d) {
-                Ok(()) => None,
-                Err(e) => return header_error(&e),
-            },
-            _ => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "exactly one of Upload-Length and Upload-Defer-Length is required\n",
-                );
-            }
+        let length = match self.requested_length(h) {
+            Ok(l) => l,
+            Err(r) => return *r,
         };
-        if let Some(l) = length
-            && l > self.inner.config.max_size
-        {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "Upload-Length {l} is over Tus-Max-Size {}\n",
-                    self.inner.config.max_size
-                ),
-            );
-        }
-        // Free-space guard: refuse an upload that cannot fit now, before any byte lands.
-        if let Some(l) = length {
-            match self.inner.store.storage().reserve(l) {
-                Ok(_) => {}
-                Err(StorageError::InsufficientSpace {
-                    requested,
-                    available,
-                }) => {
-                    return text(
-                        StatusCode::INSUFFICIENT_STORAGE,
-                        format!(
-                            "not enough disk space for this upload: {requested} bytes needed, {available} available\n"
-                        ),
-                    );
-                }
-                Err(e) => return store_error(&StoreError::Storage(e)),
-            }
-        }
         let metadata = match header(h, "upload-metadata") {
             None => Metadata::default(),
             Some(v) => match Metadata::parse(v, self.inner.config.max_metadata) {
@@ -355,6 +461,14 @@ impl TusService {
             created: SystemTime::now(),
             expires: self.expires(),
         };
+        let proposed = Upload {
+            info: info.clone(),
+            offset: 0,
+        };
+        if let Err(r) = self.inner.hooks.pre_create(&proposed).await {
+            let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(code, format!("{}\n", r.message));
+        }
         let store = self.inner.store.clone();
         let created = tokio::task::spawn_blocking(move || store.create(info)).await;
         let upload = match created {
@@ -362,6 +476,10 @@ impl TusService {
             Ok(Err(e)) => return store_error(&e),
             Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         };
+        self.inner.metrics.created.fetch_add(1, Ordering::Relaxed);
+        if upload.is_complete() {
+            self.finished(&upload).await; // Upload-Length: 0
+        }
         // creation-with-upload: a body in the creation request is the first PATCH.
         let with_body = header(req.headers(), "content-type")
             .is_some_and(|c| c.trim() == "application/offset+octet-stream");
@@ -457,6 +575,10 @@ impl TusService {
         .await;
         match done {
             Ok(Ok(u)) => {
+                self.inner.metrics.created.fetch_add(1, Ordering::Relaxed);
+                if u.is_complete() {
+                    self.finished(&u).await;
+                }
                 let mut r = status(StatusCode::CREATED);
                 set(&mut r, "location", self.location(&u.info.id));
                 r
@@ -642,7 +764,9 @@ impl TusService {
             fin.map(|o| (o, false, failed, read_error))
         })
         .await;
-        patch_answer(finish)
+        let resp = patch_answer(finish);
+        self.after_write(id, offset, &resp).await;
+        resp
     }
 
     /// Remove unfinished uploads whose expiration passed (nothing when expiration is off).
@@ -696,9 +820,16 @@ impl TusService {
 
     async fn delete(&self, id: &UploadId) -> Response<TusBody> {
         let store = self.inner.store.clone();
-        let id = id.clone();
-        match tokio::task::spawn_blocking(move || store.terminate(&id)).await {
-            Ok(Ok(())) => status(StatusCode::NO_CONTENT),
+        let id2 = id.clone();
+        match tokio::task::spawn_blocking(move || store.terminate(&id2)).await {
+            Ok(Ok(())) => {
+                self.inner
+                    .metrics
+                    .terminated
+                    .fetch_add(1, Ordering::Relaxed);
+                self.inner.hooks.post_terminate(id.as_str());
+                status(StatusCode::NO_CONTENT)
+            }
             Ok(Err(e)) => store_error(&e),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         }

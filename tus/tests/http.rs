@@ -23,13 +23,30 @@ fn server(max_size: u64) -> Server {
 }
 
 fn server_on(storage: Storage, max_size: u64, dir: tempfile::TempDir) -> Server {
-    let svc = TusService::new(
+    server_with(
+        storage,
+        max_size,
+        dir,
+        std::sync::Arc::new(videopick_tus::hooks::NoHooks),
+    )
+    .0
+}
+
+fn server_with(
+    storage: Storage,
+    max_size: u64,
+    dir: tempfile::TempDir,
+    hooks: std::sync::Arc<dyn videopick_tus::hooks::Hooks>,
+) -> (Server, TusService) {
+    let svc = TusService::with_hooks(
         FileStore::new(storage, SyncPolicy::Always),
         TusConfig {
             max_size,
             ..TusConfig::default()
         },
+        hooks,
     );
+    let handle = svc.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -56,11 +73,14 @@ fn server_on(storage: Storage, max_size: u64, dir: tempfile::TempDir) -> Server 
             });
         }
     });
-    Server {
-        addr,
-        _dir: dir,
-        _rt: rt,
-    }
+    (
+        Server {
+            addr,
+            _dir: dir,
+            _rt: rt,
+        },
+        handle,
+    )
 }
 
 struct Resp {
@@ -694,4 +714,239 @@ fn concatenation_and_unfinished_concatenation() {
         );
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
     }
+}
+
+/// Hooks that want a bearer token, a filename, and remember what finished.
+#[derive(Default)]
+struct AppHooks {
+    finished: std::sync::Mutex<Vec<(String, u64, std::path::PathBuf)>>,
+    terminated: std::sync::Mutex<Vec<String>>,
+}
+
+impl videopick_tus::hooks::Hooks for AppHooks {
+    fn authorize<'a>(
+        &'a self,
+        req: &'a videopick_tus::hooks::RequestInfo,
+    ) -> videopick_tus::hooks::HookFuture<'a, Result<(), videopick_tus::hooks::Rejection>> {
+        let ok = req.authorization.as_deref() == Some("Bearer ok");
+        Box::pin(async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(videopick_tus::hooks::Rejection {
+                    status: 401,
+                    message: "token please".into(),
+                })
+            }
+        })
+    }
+    fn pre_create<'a>(
+        &'a self,
+        upload: &'a videopick_tus::Upload,
+    ) -> videopick_tus::hooks::HookFuture<'a, Result<(), videopick_tus::hooks::Rejection>> {
+        let named = upload
+            .info
+            .metadata
+            .split(',')
+            .any(|p| p.starts_with("filename "));
+        Box::pin(async move {
+            if named {
+                Ok(())
+            } else {
+                Err(videopick_tus::hooks::Rejection {
+                    status: 422,
+                    message: "filename required".into(),
+                })
+            }
+        })
+    }
+    fn post_finish<'a>(
+        &'a self,
+        upload: &'a videopick_tus::Upload,
+        data: &'a std::path::Path,
+    ) -> videopick_tus::hooks::HookFuture<'a, ()> {
+        self.finished.lock().unwrap().push((
+            upload.info.id.to_string(),
+            upload.offset,
+            data.to_path_buf(),
+        ));
+        Box::pin(async {})
+    }
+    fn post_terminate(&self, id: &str) {
+        self.terminated.lock().unwrap().push(id.to_string());
+    }
+}
+
+#[test]
+fn hooks_authorize_every_request_veto_creation_and_hear_finish_and_terminate() {
+    let hooks = std::sync::Arc::new(AppHooks::default());
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path().join("data")).unwrap();
+    let (s, svc) = server_with(storage, 1 << 20, dir, hooks.clone());
+    let auth = "Authorization: Bearer ok";
+    // No token: refused, on creation and on every other request.
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[V, "Upload-Length: 3", "Upload-Metadata: filename YQ=="],
+        b"",
+    );
+    assert_eq!((r.status, r.body.trim()), (401, "token please"));
+    // pre-create vetoes an upload without a filename, with the hook's status and message.
+    let r = req(&s, "POST", "/files/", &[V, auth, "Upload-Length: 3"], b"");
+    assert_eq!((r.status, r.body.trim()), (422, "filename required"));
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[
+            V,
+            auth,
+            "Upload-Length: 3",
+            "Upload-Metadata: filename YQ==",
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 201);
+    let loc = r.header("location").unwrap().to_string();
+    assert_eq!(req(&s, "HEAD", &loc, &[V], b"").status, 401);
+    assert_eq!(
+        req(&s, "PATCH", &loc, &[V, OCTETS, "Upload-Offset: 0"], b"abc").status,
+        401
+    );
+    assert_eq!(
+        req(
+            &s,
+            "PATCH",
+            &loc,
+            &[V, auth, OCTETS, "Upload-Offset: 0"],
+            b"ab"
+        )
+        .status,
+        204
+    );
+    assert!(
+        hooks.finished.lock().unwrap().is_empty(),
+        "not finished yet"
+    );
+    assert_eq!(
+        req(
+            &s,
+            "PATCH",
+            &loc,
+            &[V, auth, OCTETS, "Upload-Offset: 2"],
+            b"c"
+        )
+        .status,
+        204
+    );
+    let finished = hooks.finished.lock().unwrap().clone();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].1, 3);
+    assert_eq!(
+        std::fs::read(&finished[0].2).unwrap(),
+        b"abc",
+        "post-finish gets the bytes' path"
+    );
+    assert_eq!(req(&s, "DELETE", &loc, &[V, auth], b"").status, 204);
+    assert_eq!(hooks.terminated.lock().unwrap().len(), 1);
+    let m = svc.metrics();
+    assert_eq!(
+        (m.created, m.finished, m.terminated, m.bytes_received),
+        (1, 1, 1, 3)
+    );
+    assert!(
+        svc.render_metrics()
+            .contains("videopick_tus_bytes_received_total 3\n")
+    );
+}
+
+#[test]
+fn http_hooks_post_json_and_relay_the_answer() {
+    use std::io::BufRead;
+    // A hook endpoint that rejects uploads named "virus.exe" and records every body.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut r = std::io::BufReader::new(c.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body).unwrap();
+            let body = String::from_utf8(body).unwrap();
+            // "virus.exe" in base64.
+            let answer = if body.contains("dmlydXMuZXhl") {
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 14\r\n\r\nnot that file\n"
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+            };
+            seen2.lock().unwrap().push(body);
+            let _ = c.write_all(answer.as_bytes());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path().join("data")).unwrap();
+    let hooks = std::sync::Arc::new(videopick_tus::hooks::HttpHooks::new(
+        url,
+        Duration::from_secs(5),
+    ));
+    let (s, _svc) = server_with(storage, 1 << 20, dir, hooks);
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[
+            V,
+            "Upload-Length: 1",
+            "Upload-Metadata: filename dmlydXMuZXhl",
+        ],
+        b"",
+    );
+    assert_eq!((r.status, r.body.as_str()), (403, "not that file\n\n"));
+    let r = req(
+        &s,
+        "POST",
+        "/files/",
+        &[V, "Upload-Length: 1", "Upload-Metadata: filename b2suanBn"],
+        b"",
+    );
+    assert_eq!(r.status, 201);
+    let loc = r.header("location").unwrap().to_string();
+    assert_eq!(
+        req(&s, "PATCH", &loc, &[V, OCTETS, "Upload-Offset: 0"], b"x").status,
+        204
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.starts_with(r#"{"type":"authorize","method":"POST""#)),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.starts_with(r#"{"type":"pre-create""#)),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.starts_with(r#"{"type":"post-finish""#) && b.contains(r#""complete":true"#)),
+        "{bodies:?}"
+    );
 }
