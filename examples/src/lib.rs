@@ -24,6 +24,7 @@ pub mod hls;
 pub mod http;
 pub mod live;
 pub mod media;
+pub mod uploads;
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -110,6 +110,11 @@ pub struct MediaArgs {
     /// Hours an unfinished tus upload lives after its last write.
     #[arg(long, env = "VIDEOPICK_TUS_EXPIRATION_HOURS", default_value_t = 24)]
     pub tus_expiration_hours: u64,
+    /// Upload hook: every tus request (authorize), each new upload (pre-create) and each
+    /// finished or terminated one are POSTed as JSON to this http:// URL; a non-2xx answer
+    /// to the first two is relayed to the client.
+    #[arg(long, env = "VIDEOPICK_UPLOAD_HOOK")]
+    pub upload_hook: Option<String>,
 }
 
 impl MediaArgs {
@@ -214,6 +219,7 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
                 (&hyper::Method::GET, "/metrics") => {
                     let mut text = keeper.render_metrics();
                     text.push_str(&live.render_metrics());
+                    text.push_str(&tus.render_metrics());
                     Some(respond(
                         StatusCode::OK,
                         "text/plain; version=0.0.4; charset=utf-8",
@@ -276,13 +282,14 @@ fn open_storage(args: &MediaArgs) -> Result<(Storage, Housekeeper), Box<dyn std:
 
 /// The tus service at `/files/`, and its expiration sweeper.
 fn start_tus(args: &MediaArgs, storage: &Storage) -> TusService {
-    let tus = TusService::new(
+    let tus = TusService::with_hooks(
         FileStore::new(storage.clone(), SyncPolicy::default()),
         TusConfig {
             max_size: args.tus_max_size,
             expiration: Some(Duration::from_secs(args.tus_expiration_hours.max(1) * 3600)),
             ..TusConfig::default()
         },
+        crate::uploads::hooks(args.upload_hook.clone(), args.event_hook.clone()),
     );
     let sweeper = tus.clone();
     tokio::spawn(async move {

@@ -1,0 +1,107 @@
+//! Upload wiring: the tus service's hooks in the media server — an optional HTTP hook
+//! for the application's decisions, and a finish event (in-process and to the event
+//! webhook) that later becomes a transcoding job.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use videopick_rtmp::auth::{json_str, post_json_with_retries};
+use videopick_tus::Upload;
+use videopick_tus::hooks::{HookFuture, Hooks, HttpHooks, Rejection, RequestInfo};
+
+/// A finished upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadFinished {
+    /// Upload id.
+    pub id: String,
+    /// Its length.
+    pub length: u64,
+    /// `Upload-Metadata` (canonical header form).
+    pub metadata: String,
+    /// Where its bytes are.
+    pub path: PathBuf,
+}
+
+/// The media server's tus hooks.
+#[derive(Debug, Clone)]
+pub struct UploadEvents {
+    app: Option<HttpHooks>,
+    event_hook: Option<String>,
+    finished: broadcast::Sender<UploadFinished>,
+}
+
+impl UploadEvents {
+    /// Hooks that ask `app` (if any) and announce finished uploads to `event_hook`.
+    pub fn new(app: Option<HttpHooks>, event_hook: Option<String>) -> UploadEvents {
+        UploadEvents {
+            app,
+            event_hook,
+            finished: broadcast::channel(256).0,
+        }
+    }
+
+    /// Finished uploads, as they happen.
+    pub fn finished(&self) -> broadcast::Receiver<UploadFinished> {
+        self.finished.subscribe()
+    }
+}
+
+impl Hooks for UploadEvents {
+    fn authorize<'a>(&'a self, req: &'a RequestInfo) -> HookFuture<'a, Result<(), Rejection>> {
+        match &self.app {
+            Some(h) => h.authorize(req),
+            None => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    fn pre_create<'a>(&'a self, upload: &'a Upload) -> HookFuture<'a, Result<(), Rejection>> {
+        match &self.app {
+            Some(h) => h.pre_create(upload),
+            None => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    fn post_finish<'a>(&'a self, upload: &'a Upload, data: &'a Path) -> HookFuture<'a, ()> {
+        Box::pin(async move {
+            let ev = UploadFinished {
+                id: upload.info.id.to_string(),
+                length: upload.offset,
+                metadata: upload.info.metadata.clone(),
+                path: data.to_path_buf(),
+            };
+            println!("videopick: upload {} finished ({} bytes)", ev.id, ev.length);
+            let _ = self.finished.send(ev.clone());
+            if let Some(url) = &self.event_hook {
+                let body = format!(
+                    "{{\"event\":\"upload\",\"id\":{},\"length\":{},\"metadata\":{},\"path\":{}}}",
+                    json_str(&ev.id),
+                    ev.length,
+                    json_str(&ev.metadata),
+                    json_str(&ev.path.to_string_lossy())
+                );
+                let url = url.clone();
+                tokio::spawn(async move {
+                    post_json_with_retries(&url, &body).await;
+                });
+            }
+            if let Some(h) = &self.app {
+                h.post_finish(upload, data).await;
+            }
+        })
+    }
+
+    fn post_terminate(&self, id: &str) {
+        if let Some(h) = &self.app {
+            h.post_terminate(id);
+        }
+    }
+}
+
+/// Keep `Arc` in the public signature simple for the binaries.
+pub fn hooks(app: Option<String>, event_hook: Option<String>) -> Arc<UploadEvents> {
+    Arc::new(UploadEvents::new(
+        app.map(|u| HttpHooks::new(u, std::time::Duration::from_secs(5))),
+        event_hook,
+    ))
+}
