@@ -174,7 +174,10 @@ pub async fn serve<H, F>(
                 let resp = handler(req, peer);
                 async move { Ok::<_, Infallible>(resp.await) }
             });
+            // Request bodies arrive in frames of at most 64 KiB (uploads stream through
+            // small bounded queues, so memory per upload stays small).
             let _ = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
