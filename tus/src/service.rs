@@ -331,7 +331,7 @@ impl TusService {
             match UploadId::new(rest) {
                 Err(_) => text(StatusCode::NOT_FOUND, "upload not found\n"),
                 Ok(id) => match method {
-                    Method::HEAD => self.head(&id),
+                    Method::HEAD => self.head(&id).await,
                     Method::PATCH => self.patch(&id, req).await,
                     Method::DELETE => self.delete(&id).await,
                     _ => status(StatusCode::METHOD_NOT_ALLOWED),
@@ -571,7 +571,7 @@ impl TusService {
         let store = self.inner.store.clone();
         let done = tokio::task::spawn_blocking(move || {
             store.create(info)?;
-            store.concatenate(&id)
+            store.concatenate(&id).map(|(u, _)| u)
         })
         .await;
         match done {
@@ -589,13 +589,25 @@ impl TusService {
         }
     }
 
-    fn head(&self, id: &UploadId) -> Response<TusBody> {
+    async fn head(&self, id: &UploadId) -> Response<TusBody> {
         let upload = match self.inner.store.get(id) {
-            // A final upload whose parts finished since: fill it now.
+            // A final upload whose parts finished since: fill it now (off the runtime).
             Ok(u) if matches!(u.info.concat, Some(ConcatRole::Final(_))) && !u.is_complete() => {
-                match self.inner.store.concatenate(id) {
-                    Ok(u) => u,
-                    Err(e) => return store_error(&e),
+                let (store, id2) = (self.inner.store.clone(), id.clone());
+                match tokio::task::spawn_blocking(move || store.concatenate(&id2)).await {
+                    Ok(Ok((u, filled))) => {
+                        if filled && u.is_complete() {
+                            self.finished(&u).await;
+                        }
+                        u
+                    }
+                    // Another request is filling it right now: report where it stands.
+                    Ok(Err(StoreError::Locked(_))) => match self.inner.store.get(id) {
+                        Ok(u) => u,
+                        Err(e) => return store_error(&e),
+                    },
+                    Ok(Err(e)) => return store_error(&e),
+                    Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
                 }
             }
             Ok(u) => u,

@@ -304,20 +304,21 @@ impl FileStore {
 
     /// Fill final upload `id` from its partial uploads, once they are all complete: the
     /// parts' bytes are appended in order (streamed; nothing is listed as stored before it
-    /// is fsynced). Returns the final upload (complete, or unchanged while a part is not).
-    pub fn concatenate(&self, id: &UploadId) -> Result<Upload, StoreError> {
+    /// is fsynced). Returns the final upload (complete, or unchanged while a part is not)
+    /// and whether this call completed it.
+    pub fn concatenate(&self, id: &UploadId) -> Result<(Upload, bool), StoreError> {
         let upload = self.get(id)?;
         let Some(ConcatRole::Final(parts)) = &upload.info.concat else {
-            return Ok(upload);
+            return Ok((upload, false));
         };
         if upload.is_complete() {
-            return Ok(upload);
+            return Ok((upload, false));
         }
         let mut uploads = Vec::with_capacity(parts.len());
         for p in parts {
             let u = self.get(p)?;
             if !u.is_complete() {
-                return Ok(upload); // concatenation-unfinished: later
+                return Ok((upload, false)); // concatenation-unfinished: later
             }
             uploads.push(u);
         }
@@ -340,10 +341,13 @@ impl FileStore {
             }
         }
         let offset = w.finish()?;
-        Ok(Upload {
-            info: upload.info,
-            offset,
-        })
+        Ok((
+            Upload {
+                info: upload.info,
+                offset,
+            },
+            true,
+        ))
     }
 
     /// When bytes last landed (the time the durable offset was last recorded, or the
