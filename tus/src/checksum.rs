@@ -28,6 +28,16 @@ impl Hasher {
         }
     }
 
+    /// Its algorithm.
+    pub fn algorithm(&self) -> ChecksumAlgorithm {
+        match self {
+            Hasher::Sha1(_) => ChecksumAlgorithm::Sha1,
+            Hasher::Md5(_) => ChecksumAlgorithm::Md5,
+            Hasher::Sha256(_) => ChecksumAlgorithm::Sha256,
+            Hasher::Sha512(_) => ChecksumAlgorithm::Sha512,
+        }
+    }
+
     /// Feed bytes.
     pub fn update(&mut self, data: &[u8]) {
         match self {

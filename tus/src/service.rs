@@ -32,7 +32,7 @@ use crate::store::{ConcatRole, FileStore, StoreError, Upload, UploadInfo, new_up
 pub type TusBody = BoxBody<Bytes, Infallible>;
 
 /// The extensions this service implements, for `Tus-Extension`.
-pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation,concatenation-unfinished";
+pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,checksum-trailer,termination,concatenation,concatenation-unfinished";
 
 /// Headers a browser may send and read (CORS).
 const TUS_HEADERS: &str = "Authorization, Content-Type, Location, Tus-Extension, Tus-Max-Size, Tus-Resumable, Tus-Version, Tus-Checksum-Algorithm, Upload-Checksum, Upload-Concat, Upload-Defer-Length, Upload-Expires, Upload-Length, Upload-Metadata, Upload-Offset, X-HTTP-Method-Override, X-Requested-With";
@@ -690,16 +690,22 @@ impl TusService {
 
     /// Stream `req`'s body into upload `id` from `offset`; 204 with the new offset (or an
     /// error answer, still with the offset reached when something was stored).
+    #[allow(clippy::too_many_lines)] // the streaming core, clearer in one piece
     async fn write_body<B>(&self, id: &UploadId, offset: u64, req: Request<B>) -> Response<TusBody>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        let checksum = match header(req.headers(), "upload-checksum").map(Checksum::parse) {
+        let mut checksum = match header(req.headers(), "upload-checksum").map(Checksum::parse) {
             None => None,
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => return header_error(&e),
         };
+        // checksum-trailer: the checksum comes after the body, so its algorithm is not
+        // known while hashing; hash with each supported one.
+        let trailer = checksum.is_none()
+            && header(req.headers(), "trailer")
+                .is_some_and(|t| t.to_ascii_lowercase().contains("upload-checksum"));
         let store = self.inner.store.clone();
         let id2 = id.clone();
         let writer = match self.take_writer(store, id2, offset).await {
@@ -709,7 +715,15 @@ impl TusService {
         let stop = Arc::new(tokio::sync::Notify::new());
         self.active().insert(id.to_string(), stop.clone());
         let (tx, mut rx) = mpsc::channel::<Bytes>(self.inner.config.body_queue.max(1));
-        let mut hasher = checksum.as_ref().map(|c| Hasher::new(c.algorithm));
+        let mut hashers: Vec<Hasher> = match &checksum {
+            Some(c) => vec![Hasher::new(c.algorithm)],
+            None if trailer => ChecksumAlgorithm::ALL
+                .into_iter()
+                .map(Hasher::new)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut bad_trailer = None;
         // The disk side: a blocking task appending what the network side sends.
         let disk = tokio::task::spawn_blocking(move || {
             let mut w = writer;
@@ -732,16 +746,27 @@ impl TusService {
             };
             let Some(frame) = frame else { break };
             match frame {
-                Ok(f) => {
-                    if let Ok(data) = f.into_data() {
-                        if let Some(h) = &mut hasher {
+                Ok(f) => match f.into_data() {
+                    Ok(data) => {
+                        for h in &mut hashers {
                             h.update(&data);
                         }
                         if tx.send(data).await.is_err() {
                             break;
                         }
                     }
-                }
+                    Err(f) => {
+                        if let Ok(t) = f.into_trailers()
+                            && trailer
+                            && let Some(v) = header(&t, "upload-checksum")
+                        {
+                            match Checksum::parse(v) {
+                                Ok(c) => checksum = Some(c),
+                                Err(e) => bad_trailer = Some(e),
+                            }
+                        }
+                    }
+                },
                 Err(e) => {
                     read_error = Some(e.to_string());
                     break;
@@ -762,11 +787,16 @@ impl TusService {
             Ok(x) => x,
             Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         };
+        let digest = checksum.as_ref().and_then(|c| {
+            let i = hashers.iter().position(|h| h.algorithm() == c.algorithm)?;
+            Some(hashers.swap_remove(i).finish())
+        });
+        let mismatch = bad_trailer.is_some()
+            || checksum
+                .as_ref()
+                .is_some_and(|c| digest.as_ref() != Some(&c.digest));
         let finish = tokio::task::spawn_blocking(move || {
-            if let (Some(c), Some(h)) = (checksum, hasher)
-                && read_error.is_none()
-                && h.finish() != c.digest
-            {
+            if mismatch && read_error.is_none() {
                 // Checksum mismatch: the chunk is discarded, the offset stays.
                 return w
                     .rewind(offset)

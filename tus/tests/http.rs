@@ -950,3 +950,65 @@ fn http_hooks_post_json_and_relay_the_answer() {
         "{bodies:?}"
     );
 }
+
+/// A chunked PATCH whose Upload-Checksum comes as a trailer.
+fn patch_with_trailer(s: &Server, loc: &str, offset: u64, body: &[u8], checksum: &str) -> Resp {
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "PATCH {loc} HTTP/1.1\r\nHost: x\r\n{V}\r\n{OCTETS}\r\nUpload-Offset: {offset}\r\nTransfer-Encoding: chunked\r\nTrailer: Upload-Checksum\r\nConnection: close\r\n\r\n{:x}\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.write_all(body).unwrap();
+    write!(c, "\r\n0\r\nUpload-Checksum: {checksum}\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Resp {
+        status: head[9..12].parse().unwrap(),
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+#[test]
+fn checksum_trailer() {
+    let s = server(1 << 20);
+    let loc = create(&s, 6);
+    assert!(
+        req(&s, "OPTIONS", "/files/", &[], b"")
+            .header("tus-extension")
+            .unwrap()
+            .contains("checksum-trailer")
+    );
+    // sha1("abc") and sha256("def"), each after its body.
+    let r = patch_with_trailer(&s, &loc, 0, b"abc", "sha1 qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
+    assert_eq!(
+        (r.status, r.header("upload-offset")),
+        (204, Some("3")),
+        "{}",
+        r.body
+    );
+    let r = patch_with_trailer(&s, &loc, 3, b"xyz", "sha1 qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
+    assert_eq!(r.status, 460, "a wrong trailer checksum: {}", r.body);
+    assert_eq!(
+        req(&s, "HEAD", &loc, &[V], b"").header("upload-offset"),
+        Some("3")
+    );
+    let r = patch_with_trailer(
+        &s,
+        &loc,
+        3,
+        b"def",
+        "sha256 y4N5rCCYqhZQKeOTilHaC87PwAj9Z5X0AReGR/lsWzQ=",
+    );
+    assert_eq!(
+        (r.status, r.header("upload-offset")),
+        (204, Some("6")),
+        "{}",
+        r.body
+    );
+}
