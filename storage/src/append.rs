@@ -153,6 +153,33 @@ impl AppendFile {
         Ok(())
     }
 
+    /// Append the first `len` bytes of `src` (read from its current position) without
+    /// passing them through user space: the kernel copies them (`copy_file_range`), or
+    /// shares the blocks where the file system can (reflinks on btrfs and XFS). Errors
+    /// leave the handle as [`AppendFile::append`] does.
+    pub fn append_from(&mut self, src: &mut File, len: u64) -> Result<()> {
+        let mut limited = std::io::Read::take(&mut *src, len);
+        match std::io::copy(&mut limited, &mut self.file) {
+            Ok(n) if n == len => {}
+            Ok(n) => {
+                self.lens.written = self.file.metadata().map_or(self.lens.written, |m| m.len());
+                return Err(StorageError::Invalid(format!(
+                    "{}: source ended after {n} of {len} bytes",
+                    self.path.display()
+                )));
+            }
+            Err(e) => {
+                self.lens.written = self.file.metadata().map_or(self.lens.written, |m| m.len());
+                return Err(StorageError::io("append to", &self.path, e));
+            }
+        }
+        self.lens.written += len;
+        if self.lens.needs_sync() {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
     /// fsync now; afterwards the durable length equals the written length.
     pub fn sync(&mut self) -> Result<u64> {
         if self.lens.durable != self.lens.written {

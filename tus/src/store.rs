@@ -303,8 +303,9 @@ impl FileStore {
     }
 
     /// Fill final upload `id` from its partial uploads, once they are all complete: the
-    /// parts' bytes are appended in order (streamed; nothing is listed as stored before it
-    /// is fsynced). Returns the final upload (complete, or unchanged while a part is not)
+    /// parts' bytes are appended in order by the kernel (`copy_file_range`: no copy through
+    /// user space, shared blocks where the file system reflinks); nothing is listed as
+    /// stored before it is fsynced. Returns the final upload (complete, or unchanged while a part is not)
     /// and whether this call completed it.
     pub fn concatenate(&self, id: &UploadId) -> Result<(Upload, bool), StoreError> {
         let upload = self.get(id)?;
@@ -327,18 +328,10 @@ impl FileStore {
             // An earlier attempt died midway: start over.
             w.rewind(0)?;
         }
-        let mut buf = vec![0u8; 1 << 20];
         for p in &uploads {
             let path = self.data_path(&p.info.id);
             let mut f = fs::File::open(&path).map_err(|e| StorageError::io("open", &path, e))?;
-            let mut left = p.offset;
-            while left > 0 {
-                let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                f.read_exact(&mut buf[..n])
-                    .map_err(|e| StorageError::io("read", &path, e))?;
-                w.write(&buf[..n])?;
-                left -= n as u64;
-            }
+            w.append_file(&mut f, p.offset)?;
         }
         let offset = w.finish()?;
         Ok((
@@ -487,6 +480,22 @@ impl UploadWriter {
             .storage
             .write_atomic(path, offset.to_string().as_bytes())?;
         self.recorded = offset;
+        Ok(())
+    }
+
+    /// Append `len` bytes of `src` without passing them through user space (reflinked
+    /// where the file system can), with the same length check and offset recording as
+    /// [`UploadWriter::write`].
+    pub fn append_file(&mut self, src: &mut fs::File, len: u64) -> Result<(), StoreError> {
+        if let Some(length) = self.length
+            && self.file.len() + len > length
+        {
+            return Err(StoreError::PastLength { length });
+        }
+        self.file.append_from(src, len)?;
+        if self.file.durable_len() > self.recorded {
+            self.record(self.file.durable_len())?;
+        }
         Ok(())
     }
 
