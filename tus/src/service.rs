@@ -739,10 +739,19 @@ impl TusService {
         });
         let mut body = req.into_body();
         let mut read_error = None;
+        // Requests of other processes ask through the store: look every 250 ms.
+        let mut poll = tokio::time::interval(Duration::from_millis(250));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let frame = tokio::select! {
                 f = body.frame() => f,
                 () = stop.notified() => break, // taken over: keep what arrived, let go
+                _ = poll.tick() => {
+                    if self.inner.store.takeover_requested(id) {
+                        break;
+                    }
+                    continue;
+                }
             };
             let Some(frame) = frame else { break };
             match frame {
@@ -845,20 +854,28 @@ impl TusService {
         offset: u64,
     ) -> Result<crate::store::UploadWriter, Response<TusBody>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
+        let mut asked = false;
+        let result = loop {
             let (s, i) = (store.clone(), id.clone());
             match tokio::task::spawn_blocking(move || s.writer(&i, offset)).await {
-                Ok(Ok(w)) => return Ok(w),
+                Ok(Ok(w)) => break Ok(w),
                 Ok(Err(StoreError::Locked(_))) if tokio::time::Instant::now() < deadline => {
                     if let Some(holder) = self.active().get(id.as_str()) {
-                        holder.notify_one();
+                        holder.notify_one(); // a request of this server
+                    } else if !asked {
+                        // A request of another process sharing the storage.
+                        asked = store.request_takeover(&id).is_ok();
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Ok(Err(e)) => return Err(store_error(&e)),
-                Err(e) => return Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+                Ok(Err(e)) => break Err(store_error(&e)),
+                Err(e) => break Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
             }
+        };
+        if asked {
+            store.clear_takeover(&id);
         }
+        result
     }
 
     async fn delete(&self, id: &UploadId) -> Response<TusBody> {

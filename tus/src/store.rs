@@ -263,6 +263,8 @@ impl FileStore {
             Err(StorageError::Locked { .. }) => return Err(StoreError::Locked(id.to_string())),
             Err(e) => return Err(e.into()),
         };
+        // A takeover request from before we held the upload is answered by holding it.
+        self.clear_takeover(id);
         if file.len() > upload.offset {
             file.truncate(upload.offset)?;
         }
@@ -341,6 +343,24 @@ impl FileStore {
             },
             true,
         ))
+    }
+
+    /// Ask whoever holds upload `id` — in any process — to let go (see
+    /// [`FileStore::takeover_requested`]).
+    pub fn request_takeover(&self, id: &UploadId) -> Result<(), StoreError> {
+        let path = self.dir(id).join("takeover");
+        fs::write(&path, b"").map_err(|e| StorageError::io("write", &path, e).into())
+    }
+
+    /// Whether another request asked for upload `id` (a writer checks this while it
+    /// streams and lets go when asked).
+    pub fn takeover_requested(&self, id: &UploadId) -> bool {
+        self.dir(id).join("takeover").exists()
+    }
+
+    /// Withdraw a takeover request.
+    pub fn clear_takeover(&self, id: &UploadId) {
+        let _ = fs::remove_file(self.dir(id).join("takeover"));
     }
 
     /// When bytes last landed (the time the durable offset was last recorded, or the
