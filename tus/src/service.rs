@@ -425,6 +425,21 @@ impl TusService {
         }
     }
 
+    /// A new upload's validated `Upload-Metadata` and a fresh id.
+    fn metadata_and_id(
+        &self,
+        h: &HeaderMap,
+    ) -> Result<(Metadata, UploadId), Box<Response<TusBody>>> {
+        let metadata = match header(h, "upload-metadata") {
+            None => Metadata::default(),
+            Some(v) => Metadata::parse(v, self.inner.config.max_metadata)
+                .map_err(|e| Box::new(header_error(&e)))?,
+        };
+        let id = new_upload_id()
+            .map_err(|e| Box::new(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))))?;
+        Ok((metadata, id))
+    }
+
     async fn create<B>(&self, req: Request<B>) -> Response<TusBody>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -443,16 +458,9 @@ impl TusService {
             Ok(l) => l,
             Err(r) => return *r,
         };
-        let metadata = match header(h, "upload-metadata") {
-            None => Metadata::default(),
-            Some(v) => match Metadata::parse(v, self.inner.config.max_metadata) {
-                Ok(m) => m,
-                Err(e) => return header_error(&e),
-            },
-        };
-        let id = match new_upload_id() {
-            Ok(id) => id,
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        let (metadata, id) = match self.metadata_and_id(h) {
+            Ok(x) => x,
+            Err(r) => return *r,
         };
         let info = UploadInfo {
             id: id.clone(),
@@ -549,16 +557,9 @@ impl TusService {
                 "the parts add up to more than Tus-Max-Size\n",
             );
         }
-        let metadata = match header(h, "upload-metadata") {
-            None => Metadata::default(),
-            Some(v) => match Metadata::parse(v, self.inner.config.max_metadata) {
-                Ok(m) => m,
-                Err(e) => return header_error(&e),
-            },
-        };
-        let id = match new_upload_id() {
-            Ok(id) => id,
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        let (metadata, id) = match self.metadata_and_id(h) {
+            Ok(x) => x,
+            Err(r) => return *r,
         };
         let info = UploadInfo {
             id: id.clone(),
