@@ -120,11 +120,13 @@ pub trait Takeover: Send + Sync + 'static {
 }
 
 /// Serve `handler` (given each request and the client's address) on `listener` until
-/// `shutdown` completes; then stop accepting.
+/// `shutdown` completes; then stop accepting. Reads from a connection are at most
+/// `max_read` bytes (at least 8 KiB), which bounds each request-body frame.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     takeover: Option<Arc<dyn Takeover>>,
+    max_read: usize,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
@@ -174,10 +176,10 @@ pub async fn serve<H, F>(
                 let resp = handler(req, peer);
                 async move { Ok::<_, Infallible>(resp.await) }
             });
-            // Request bodies arrive in frames of at most 64 KiB (uploads stream through
-            // small bounded queues, so memory per upload stays small).
+            // Request bodies arrive in frames of at most `max_read` bytes (uploads stream
+            // through a small bounded queue, so memory per upload stays small).
             let _ = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(64 * 1024)
+                .max_buf_size(max_read.max(8192))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -1,6 +1,7 @@
 //! The tus 1.0.0 HTTP service (feature `server`): hand it hyper requests under its base
 //! path, get responses back. Core protocol plus the creation, creation-with-upload,
-//! creation-defer-length, expiration, checksum and termination extensions.
+//! creation-defer-length, expiration, checksum, checksum-trailer, termination,
+//! concatenation and concatenation-unfinished extensions.
 //!
 //! PATCH bodies stream to disk through a bounded channel (at most
 //! [`TusConfig::body_queue`] frames in memory) feeding a blocking writer, so a 5 GB
@@ -51,8 +52,10 @@ pub struct TusConfig {
     pub expiration: Option<Duration>,
     /// Allowed CORS origins (`*` for any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
-    /// Body frames queued between the network and the disk writer (with 64 KiB frames,
-    /// the default 4 keeps ≤ 256 KiB of an upload in flight).
+    /// Body frames queued between the network and the disk writer (default 1). Each
+    /// queued frame pins a read buffer of the HTTP server, so an upload holds about
+    /// (queue + 2) × the server's largest read: with hyper reading at most 32 KiB,
+    /// about 100 KiB.
     pub body_queue: usize,
 }
 
@@ -64,7 +67,7 @@ impl Default for TusConfig {
             max_metadata: headers::DEFAULT_MAX_METADATA,
             expiration: Some(Duration::from_secs(24 * 3600)),
             cors_origins: vec!["*".into()],
-            body_queue: 2,
+            body_queue: 1,
         }
     }
 }
