@@ -94,7 +94,61 @@ pub struct AppendFile {
     file: File,
     path: PathBuf,
     lens: Lengths,
+    /// Bumped by every truncation: a background sync begun before one proves nothing
+    /// about the bytes written after it.
+    generation: u64,
     _lock: ObjectLock,
+}
+
+/// A sync of an [`AppendFile`]'s bytes up to [`BackgroundSync::len`], to run on another
+/// thread while appends continue ([`AppendFile::begin_sync`]); hand its [`Synced`] back to
+/// [`AppendFile::complete_sync`] to raise the durable length.
+#[derive(Debug)]
+pub struct BackgroundSync {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    generation: u64,
+}
+
+/// Proof that an [`AppendFile`]'s first [`Synced::len`] bytes reached stable storage.
+#[derive(Debug, Clone, Copy)]
+pub struct Synced {
+    len: u64,
+    generation: u64,
+}
+
+impl BackgroundSync {
+    /// The bytes this sync makes durable (the file's written length when it began).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the file was empty when the sync began.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// fsync (blocking); the proof of what is now durable.
+    pub fn run(self) -> Result<Synced> {
+        self.file.sync_data().ctx("fsync", &self.path)?;
+        Ok(Synced {
+            len: self.len,
+            generation: self.generation,
+        })
+    }
+}
+
+impl Synced {
+    /// The bytes proven durable.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was proven (an empty file).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Storage {
@@ -112,6 +166,7 @@ impl Storage {
                 durable: len,
                 policy,
             },
+            generation: 0,
             _lock: lock,
         })
     }
@@ -189,10 +244,33 @@ impl AppendFile {
         Ok(self.lens.durable)
     }
 
+    /// Start a sync of everything written so far that runs apart from this handle (on
+    /// another thread, [`BackgroundSync::run`]) while appends go on: a writer then never
+    /// waits for the disk to flush. The durable length rises only when the proof comes
+    /// back through [`AppendFile::complete_sync`].
+    pub fn begin_sync(&self) -> Result<BackgroundSync> {
+        Ok(BackgroundSync {
+            file: self.file.try_clone().ctx("dup", &self.path)?,
+            path: self.path.clone(),
+            len: self.lens.written,
+            generation: self.generation,
+        })
+    }
+
+    /// Take in a finished background sync; returns the durable length. A sync begun
+    /// before a truncation is ignored (the bytes it covered may have been replaced).
+    pub fn complete_sync(&mut self, synced: Synced) -> u64 {
+        if synced.generation == self.generation && synced.len <= self.lens.written {
+            self.lens.durable = self.lens.durable.max(synced.len);
+        }
+        self.lens.durable
+    }
+
     /// Cut the file back to `len` bytes (e.g. to discard a chunk whose checksum failed) and
     /// make that durable.
     pub fn truncate(&mut self, len: u64) -> Result<()> {
         self.lens.check_truncate(&self.path, len)?;
+        self.generation += 1;
         self.file.set_len(len).ctx("truncate", &self.path)?;
         self.file.sync_all().ctx("fsync", &self.path)?;
         self.lens.written = len;

@@ -70,7 +70,7 @@ mod sweep;
 
 #[cfg(feature = "tokio")]
 pub use append::AsyncAppendFile;
-pub use append::{AppendFile, SyncPolicy};
+pub use append::{AppendFile, BackgroundSync, SyncPolicy, Synced};
 #[cfg(feature = "tokio")]
 pub use atomic::AsyncAtomicFile;
 pub use atomic::{AtomicDir, AtomicFile};

@@ -225,6 +225,32 @@ fn append_file_tracks_durable_length_and_resumes() {
 }
 
 #[test]
+fn background_sync_raises_durable_length_only_for_what_it_covered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let path = s.upload_dir(&UploadId::new("bg").unwrap()).join("data");
+    let mut a = s.append_file(&path, SyncPolicy::OnClose).unwrap();
+    a.append(b"0123456789").unwrap();
+    let job = a.begin_sync().unwrap();
+    assert_eq!(job.len(), 10);
+    // Appends go on while the sync runs on another thread.
+    let running = std::thread::spawn(move || job.run());
+    a.append(b"abcdef").unwrap();
+    let synced = running.join().unwrap().unwrap();
+    assert_eq!(a.complete_sync(synced), 10, "only what the sync covered");
+    assert_eq!((a.len(), a.durable_len()), (16, 10));
+
+    // A sync begun before a truncation proves nothing about what was written after it.
+    let stale = a.begin_sync().unwrap().run().unwrap();
+    assert_eq!(stale.len(), 16);
+    a.truncate(4).unwrap();
+    a.append(b"XXXXXXXXXXXX").unwrap();
+    assert_eq!(a.complete_sync(stale), 4);
+    assert_eq!(a.close().unwrap(), 16);
+    assert_eq!(fs::read(&path).unwrap(), b"0123XXXXXXXXXXXX");
+}
+
+#[test]
 fn reserve_guards_free_space() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());

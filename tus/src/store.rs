@@ -14,7 +14,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use videopick_storage::{AppendFile, Storage, StorageError, SyncPolicy, UploadId};
+use videopick_storage::{AppendFile, Storage, StorageError, SyncPolicy, Synced, UploadId};
 
 /// What can go wrong in the store, each mapping to a tus answer.
 #[derive(Debug, thiserror::Error)]
@@ -258,7 +258,12 @@ impl FileStore {
     /// past the recorded offset, left by a crash, are cut away first.
     pub fn writer(&self, id: &UploadId, offset: u64) -> Result<UploadWriter, StoreError> {
         let upload = self.get(id)?;
-        let mut file = match self.storage.append_file(self.data_path(id), self.sync) {
+        // Periodic fsyncs run on a helper thread while appends go on (see UploadWriter).
+        let (policy, interval) = match self.sync {
+            SyncPolicy::EveryBytes(n) => (SyncPolicy::OnClose, Some(n.max(1))),
+            p => (p, None),
+        };
+        let mut file = match self.storage.append_file(self.data_path(id), policy) {
             Ok(f) => f,
             Err(StorageError::Locked { .. }) => return Err(StoreError::Locked(id.to_string())),
             Err(e) => return Err(e.into()),
@@ -283,9 +288,12 @@ impl FileStore {
         Ok(UploadWriter {
             store: self.clone(),
             id: id.clone(),
+            sync_started: file.len(),
             file,
             length: upload.info.length,
             recorded: current,
+            interval,
+            inflight: None,
         })
     }
 
@@ -460,6 +468,12 @@ impl FileStore {
 /// Appends to one upload; holds its lock. Call [`UploadWriter::finish`] to make the bytes
 /// durable and advance the recorded offset (dropping it without `finish` keeps only what
 /// earlier fsyncs recorded).
+///
+/// With [`SyncPolicy::EveryBytes`], each periodic fsync (and the offset record after it)
+/// runs on a helper thread while appends go on, so the writer never waits for the disk to
+/// flush; the recorded offset rises when a sync completes. At most one sync is in flight;
+/// if the next is due four intervals later and the last has still not finished, the
+/// writer waits for it (the unsynced window stays bounded).
 #[derive(Debug)]
 pub struct UploadWriter {
     store: FileStore,
@@ -467,6 +481,21 @@ pub struct UploadWriter {
     file: AppendFile,
     length: Option<u64>,
     recorded: u64,
+    /// Bytes between background syncs (`None`: the file's own policy decides).
+    interval: Option<u64>,
+    /// The written length when the last background sync began.
+    sync_started: u64,
+    inflight: Option<std::thread::JoinHandle<Result<Synced, StoreError>>>,
+}
+
+impl Drop for UploadWriter {
+    fn drop(&mut self) {
+        // The helper writes the offset record: it must be done before the lock goes, or
+        // it could overwrite a later writer's record.
+        if let Some(h) = self.inflight.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 impl UploadWriter {
@@ -488,9 +517,64 @@ impl UploadWriter {
             return Err(StoreError::PastLength { length });
         }
         self.file.append(buf)?;
-        if self.file.durable_len() > self.recorded {
-            self.record(self.file.durable_len())?;
+        self.after_append()
+    }
+
+    /// Record what became durable; start (or wait for) a background sync when one is due.
+    fn after_append(&mut self) -> Result<(), StoreError> {
+        let Some(interval) = self.interval else {
+            if self.file.durable_len() > self.recorded {
+                self.record(self.file.durable_len())?;
+            }
+            return Ok(());
+        };
+        if self
+            .inflight
+            .as_ref()
+            .is_some_and(std::thread::JoinHandle::is_finished)
+        {
+            self.harvest()?;
         }
+        let pending = self.file.len() - self.sync_started;
+        if pending < interval {
+            return Ok(());
+        }
+        if self.inflight.is_some() {
+            if pending < interval.saturating_mul(4) {
+                return Ok(());
+            }
+            self.harvest()?;
+        }
+        let job = self.file.begin_sync()?;
+        self.sync_started = job.len();
+        let storage = self.store.storage.clone();
+        let path = self.store.dir(&self.id).join("offset");
+        let handle = std::thread::Builder::new()
+            .name("tus-sync".into())
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let synced = job.run()?;
+                storage.write_atomic(path, synced.len().to_string().as_bytes())?;
+                Ok(synced)
+            })
+            .map_err(|e| StorageError::io("spawn a sync thread for", self.file.path(), e))?;
+        self.inflight = Some(handle);
+        Ok(())
+    }
+
+    /// Wait for the background sync in flight, if any, and take in what it recorded.
+    fn harvest(&mut self) -> Result<(), StoreError> {
+        let Some(h) = self.inflight.take() else {
+            return Ok(());
+        };
+        let synced = h.join().map_err(|_| {
+            StoreError::Storage(StorageError::Invalid(format!(
+                "{}: the sync thread panicked",
+                self.file.path().display()
+            )))
+        })??;
+        self.file.complete_sync(synced);
+        self.recorded = self.recorded.max(synced.len());
         Ok(())
     }
 
@@ -513,17 +597,16 @@ impl UploadWriter {
             return Err(StoreError::PastLength { length });
         }
         self.file.append_from(src, len)?;
-        if self.file.durable_len() > self.recorded {
-            self.record(self.file.durable_len())?;
-        }
-        Ok(())
+        self.after_append()
     }
 
     /// Cut the upload back to `offset` (at least where this writer started is up to the
     /// caller), recording it: e.g. to drop a chunk whose checksum failed, even if part of
     /// it was already fsynced.
     pub fn rewind(&mut self, offset: u64) -> Result<u64, StoreError> {
+        self.harvest()?;
         self.file.truncate(offset)?;
+        self.sync_started = offset;
         if offset != self.recorded {
             self.record(offset)?;
         }
@@ -532,6 +615,7 @@ impl UploadWriter {
 
     /// fsync, record the offset and release the upload. Returns the new offset.
     pub fn finish(mut self) -> Result<u64, StoreError> {
+        self.harvest()?;
         let durable = self.file.sync()?;
         if durable != self.recorded {
             self.record(durable)?;
