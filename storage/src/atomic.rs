@@ -99,6 +99,13 @@ impl AtomicFile {
         &self.target
     }
 
+    /// The temporary file's path, for a tool that writes by name (e.g. ffmpeg): it may
+    /// rewrite the file in place there (not replace it with another), then
+    /// [`AtomicFile::commit`] publishes what it wrote.
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Make the content durable and publish it at the final path. Returns that path.
     pub fn commit(mut self) -> Result<PathBuf> {
         self.file.flush().ctx("flush", &self.tmp)?;
