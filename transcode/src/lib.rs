@@ -51,11 +51,16 @@
 #![deny(missing_docs)]
 
 pub mod command;
+mod file_queue;
+#[cfg(feature = "postgres")]
+mod pg_queue;
 pub mod plan;
 pub mod probe;
 mod process;
 pub mod progress;
+pub mod queue;
 pub mod runner;
 mod transcoder;
+pub mod worker;
 
 pub use transcoder::{Cancel, JobError, LadderOutput, Transcoder, TranscoderConfig};

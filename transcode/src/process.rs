@@ -37,6 +37,34 @@ pub(crate) fn kill_group(child: &Child) {
     }
 }
 
+/// Kills a child's process group when dropped (a run abandoned midway, e.g. its task
+/// cancelled), unless disarmed once the child was waited for.
+pub(crate) struct GroupGuard(Option<rustix::process::Pid>);
+
+impl GroupGuard {
+    pub(crate) fn new(child: &Child) -> GroupGuard {
+        GroupGuard(
+            child
+                .id()
+                .and_then(|p| i32::try_from(p).ok())
+                .and_then(rustix::process::Pid::from_raw),
+        )
+    }
+
+    /// The child was reaped: its pid may be reused, so never signal it again.
+    pub(crate) fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// The last `cap` bytes of a stream, as text.
 #[derive(Debug)]
 pub(crate) struct Tail {

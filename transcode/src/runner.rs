@@ -58,6 +58,11 @@ pub struct RunnerConfig {
     pub nice: Option<i32>,
     /// Bytes of stderr kept for error messages.
     pub stderr_tail: usize,
+    /// Start ffmpeg through util-linux `setpriv --pdeathsig KILL` (when it is installed)
+    /// so that ffmpeg dies with the thread that started it: a worker killed with -9
+    /// leaves no ffmpeg running on. The thread is a tokio worker, alive as long as the
+    /// runtime; turn this off if you run jobs from threads that come and go.
+    pub die_with_parent: bool,
 }
 
 impl Default for RunnerConfig {
@@ -68,6 +73,7 @@ impl Default for RunnerConfig {
             max_concurrent: 1,
             nice: Some(10),
             stderr_tail: 4096,
+            die_with_parent: true,
         }
     }
 }
@@ -80,6 +86,12 @@ pub struct RunOptions {
     /// Kill ffmpeg and fail after this long (from its start, not from queueing).
     pub timeout: Option<Duration>,
 }
+
+/// Whether util-linux `setpriv` is on `PATH`.
+static SETPRIV: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("setpriv").is_file()))
+});
 
 /// Runs ffmpeg commands; cheap to clone (clones share the concurrency limit).
 #[derive(Debug, Clone)]
@@ -118,7 +130,14 @@ impl Runner {
             p = self.limit.acquire() => p.map_err(|_| RunError::Cancelled)?,
             () = &mut cancel => return Err(RunError::Cancelled),
         };
-        let mut cmd = Tool::new(&self.config.ffmpeg);
+        let mut cmd = if self.config.die_with_parent && *SETPRIV {
+            let mut c = Tool::new("setpriv");
+            c.args(["--pdeathsig", "KILL", "--"])
+                .arg(&self.config.ffmpeg);
+            c
+        } else {
+            Tool::new(&self.config.ffmpeg)
+        };
         cmd.args(["-progress", "pipe:1", "-nostats"]).args(args);
         let mut child = cmd.spawn().map_err(|e| RunError::Spawn {
             program: self.config.ffmpeg.clone(),
@@ -138,6 +157,7 @@ impl Runner {
             process::kill_group(&child);
             return Err(RunError::Io(std::io::Error::other("no pipes to ffmpeg")));
         };
+        let mut guard = process::GroupGuard::new(&child);
         let stderr = tokio::spawn(process::read_tail(stderr, self.config.stderr_tail));
         let mut parser = ProgressParser::new(options.duration);
         let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -156,15 +176,20 @@ impl Runner {
                     Ok(0) | Err(_) => stdout_open = false,
                     Ok(n) => parser.push(&buf[..n], &mut on_progress),
                 },
-                status = child.wait(), if !stdout_open => break status?,
+                status = child.wait(), if !stdout_open => {
+                    guard.disarm();
+                    break status?;
+                }
                 () = &mut cancel => {
                     process::kill_group(&child);
                     let _ = child.wait().await;
+                    guard.disarm();
                     return Err(RunError::Cancelled);
                 }
                 () = &mut sleep => {
                     process::kill_group(&child);
                     let _ = child.wait().await;
+                    guard.disarm();
                     return Err(RunError::Timeout(options.timeout.unwrap_or_default()));
                 }
             }
