@@ -22,6 +22,7 @@
 
 pub mod hls;
 pub mod http;
+pub mod jobs;
 pub mod live;
 pub mod media;
 pub mod uploads;

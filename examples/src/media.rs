@@ -121,9 +121,19 @@ pub struct MediaArgs {
     #[arg(long, env = "VIDEOPICK_HTTP_READ_KIB", default_value_t = 32,
           value_parser = clap::value_parser!(u16).range(8..=1024))]
     pub http_read_kib: u16,
+    /// Transcoding.
+    #[command(flatten)]
+    pub jobs: crate::jobs::JobArgs,
 }
 
 impl MediaArgs {
+    fn hub_config(&self) -> HubConfig {
+        let mut c = HubConfig::default();
+        c.gop_cache = self.gop_cache;
+        c.republish_grace = Duration::from_secs(self.republish_grace_secs);
+        c
+    }
+
     /// The authorization to use: the one chosen, or allow-all when every listener is on
     /// loopback; an error for public listeners without a choice.
     fn authorization(&self) -> Result<Arc<dyn Authorize>, Box<dyn std::error::Error>> {
@@ -165,15 +175,24 @@ impl MediaArgs {
     }
 }
 
+/// Sweep the hub every second: this also ends streams (closing their recordings) once
+/// their grace period passed.
+fn spawn_hub_sweeper(hub: &Hub) {
+    let sweeper = hub.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            sweeper.sweep(std::time::Instant::now());
+        }
+    });
+}
+
 /// Run the media server until Ctrl-C or SIGTERM; `name` prefixes log lines.
 pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::Error>> {
     let auth = args.authorization()?;
     let (storage, keeper) = open_storage(&args)?;
 
-    let mut hub_config = HubConfig::default();
-    hub_config.gop_cache = args.gop_cache;
-    hub_config.republish_grace = Duration::from_secs(args.republish_grace_secs);
-    let hub = Hub::new(hub_config);
+    let hub = Hub::new(args.hub_config());
     let write_interval = Duration::from_millis(args.write_interval_ms);
     let rtmp = RtmpServer::bind(
         args.rtmp,
@@ -191,8 +210,9 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
         args.api_token.clone(),
     );
     let live_takeover = live.clone();
-    let hls = start_hls(name, &args, &hub, &storage);
-    let tus = start_tus(&args, &storage);
+    let jobs = crate::jobs::Jobs::start(&args.jobs, &storage, args.api_token.clone()).await?;
+    let hls = start_hls(name, &args, &hub, &storage, jobs.as_ref());
+    let tus = start_tus(&args, &storage, jobs.as_ref());
     if let Some(url) = &args.event_hook {
         spawn_event_webhook(&hub, url.clone());
     }
@@ -209,14 +229,7 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
         },
         Duration::from_secs(3),
     ));
-    let sweeper = hub.clone();
-    tokio::spawn(async move {
-        loop {
-            // Also ends streams (closing their recordings) once their grace period passed.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            sweeper.sweep(std::time::Instant::now());
-        }
-    });
+    spawn_hub_sweeper(&hub);
 
     let handler = move |req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
         let sync = live
@@ -239,12 +252,18 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
             });
         let hls = hls.clone();
         let tus = tus.clone();
+        let jobs = jobs.clone();
         async move {
             if let Some(r) = sync {
                 return r;
             }
             if tus.owns(req.uri().path()) {
                 return tus.handle(req).await;
+            }
+            if let Some(jobs) = &jobs
+                && let Some(r) = jobs.route(&req).await
+            {
+                return r;
             }
             match hls.route(&req).await {
                 Some(r) => r,
@@ -293,7 +312,7 @@ fn open_storage(args: &MediaArgs) -> Result<(Storage, Housekeeper), Box<dyn std:
 }
 
 /// The tus service at `/files/`, and its expiration sweeper.
-fn start_tus(args: &MediaArgs, storage: &Storage) -> TusService {
+fn start_tus(args: &MediaArgs, storage: &Storage, jobs: Option<&crate::jobs::Jobs>) -> TusService {
     let tus = TusService::with_hooks(
         FileStore::new(storage.clone(), SyncPolicy::default()),
         TusConfig {
@@ -301,7 +320,11 @@ fn start_tus(args: &MediaArgs, storage: &Storage) -> TusService {
             expiration: Some(Duration::from_secs(args.tus_expiration_hours.max(1) * 3600)),
             ..TusConfig::default()
         },
-        crate::uploads::hooks(args.upload_hook.clone(), args.event_hook.clone()),
+        crate::uploads::hooks(
+            args.upload_hook.clone(),
+            args.event_hook.clone(),
+            jobs.cloned(),
+        ),
     );
     let sweeper = tus.clone();
     tokio::spawn(async move {
@@ -321,7 +344,13 @@ fn start_tus(args: &MediaArgs, storage: &Storage) -> TusService {
 
 /// Close recordings a crash left open, then start live HLS and recording (and the
 /// recording webhook, which also hears of the recovered ones).
-fn start_hls(name: &str, args: &MediaArgs, hub: &Hub, storage: &Storage) -> HlsService {
+fn start_hls(
+    name: &str,
+    args: &MediaArgs,
+    hub: &Hub,
+    storage: &Storage,
+    jobs: Option<&crate::jobs::Jobs>,
+) -> HlsService {
     let recovered = recover_recordings(storage);
     let hls = HlsService::start(
         hub,
@@ -338,6 +367,26 @@ fn start_hls(name: &str, args: &MediaArgs, hub: &Hub, storage: &Storage) -> HlsS
     if let Some(url) = &args.event_hook {
         hls.spawn_recording_webhook(url.clone());
     }
+    // Closed recordings (the recovered ones too) become jobs.
+    let mut closed = hls.recordings();
+    let jobs = jobs.cloned();
+    tokio::spawn(async move {
+        let Some(jobs) = jobs else { return };
+        loop {
+            match closed.recv().await {
+                Ok(ev) => {
+                    jobs.recording_finished(&ev.id, &ev.dir.join("index.m3u8"))
+                        .await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!(
+                        "videopick: {n} closed recordings were not queued for transcoding (too many at once)"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
     for ev in recovered {
         println!(
             "{name}: closed recording {} left open by a crash ({} segments, {:.1} s)",

@@ -28,15 +28,22 @@ pub struct UploadFinished {
 pub struct UploadEvents {
     app: Option<HttpHooks>,
     event_hook: Option<String>,
+    jobs: Option<crate::jobs::Jobs>,
     finished: broadcast::Sender<UploadFinished>,
 }
 
 impl UploadEvents {
-    /// Hooks that ask `app` (if any) and announce finished uploads to `event_hook`.
-    pub fn new(app: Option<HttpHooks>, event_hook: Option<String>) -> UploadEvents {
+    /// Hooks that ask `app` (if any), queue a transcoding job for each finished upload
+    /// (with `jobs`) and announce it to `event_hook`.
+    pub fn new(
+        app: Option<HttpHooks>,
+        event_hook: Option<String>,
+        jobs: Option<crate::jobs::Jobs>,
+    ) -> UploadEvents {
         UploadEvents {
             app,
             event_hook,
+            jobs,
             finished: broadcast::channel(256).0,
         }
     }
@@ -71,14 +78,20 @@ impl Hooks for UploadEvents {
                 path: data.to_path_buf(),
             };
             println!("videopick: upload {} finished ({} bytes)", ev.id, ev.length);
+            // Queued (durably) before the client hears the upload is complete.
+            let job = match &self.jobs {
+                Some(j) => j.upload_finished(&ev.id, &ev.path).await,
+                None => None,
+            };
             let _ = self.finished.send(ev.clone());
             if let Some(url) = &self.event_hook {
                 let body = format!(
-                    "{{\"event\":\"upload\",\"id\":{},\"length\":{},\"metadata\":{},\"path\":{}}}",
+                    "{{\"event\":\"upload\",\"id\":{},\"length\":{},\"metadata\":{},\"path\":{},\"job\":{}}}",
                     json_str(&ev.id),
                     ev.length,
                     json_str(&ev.metadata),
-                    json_str(&ev.path.to_string_lossy())
+                    json_str(&ev.path.to_string_lossy()),
+                    job.map_or_else(|| "null".to_string(), |j| j.to_string())
                 );
                 let url = url.clone();
                 tokio::spawn(async move {
@@ -99,9 +112,14 @@ impl Hooks for UploadEvents {
 }
 
 /// Keep `Arc` in the public signature simple for the binaries.
-pub fn hooks(app: Option<String>, event_hook: Option<String>) -> Arc<UploadEvents> {
+pub fn hooks(
+    app: Option<String>,
+    event_hook: Option<String>,
+    jobs: Option<crate::jobs::Jobs>,
+) -> Arc<UploadEvents> {
     Arc::new(UploadEvents::new(
         app.map(|u| HttpHooks::new(u, std::time::Duration::from_secs(5))),
         event_hook,
+        jobs,
     ))
 }

@@ -29,8 +29,14 @@ impl Drop for Server {
     }
 }
 
-/// Start the `media-server` binary on free ports with `extra` flags.
+/// Start the `media-server` binary on free ports with `extra` flags. Transcoding workers
+/// are off unless `extra` asks for them (jobs are still queued).
 pub(crate) fn start_server(storage: &std::path::Path, extra: &[&str]) -> Server {
+    let workers: &[&str] = if extra.contains(&"--transcode-workers") {
+        &[]
+    } else {
+        &["--transcode-workers", "0"]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_media-server"))
         .args([
             "--storage",
@@ -40,6 +46,7 @@ pub(crate) fn start_server(storage: &std::path::Path, extra: &[&str]) -> Server 
             "--http",
             "127.0.0.1:0",
         ])
+        .args(workers)
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()

@@ -1,0 +1,522 @@
+//! Transcoding in the media server: finished uploads become ladder jobs, finished
+//! recordings remux jobs (and ladders, if configured), run by workers on the embedded
+//! queue or a shared PostgreSQL one; `GET /api/jobs/<id>` shows them and `/vod/<id>/…`
+//! serves the results.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use hyper::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use videopick_storage::{Storage, VideoId};
+use videopick_transcode::plan::{LadderConfig, SegmentType};
+use videopick_transcode::queue::{
+    Backoff, Claim, FileQueue, Job, JobId, JobQueue, JobState, Lease, NewJob, PgQueue, QueueError,
+};
+use videopick_transcode::runner::{Runner, RunnerConfig};
+use videopick_transcode::worker::{Worker, WorkerConfig, ladder_job, remux_job};
+use videopick_transcode::{Transcoder, TranscoderConfig};
+
+use crate::http::{Body, HttpResponse, respond};
+
+/// What happens to a finished recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordingJobs {
+    /// Nothing.
+    None,
+    /// Remux to `vod/<recording>/video.mp4`.
+    Remux,
+    /// Remux, then an HLS ladder from the MP4.
+    Ladder,
+}
+
+/// Transcoding settings (flags of the media server).
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobArgs {
+    /// PostgreSQL URL of a job queue shared by several machines; default: the embedded
+    /// queue in `<storage>/queue`.
+    #[arg(long, env = "VIDEOPICK_JOBS_DB")]
+    pub jobs_db: Option<String>,
+    /// Workers in this process (0: only enqueue; workers run elsewhere).
+    #[arg(long, env = "VIDEOPICK_TRANSCODE_WORKERS", default_value_t = 1)]
+    pub transcode_workers: usize,
+    /// ffmpeg processes at once in this process.
+    #[arg(long, env = "VIDEOPICK_FFMPEG_CONCURRENCY", default_value_t = 1)]
+    pub ffmpeg_concurrency: usize,
+    /// What a finished recording becomes.
+    #[arg(long, env = "VIDEOPICK_TRANSCODE_RECORDINGS", value_enum, default_value_t = RecordingJobs::Remux)]
+    pub transcode_recordings: RecordingJobs,
+    /// Ladder rungs by short side in pixels, comma-separated.
+    #[arg(
+        long,
+        env = "VIDEOPICK_LADDER",
+        value_delimiter = ',',
+        default_value = "1080,720,480,360"
+    )]
+    pub ladder: Vec<u32>,
+    /// Use fMP4 segments for the ladder (default MPEG-TS).
+    #[arg(long, env = "VIDEOPICK_LADDER_FMP4")]
+    pub ladder_fmp4: bool,
+    /// Time limit of one job attempt, in minutes.
+    #[arg(long, env = "VIDEOPICK_JOB_TIMEOUT_MINS", default_value_t = 360)]
+    pub job_timeout_mins: u64,
+    /// Attempts per job.
+    #[arg(long, env = "VIDEOPICK_JOB_ATTEMPTS", default_value_t = 3)]
+    pub job_attempts: u32,
+}
+
+/// Either queue behind one type.
+#[derive(Debug, Clone)]
+pub enum AnyQueue {
+    /// The embedded queue.
+    File(FileQueue),
+    /// PostgreSQL.
+    Pg(PgQueue),
+}
+
+macro_rules! delegate {
+    ($self:ident, $q:ident => $e:expr) => {
+        match $self {
+            AnyQueue::File($q) => $e,
+            AnyQueue::Pg($q) => $e,
+        }
+    };
+}
+
+impl JobQueue for AnyQueue {
+    async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
+        delegate!(self, q => q.enqueue(job).await)
+    }
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, QueueError> {
+        delegate!(self, q => q.claim(worker, lease).await)
+    }
+    async fn heartbeat(&self, c: &Claim, lease: Duration, p: f64) -> Result<Lease, QueueError> {
+        delegate!(self, q => q.heartbeat(c, lease, p).await)
+    }
+    async fn complete(&self, c: &Claim, result: Value) -> Result<bool, QueueError> {
+        delegate!(self, q => q.complete(c, result).await)
+    }
+    async fn fail(&self, c: &Claim, error: &str) -> Result<Option<JobState>, QueueError> {
+        delegate!(self, q => q.fail(c, error).await)
+    }
+    async fn cancel(&self, id: JobId) -> Result<bool, QueueError> {
+        delegate!(self, q => q.cancel(id).await)
+    }
+    async fn get(&self, id: JobId) -> Result<Option<Job>, QueueError> {
+        delegate!(self, q => q.get(id).await)
+    }
+    async fn list(&self, state: Option<JobState>, limit: usize) -> Result<Vec<Job>, QueueError> {
+        delegate!(self, q => q.list(state, limit).await)
+    }
+    async fn wait(&self, timeout: Duration) {
+        delegate!(self, q => q.wait(timeout).await);
+    }
+}
+
+/// The media server's jobs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queue: AnyQueue,
+    storage: Storage,
+    recordings: RecordingJobs,
+    attempts: u32,
+    api_token: Option<String>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "host".into(), |h| h.trim().to_string())
+}
+
+impl Jobs {
+    /// Open the queue and start this process's workers. `None` (with a warning) when the
+    /// embedded queue is held by another process on the same storage: only one process
+    /// can use it; several share a queue through `--jobs-db`.
+    pub async fn start(
+        args: &JobArgs,
+        storage: &Storage,
+        api_token: Option<String>,
+    ) -> Result<Option<Jobs>, Box<dyn std::error::Error>> {
+        let queue = match &args.jobs_db {
+            Some(url) => AnyQueue::Pg(PgQueue::connect(url, Backoff::default()).await?),
+            None => match FileQueue::open(storage.root().join("queue")) {
+                Ok(q) => AnyQueue::File(q),
+                Err(QueueError::Locked(dir)) => {
+                    eprintln!(
+                        "videopick: the job queue in {dir} is held by another process: this one \
+                         queues no transcoding jobs (use --jobs-db to share a queue)"
+                    );
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let runner = Runner::new(RunnerConfig {
+            max_concurrent: args.ffmpeg_concurrency.max(1),
+            ..RunnerConfig::default()
+        });
+        let transcoder = Transcoder::new(
+            storage.clone(),
+            runner,
+            TranscoderConfig {
+                ladder: LadderConfig {
+                    rungs: args.ladder.clone(),
+                    segment_type: if args.ladder_fmp4 {
+                        SegmentType::Fmp4
+                    } else {
+                        SegmentType::Ts
+                    },
+                    ..LadderConfig::default()
+                },
+                ..TranscoderConfig::default()
+            },
+        );
+        let host = hostname();
+        for i in 0..args.transcode_workers {
+            let mut config = WorkerConfig::named(format!("{host}-{}-{i}", std::process::id()));
+            config.job_timeout = Some(Duration::from_secs(args.job_timeout_mins.max(1) * 60));
+            let worker = Worker::new(queue.clone(), transcoder.clone(), config);
+            tokio::spawn(async move { worker.run(std::future::pending()).await });
+        }
+        Ok(Some(Jobs {
+            inner: Arc::new(Inner {
+                queue,
+                storage: storage.clone(),
+                recordings: args.transcode_recordings,
+                attempts: args.job_attempts.max(1),
+                api_token,
+            }),
+        }))
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &AnyQueue {
+        &self.inner.queue
+    }
+
+    /// A finished upload: a ladder job (video id = upload id). Returns the job id.
+    pub async fn upload_finished(&self, upload_id: &str, data: &Path) -> Option<JobId> {
+        let video = VideoId::new(upload_id).ok()?;
+        let job = ladder_job(&video, data).max_attempts(self.inner.attempts);
+        self.enqueue(job, "upload", upload_id).await
+    }
+
+    /// A closed recording (id `app.stream.ms`, its playlist at `playlist`).
+    pub async fn recording_finished(&self, id: &str, playlist: &Path) -> Option<JobId> {
+        let then_ladder = match self.inner.recordings {
+            RecordingJobs::None => return None,
+            RecordingJobs::Remux => false,
+            RecordingJobs::Ladder => true,
+        };
+        let video = VideoId::new(id).ok()?;
+        let job = remux_job(&video, playlist, then_ladder).max_attempts(self.inner.attempts);
+        self.enqueue(job, "recording", id).await
+    }
+
+    async fn enqueue(&self, job: NewJob, what: &str, id: &str) -> Option<JobId> {
+        let kind = job.kind.clone();
+        match self.inner.queue.enqueue(job).await {
+            Ok(j) => {
+                println!("videopick: {what} {id}: {kind} job {j} queued");
+                Some(j)
+            }
+            Err(e) => {
+                eprintln!("videopick: {what} {id}: cannot queue a {kind} job: {e}");
+                None
+            }
+        }
+    }
+
+    /// `/api/jobs…` and `/vod/…`; `None` for other paths.
+    pub async fn route(&self, req: &Request<hyper::body::Incoming>) -> Option<HttpResponse> {
+        let path = req.uri().path();
+        if let Some(rest) = path.strip_prefix("/vod/") {
+            if req.method() != Method::GET && req.method() != Method::HEAD {
+                return Some(respond(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    "GET only\n",
+                ));
+            }
+            return Some(self.vod_file(rest, req).await);
+        }
+        let rest = path.strip_prefix("/api/jobs")?;
+        Some(self.api(req, rest).await)
+    }
+
+    async fn api(&self, req: &Request<hyper::body::Incoming>, rest: &str) -> HttpResponse {
+        let q = &self.inner.queue;
+        let json_resp =
+            |status, v: Value| respond(status, "application/json", v.to_string() + "\n");
+        let failed = |e: QueueError| {
+            json_resp(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": e.to_string()}),
+            )
+        };
+        let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        match (req.method(), &parts[..]) {
+            (&Method::GET, [""] | []) => {
+                let state = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("state=")))
+                    .and_then(JobState::parse);
+                match q.list(state, 100).await {
+                    Ok(jobs) => json_resp(StatusCode::OK, json!(jobs)),
+                    Err(e) => failed(e),
+                }
+            }
+            (&Method::GET, [id]) if !id.is_empty() => match id.parse::<JobId>() {
+                Ok(id) => match q.get(id).await {
+                    Ok(Some(job)) => json_resp(StatusCode::OK, json!(job)),
+                    Ok(None) => json_resp(StatusCode::NOT_FOUND, json!({"error": "no such job"})),
+                    Err(e) => failed(e),
+                },
+                Err(_) => json_resp(StatusCode::NOT_FOUND, json!({"error": "no such job"})),
+            },
+            (&Method::POST, [id, "cancel"]) => {
+                if !self.authorized(req) {
+                    return json_resp(
+                        StatusCode::UNAUTHORIZED,
+                        json!({"error": "bearer token required"}),
+                    );
+                }
+                match id.parse::<JobId>() {
+                    Ok(id) => match q.cancel(id).await {
+                        Ok(c) => json_resp(StatusCode::OK, json!({"cancelled": c})),
+                        Err(e) => failed(e),
+                    },
+                    Err(_) => json_resp(StatusCode::NOT_FOUND, json!({"error": "no such job"})),
+                }
+            }
+            _ => json_resp(StatusCode::NOT_FOUND, json!({"error": "not found"})),
+        }
+    }
+
+    fn authorized(&self, req: &Request<hyper::body::Incoming>) -> bool {
+        let Some(token) = &self.inner.api_token else {
+            return true;
+        };
+        req.headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t == token)
+    }
+
+    /// A file of a published video: `<id>/<name>` or `<id>/<rung>/<name>`, names of
+    /// letters, digits, `-`, `_` and `.` only. MP4 files answer byte ranges.
+    async fn vod_file(&self, rest: &str, req: &Request<hyper::body::Incoming>) -> HttpResponse {
+        let parts: Vec<&str> = rest.split('/').collect();
+        let safe = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('.')
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| safe(p)) {
+            return not_found();
+        }
+        let Ok(video) = VideoId::new(parts[0]) else {
+            return not_found();
+        };
+        let mut path: PathBuf = self.inner.storage.vod_dir(&video);
+        for p in &parts[1..] {
+            path.push(p);
+        }
+        let name = parts[parts.len() - 1];
+        let (ctype, cache) = match name.rsplit('.').next().unwrap_or("") {
+            "m3u8" => ("application/vnd.apple.mpegurl", "public, max-age=60"),
+            "ts" => ("video/mp2t", "public, max-age=31536000, immutable"),
+            "m4s" => ("video/iso.segment", "public, max-age=31536000, immutable"),
+            "mp4" => ("video/mp4", "public, max-age=3600"),
+            "jpg" => ("image/jpeg", "public, max-age=3600"),
+            "vtt" => ("text/vtt", "public, max-age=3600"),
+            _ => return not_found(),
+        };
+        let Ok(file) = tokio::fs::File::open(&path).await else {
+            return not_found();
+        };
+        let Ok(meta) = file.metadata().await else {
+            return not_found();
+        };
+        if !meta.is_file() {
+            return not_found();
+        }
+        let len = meta.len();
+        let range = req
+            .headers()
+            .get(hyper::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|r| parse_range(r, len));
+        let (status, start, end) = match range {
+            None => (StatusCode::OK, 0, len),
+            Some(Some((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
+            Some(None) => {
+                let mut r = respond(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "text/plain",
+                    "bad range\n",
+                );
+                if let Ok(v) = format!("bytes */{len}").parse() {
+                    r.headers_mut().insert(hyper::header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
+        };
+        let body: Body = if req.method() == Method::HEAD {
+            http_body_util::BodyExt::boxed(http_body_util::Empty::new())
+        } else {
+            http_body_util::BodyExt::boxed(FileBody::new(file, start, end - start))
+        };
+        let mut resp = hyper::Response::new(body);
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        let mut set = |k: hyper::header::HeaderName, v: String| {
+            if let Ok(v) = v.parse() {
+                h.insert(k, v);
+            }
+        };
+        set(hyper::header::CONTENT_TYPE, ctype.into());
+        set(hyper::header::CACHE_CONTROL, cache.into());
+        set(hyper::header::CONTENT_LENGTH, (end - start).to_string());
+        set(hyper::header::ACCEPT_RANGES, "bytes".into());
+        set(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into());
+        if status == StatusCode::PARTIAL_CONTENT {
+            set(
+                hyper::header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{len}", end - 1),
+            );
+        }
+        resp
+    }
+}
+
+fn not_found() -> HttpResponse {
+    respond(StatusCode::NOT_FOUND, "text/plain", "not found\n")
+}
+
+/// One `bytes=a-b`, `bytes=a-` or `bytes=-n` range of a `len`-byte file, as `[start, end)`.
+fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || len == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        return (n > 0).then(|| (len.saturating_sub(n), len));
+    }
+    let start: u64 = a.parse().ok()?;
+    let end = if b.is_empty() {
+        len
+    } else {
+        b.parse::<u64>().ok()?.saturating_add(1).min(len)
+    };
+    (start < end).then_some((start, end))
+}
+
+/// A response body streaming `len` bytes of a file from `start`, 64 KiB at a time. A read
+/// error ends the body early (the client sees fewer bytes than Content-Length).
+struct FileBody {
+    file: tokio::fs::File,
+    start: Option<u64>,
+    /// A seek to `start` was started (and must be completed, not restarted).
+    seeking: bool,
+    left: u64,
+    buf: Box<[u8]>,
+}
+
+impl FileBody {
+    fn new(file: tokio::fs::File, start: u64, len: u64) -> FileBody {
+        FileBody {
+            file,
+            start: (start > 0).then_some(start),
+            seeking: false,
+            left: len,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+        }
+    }
+}
+
+impl HttpBody for FileBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        use tokio::io::{AsyncRead, AsyncSeek};
+        let this = &mut *self;
+        if let Some(start) = this.start {
+            if !this.seeking {
+                if std::pin::Pin::new(&mut this.file)
+                    .start_seek(std::io::SeekFrom::Start(start))
+                    .is_err()
+                {
+                    return Poll::Ready(None);
+                }
+                this.seeking = true;
+            }
+            match std::pin::Pin::new(&mut this.file).poll_complete(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => this.start = None,
+            }
+        }
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        let want = usize::try_from(this.left)
+            .unwrap_or(usize::MAX)
+            .min(this.buf.len());
+        let mut rb = tokio::io::ReadBuf::new(&mut this.buf[..want]);
+        match std::pin::Pin::new(&mut this.file).poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(None),
+            Poll::Ready(Ok(())) => {
+                let data = Bytes::copy_from_slice(rb.filled());
+                this.left -= data.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Some((0, 100)));
+        assert_eq!(parse_range("bytes=900-", 1000), Some((900, 1000)));
+        assert_eq!(parse_range("bytes=-100", 1000), Some((900, 1000)));
+        assert_eq!(parse_range("bytes=990-2000", 1000), Some((990, 1000)));
+        assert_eq!(parse_range("bytes=1000-", 1000), None);
+        assert_eq!(parse_range("bytes=5-1", 1000), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), None);
+        assert_eq!(parse_range("items=0-1", 1000), None);
+    }
+}
