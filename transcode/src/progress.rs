@@ -35,6 +35,8 @@ pub struct ProgressParser {
     speed: Option<f64>,
     frame: u64,
     last_percent: f64,
+    /// `progress=end` was seen: nothing after it counts.
+    ended: bool,
 }
 
 impl ProgressParser {
@@ -48,12 +50,16 @@ impl ProgressParser {
             speed: None,
             frame: 0,
             last_percent: 0.0,
+            ended: false,
         }
     }
 
-    /// Feed bytes; calls `report` for every completed block.
+    /// Feed bytes; calls `report` for every completed block (none after the end block).
     pub fn push(&mut self, bytes: &[u8], mut report: impl FnMut(Progress)) {
         for &b in bytes {
+            if self.ended {
+                return;
+            }
             if b == b'\n' {
                 if !self.skipping {
                     let line = std::mem::take(&mut self.line);
@@ -95,7 +101,10 @@ impl ProgressParser {
                     self.frame = f;
                 }
             }
-            "progress" => return Some(self.report(value == "end")),
+            "progress" => {
+                self.ended = value == "end";
+                return Some(self.report(self.ended));
+            }
             _ => {}
         }
         None
@@ -139,14 +148,15 @@ mod tests {
         let text = "frame=10\nout_time_us=1000000\nspeed=2.00x\nprogress=continue\n\
                     frame=20\nout_time_us=500000\nspeed=N/A\nprogress=continue\n\
                     frame=40\nout_time_us=3000000\nspeed=1.5x\nprogress=continue\n\
-                    out_time_us=4000000\nprogress=end\n";
+                    out_time_us=4000000\nprogress=end\n\
+                    out_time_us=1000\nprogress=continue\n";
         for chunk in [1, 3, 7, 1000] {
             let mut p = ProgressParser::new(Some(Duration::from_secs(4)));
             let mut got = Vec::new();
             for c in text.as_bytes().chunks(chunk) {
                 p.push(c, |r| got.push(r));
             }
-            assert_eq!(got.len(), 4);
+            assert_eq!(got.len(), 4, "nothing after the end block");
             assert_eq!(got[0].percent, Some(25.0));
             assert_eq!(got[0].eta, Some(Duration::from_millis(1500)));
             assert_eq!(got[1].percent, Some(25.0), "out_time going back does not");
