@@ -576,3 +576,47 @@ async fn a_recording_is_remuxed_to_faststart_mp4_without_reencoding() {
     };
     assert_eq!(packets(&mp4), packets(&src));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fmp4_segments_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_input(dir.path(), "in.mp4", "640x360", 3);
+    let storage = Storage::open(dir.path().join("data")).unwrap();
+    let t = Transcoder::new(
+        storage,
+        Runner::new(RunnerConfig::default()),
+        TranscoderConfig {
+            ladder: LadderConfig {
+                rungs: vec![360],
+                segment_seconds: 1,
+                segment_type: videopick_transcode::plan::SegmentType::Fmp4,
+                ..LadderConfig::default()
+            },
+            thumbnails: false,
+            ..TranscoderConfig::default()
+        },
+    );
+    let out = t
+        .ladder(
+            &VideoId::new("f").unwrap(),
+            &input,
+            None,
+            &Cancel::new(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    let variant = out.dir.join("360p").join("index.m3u8");
+    let playlist = std::fs::read_to_string(&variant).unwrap();
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+        "{playlist}"
+    );
+    assert!(playlist.contains(".m4s"), "{playlist}");
+    assert!(out.dir.join("360p").join("init.mp4").exists());
+    assert!(!out.dir.join("poster.jpg").exists(), "thumbnails off");
+    let master = std::fs::read_to_string(out.dir.join("master.m3u8")).unwrap();
+    assert!(master.contains("CODECS=\"avc1.4d"), "{master}");
+    let warnings = decode_warnings(&variant);
+    assert!(warnings.is_empty(), "{warnings}");
+}
