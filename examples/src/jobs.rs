@@ -105,6 +105,9 @@ impl JobQueue for AnyQueue {
     async fn cancel(&self, id: JobId) -> Result<bool, QueueError> {
         delegate!(self, q => q.cancel(id).await)
     }
+    async fn retry(&self, id: JobId) -> Result<bool, QueueError> {
+        delegate!(self, q => q.retry(id).await)
+    }
     async fn get(&self, id: JobId) -> Result<Option<Job>, QueueError> {
         delegate!(self, q => q.get(id).await)
     }
@@ -283,7 +286,7 @@ impl Jobs {
                 },
                 Err(_) => json_resp(StatusCode::NOT_FOUND, json!({"error": "no such job"})),
             },
-            (&Method::POST, [id, "cancel"]) => {
+            (&Method::POST, [id, action @ ("cancel" | "retry")]) => {
                 if !self.authorized(req) {
                     return json_resp(
                         StatusCode::UNAUTHORIZED,
@@ -291,8 +294,12 @@ impl Jobs {
                     );
                 }
                 match id.parse::<JobId>() {
-                    Ok(id) => match q.cancel(id).await {
-                        Ok(c) => json_resp(StatusCode::OK, json!({"cancelled": c})),
+                    Ok(id) => match if *action == "cancel" {
+                        q.cancel(id).await
+                    } else {
+                        q.retry(id).await
+                    } {
+                        Ok(done) => json_resp(StatusCode::OK, json!({ "ok": done })),
                         Err(e) => failed(e),
                     },
                     Err(_) => json_resp(StatusCode::NOT_FOUND, json!({"error": "no such job"})),

@@ -179,6 +179,14 @@ fn an_uploaded_video_becomes_a_playable_ladder() {
         assert_eq!(http(&server.http, "GET", bad, "").0, 404, "{bad}");
     }
     assert_eq!(http(&server.http, "GET", "/api/jobs/999999", "").0, 404);
+    // Only failed or cancelled jobs can be retried.
+    let (status, body) = http(
+        &server.http,
+        "POST",
+        &format!("/api/jobs/{job_id}/retry"),
+        "Content-Length: 0\r\n",
+    );
+    assert_eq!((status, body.trim()), (200, r#"{"ok":false}"#));
     let (status, list) = http(&server.http, "GET", "/api/jobs?state=succeeded", "");
     assert_eq!(status, 200);
     assert!(list.contains(&format!("\"id\":{job_id}")), "{list}");

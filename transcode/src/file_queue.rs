@@ -332,6 +332,28 @@ impl JobQueue for FileQueue {
         Ok(true)
     }
 
+    async fn retry(&self, id: JobId) -> Result<bool, QueueError> {
+        let _w = self.inner.writer.lock().await;
+        let Some(mut job) = self.jobs().by_id.get(&id).cloned() else {
+            return Ok(false);
+        };
+        if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
+            return Ok(false);
+        }
+        let now = now();
+        job.state = JobState::Queued;
+        job.attempts = 0;
+        job.progress = 0.0;
+        job.worker = None;
+        job.lease_until = None;
+        job.run_after = now;
+        job.updated_at = now;
+        self.store(job).await?;
+        self.inner.notify.notify_waiters();
+        self.inner.notify.notify_one();
+        Ok(true)
+    }
+
     async fn get(&self, id: JobId) -> Result<Option<Job>, QueueError> {
         Ok(self.jobs().by_id.get(&id).cloned())
     }

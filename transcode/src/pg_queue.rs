@@ -301,6 +301,21 @@ impl JobQueue for PgQueue {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn retry(&self, id: JobId) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "WITH j AS (UPDATE videopick_jobs SET state = 'queued', attempts = 0, progress = 0, \
+               worker = NULL, lease_until = NULL, run_after = now(), updated_at = now() \
+             WHERE id = $1 AND state IN ('failed', 'cancelled') RETURNING id) \
+             SELECT id, pg_notify($2, id::text)::text AS n FROM j",
+        )
+        .bind(id)
+        .bind(CHANNEL)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db(&e))?;
+        Ok(done.is_some())
+    }
+
     async fn get(&self, id: JobId) -> Result<Option<Job>, QueueError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM videopick_jobs WHERE id = $1"

@@ -273,6 +273,11 @@ pub trait JobQueue: Send + Sync + 'static {
     /// False when it had already ended or does not exist.
     fn cancel(&self, id: JobId) -> impl Future<Output = Result<bool, QueueError>> + Send;
 
+    /// Run a failed or cancelled job again: back to the queue now, with a fresh set of
+    /// attempts (its last error is kept until the next attempt ends). False when the job
+    /// is not failed or cancelled.
+    fn retry(&self, id: JobId) -> impl Future<Output = Result<bool, QueueError>> + Send;
+
     /// One job.
     fn get(&self, id: JobId) -> impl Future<Output = Result<Option<Job>, QueueError>> + Send;
 
