@@ -1,0 +1,38 @@
+//! Chat for VideoPick, wire-compatible with Socket.IO: an unmodified `socket.io-client` v4
+//! talks to it. This first layer is the wire protocol, sans-IO and bounded: Engine.IO v4
+//! packets and long-polling payloads ([`engineio`]) and Socket.IO v5 packets with binary
+//! attachments ([`socketio`]). The room fan-out engine, the buses (in-process and Redis)
+//! and the server adapter build on it.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use serde_json::json;
+//! use videopick_chat_proto::{engineio, socketio};
+//!
+//! // A polling payload from socket.io-client: CONNECT to `/` with an auth object, then an
+//! // event asking for an ack (id 1).
+//! let payload = Bytes::from_static(b"40{\"token\":\"t\"}\x1e421[\"join\",{\"room\":\"live\"}]");
+//! let packets = engineio::decode_payload(&payload, 1_000_000, 64)?;
+//! let mut decoder = socketio::Decoder::new();
+//! let mut got = Vec::new();
+//! for p in packets {
+//!     if let engineio::Packet::Text(engineio::PacketType::Message, text) = p {
+//!         let text = std::str::from_utf8(&text).unwrap();
+//!         got.extend(decoder.text(text)?);
+//!     }
+//! }
+//! assert_eq!(got[0].data, Some(json!({"token": "t"})));
+//! assert_eq!((got[1].event_name(), got[1].id), (Some("join"), Some(1)));
+//!
+//! // The ack goes back in one Engine.IO message.
+//! let (text, _) = socketio::Packet::ack("/", 1, vec![json!({"ok": true})]).encode();
+//! let frame = engineio::encode_frame(&engineio::Packet::message(text));
+//! assert_eq!(&frame.1[..], b"431[{\"ok\":true}]");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod engineio;
+pub mod socketio;
