@@ -1,0 +1,438 @@
+//! One Engine.IO v4 session on the server, sans-IO with injected time: the handshake,
+//! heartbeats (the server pings every `ping_interval`; a pong must come within
+//! `ping_timeout`), the upgrade from long-polling to WebSocket, bounded outgoing
+//! queues and close semantics.
+//!
+//! Call order: [`Session::new`] (its first transmit is the `open` packet), then feed
+//! [`Session::handle_packet`] with what the client sends, [`Session::send`] what the
+//! application sends, call [`Session::handle_timeout`] at [`Session::poll_timeout`], and
+//! drain [`Session::poll_transmit`] (one frame per packet on WebSocket) or
+//! [`Session::poll_payload`] (one payload per poll on long-polling).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::engineio::{self, Packet, PacketType};
+
+/// Session settings (announced to the client in the handshake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Time between server pings.
+    pub ping_interval: Duration,
+    /// Time a pong may take.
+    pub ping_timeout: Duration,
+    /// Largest payload (polling) or message (WebSocket) accepted, in bytes.
+    pub max_payload: usize,
+    /// Packets queued for the client before the session counts as stalled.
+    pub max_queue: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            max_queue: 256,
+        }
+    }
+}
+
+/// The transport in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// No pong within `ping_timeout`.
+    PingTimeout,
+    /// The client sent `close` (or closed the transport).
+    ClientClose,
+    /// The server closed it.
+    ServerClose,
+    /// The client sent something invalid (see [`SessionError`]).
+    ProtocolError,
+    /// The outgoing queue overflowed (a client that stopped reading).
+    QueueFull,
+}
+
+/// A protocol violation by the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// A packet type the client may not send (`open`, `noop`, …).
+    #[error("the client may not send {0:?} packets")]
+    Unexpected(PacketType),
+    /// `upgrade` without a probe first, or on the wrong transport.
+    #[error("upgrade without a successful probe")]
+    BadUpgrade,
+    /// The session is closed.
+    #[error("session closed")]
+    Closed,
+}
+
+/// What a client packet meant for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A text message (a Socket.IO packet).
+    Text(Bytes),
+    /// A binary message (a Socket.IO attachment).
+    Binary(Bytes),
+    /// Nothing for the application (heartbeat, upgrade step).
+    None,
+}
+
+/// A server-side Engine.IO session.
+#[derive(Debug)]
+pub struct Session {
+    sid: String,
+    config: EngineConfig,
+    transport: Transport,
+    /// A WebSocket probe succeeded; waiting for `upgrade`.
+    probing: bool,
+    /// A `noop` must end the pending poll (the client is moving to WebSocket).
+    noop_due: bool,
+    /// Packets for the client in order (WebSocket frames are written in this order too).
+    outbox: VecDeque<Packet>,
+    /// A probe answer, sent on the WebSocket ahead of everything else.
+    probe_reply: bool,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    closed: Option<CloseReason>,
+}
+
+impl Session {
+    /// A new session `sid` opened over `transport` at `now`; its handshake is queued.
+    pub fn new(
+        sid: impl Into<String>,
+        config: EngineConfig,
+        transport: Transport,
+        now: Instant,
+    ) -> Session {
+        let sid = sid.into();
+        let open = format!(
+            "{{\"sid\":\"{}\",\"upgrades\":{},\"pingInterval\":{},\"pingTimeout\":{},\"maxPayload\":{}}}",
+            sid,
+            if transport == Transport::Polling {
+                "[\"websocket\"]"
+            } else {
+                "[]"
+            },
+            config.ping_interval.as_millis(),
+            config.ping_timeout.as_millis(),
+            config.max_payload
+        );
+        let mut outbox = VecDeque::new();
+        outbox.push_back(Packet::Text(PacketType::Open, Bytes::from(open)));
+        Session {
+            sid,
+            config,
+            transport,
+            probing: false,
+            noop_due: false,
+            outbox,
+            probe_reply: false,
+            next_ping: now + config.ping_interval,
+            pong_deadline: None,
+            closed: None,
+        }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Why it ended, once it has.
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.closed
+    }
+
+    /// A packet from the client (over `via`: a WebSocket probe arrives over WebSocket
+    /// while the session is still on polling).
+    pub fn handle_packet(
+        &mut self,
+        packet: Packet,
+        via: Transport,
+        now: Instant,
+    ) -> Result<Incoming, SessionError> {
+        if self.closed.is_some() {
+            return Err(SessionError::Closed);
+        }
+        let _ = now;
+        match packet {
+            Packet::Binary(b) => Ok(Incoming::Binary(b)),
+            Packet::Text(PacketType::Message, data) => Ok(Incoming::Text(data)),
+            Packet::Text(PacketType::Pong, _) => {
+                self.pong_deadline = None;
+                Ok(Incoming::None)
+            }
+            Packet::Text(PacketType::Ping, data)
+                if via == Transport::WebSocket
+                    && self.transport == Transport::Polling
+                    && &data[..] == b"probe" =>
+            {
+                self.probing = true;
+                self.probe_reply = true;
+                self.noop_due = true;
+                Ok(Incoming::None)
+            }
+            Packet::Text(PacketType::Upgrade, _) => {
+                if !self.probing || via != Transport::WebSocket {
+                    return Err(self.fail(SessionError::BadUpgrade));
+                }
+                self.probing = false;
+                self.transport = Transport::WebSocket;
+                Ok(Incoming::None)
+            }
+            Packet::Text(PacketType::Close, _) => {
+                self.closed = Some(CloseReason::ClientClose);
+                Ok(Incoming::None)
+            }
+            Packet::Text(kind, _) => Err(self.fail(SessionError::Unexpected(kind))),
+        }
+    }
+
+    fn fail(&mut self, e: SessionError) -> SessionError {
+        self.closed = Some(CloseReason::ProtocolError);
+        e
+    }
+
+    /// Queue a message for the client. False (and the session closes with
+    /// [`CloseReason::QueueFull`]) when the client has stopped reading.
+    pub fn send(&mut self, packet: Packet) -> bool {
+        if self.closed.is_some() {
+            return false;
+        }
+        if self.outbox.len() >= self.config.max_queue {
+            self.closed = Some(CloseReason::QueueFull);
+            return false;
+        }
+        self.outbox.push_back(packet);
+        true
+    }
+
+    /// Close from the server side; a `close` packet is queued for the client.
+    pub fn close(&mut self) {
+        if self.closed.is_none() {
+            self.outbox
+                .push_back(Packet::Text(PacketType::Close, Bytes::new()));
+            self.closed = Some(CloseReason::ServerClose);
+        }
+    }
+
+    /// When [`Session::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        Some(self.pong_deadline.unwrap_or(self.next_ping))
+    }
+
+    /// Time passed: send a ping when due, or close when a pong is overdue.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        if let Some(deadline) = self.pong_deadline {
+            if now >= deadline {
+                self.closed = Some(CloseReason::PingTimeout);
+            }
+            return;
+        }
+        if now >= self.next_ping {
+            self.outbox
+                .push_back(Packet::Text(PacketType::Ping, Bytes::new()));
+            self.pong_deadline = Some(now + self.config.ping_timeout);
+            self.next_ping = now + self.config.ping_interval;
+        }
+    }
+
+    /// The next WebSocket frame to write (the probe answer first, then the queue once the
+    /// session is on WebSocket): (binary, bytes).
+    pub fn poll_transmit(&mut self) -> Option<(bool, Bytes)> {
+        if self.probe_reply {
+            self.probe_reply = false;
+            return Some(engineio::encode_frame(&Packet::Text(
+                PacketType::Pong,
+                Bytes::from_static(b"probe"),
+            )));
+        }
+        if self.transport != Transport::WebSocket {
+            return None;
+        }
+        self.outbox.pop_front().map(|p| engineio::encode_frame(&p))
+    }
+
+    /// The body for a pending poll: queued packets up to `max_payload` bytes, a `noop`
+    /// when the client is upgrading, or `None` when there is nothing to say yet (hold the
+    /// poll until there is, or until the next ping).
+    pub fn poll_payload(&mut self) -> Option<Vec<u8>> {
+        if self.transport != Transport::Polling {
+            return None;
+        }
+        if self.noop_due {
+            self.noop_due = false;
+            return Some(vec![PacketType::Noop.as_char()]);
+        }
+        if self.outbox.is_empty() {
+            return None;
+        }
+        let mut take = 0;
+        let mut size = 0;
+        for p in &self.outbox {
+            let len = match p {
+                Packet::Text(_, d) => 1 + d.len(),
+                Packet::Binary(b) => 1 + b.len().div_ceil(3) * 4,
+            } + usize::from(take > 0);
+            if take > 0 && size + len > self.config.max_payload {
+                break;
+            }
+            size += len;
+            take += 1;
+        }
+        let batch: Vec<Packet> = self.outbox.drain(..take).collect();
+        Some(engineio::encode_payload(&batch))
+    }
+
+    /// Packets waiting for the client.
+    pub fn queued(&self) -> usize {
+        self.outbox.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &'static str) -> Packet {
+        Packet::message(Bytes::from_static(s.as_bytes()))
+    }
+
+    #[test]
+    fn handshake_heartbeat_and_timeout() {
+        let t0 = Instant::now();
+        let cfg = EngineConfig {
+            ping_interval: Duration::from_millis(300),
+            ping_timeout: Duration::from_millis(200),
+            ..EngineConfig::default()
+        };
+        let mut s = Session::new("abc", cfg, Transport::Polling, t0);
+        let open = String::from_utf8(s.poll_payload().unwrap()).unwrap();
+        assert_eq!(
+            open,
+            r#"0{"sid":"abc","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#
+        );
+        assert_eq!(s.poll_payload(), None, "nothing more to say");
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(300)));
+        s.handle_timeout(t0 + Duration::from_millis(300));
+        assert_eq!(s.poll_payload().as_deref(), Some(&b"2"[..]));
+        s.handle_packet(
+            Packet::Text(PacketType::Pong, Bytes::new()),
+            Transport::Polling,
+            t0,
+        )
+        .unwrap();
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(600)));
+        s.handle_timeout(t0 + Duration::from_millis(600));
+        s.handle_timeout(t0 + Duration::from_millis(799));
+        assert_eq!(s.closed(), None);
+        s.handle_timeout(t0 + Duration::from_millis(800));
+        assert_eq!(s.closed(), Some(CloseReason::PingTimeout));
+    }
+
+    #[test]
+    fn upgrade_from_polling_to_websocket() {
+        let t0 = Instant::now();
+        let mut s = Session::new("x", EngineConfig::default(), Transport::Polling, t0);
+        let _ = s.poll_payload();
+        assert!(s.send(msg("40{\"sid\":\"y\"}")));
+        // The probe arrives over the new WebSocket: answered there; the poll gets a noop.
+        let probe = Packet::Text(PacketType::Ping, Bytes::from_static(b"probe"));
+        s.handle_packet(probe, Transport::WebSocket, t0).unwrap();
+        assert_eq!(
+            s.poll_transmit(),
+            Some((false, Bytes::from_static(b"3probe")))
+        );
+        assert_eq!(
+            s.poll_transmit(),
+            None,
+            "nothing on the WebSocket before upgrade"
+        );
+        assert_eq!(s.poll_payload().as_deref(), Some(&b"6"[..]));
+        s.handle_packet(
+            Packet::Text(PacketType::Upgrade, Bytes::new()),
+            Transport::WebSocket,
+            t0,
+        )
+        .unwrap();
+        assert_eq!(s.transport(), Transport::WebSocket);
+        assert_eq!(s.poll_payload(), None);
+        assert_eq!(
+            s.poll_transmit(),
+            Some((false, Bytes::from_static(b"440{\"sid\":\"y\"}")))
+        );
+    }
+
+    #[test]
+    fn protocol_errors_close_the_session() {
+        let t0 = Instant::now();
+        let mut s = Session::new("x", EngineConfig::default(), Transport::Polling, t0);
+        let up = Packet::Text(PacketType::Upgrade, Bytes::new());
+        assert_eq!(
+            s.handle_packet(up, Transport::WebSocket, t0),
+            Err(SessionError::BadUpgrade)
+        );
+        assert_eq!(s.closed(), Some(CloseReason::ProtocolError));
+        let mut s = Session::new("x", EngineConfig::default(), Transport::WebSocket, t0);
+        let open = Packet::Text(PacketType::Open, Bytes::new());
+        assert!(s.handle_packet(open, Transport::WebSocket, t0).is_err());
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_overflows_and_closes() {
+        let t0 = Instant::now();
+        let cfg = EngineConfig {
+            max_queue: 3,
+            ..EngineConfig::default()
+        };
+        let mut s = Session::new("x", cfg, Transport::WebSocket, t0);
+        assert!(s.send(msg("4a")) && s.send(msg("4b")));
+        assert!(!s.send(msg("4c")), "open + 2 queued = 3");
+        assert_eq!(s.closed(), Some(CloseReason::QueueFull));
+    }
+
+    #[test]
+    fn polling_payloads_respect_max_payload() {
+        let t0 = Instant::now();
+        let cfg = EngineConfig {
+            max_payload: 20,
+            ..EngineConfig::default()
+        };
+        let mut s = Session::new("x", cfg, Transport::Polling, t0);
+        let _ = s.poll_payload();
+        for _ in 0..3 {
+            s.send(msg("2[\"0123456789\"]"));
+        }
+        assert_eq!(s.poll_payload().unwrap(), b"42[\"0123456789\"]");
+        assert_eq!(s.queued(), 2);
+    }
+}
