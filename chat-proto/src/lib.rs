@@ -1,10 +1,10 @@
 //! Chat for VideoPick, wire-compatible with Socket.IO: an unmodified `socket.io-client` v4
 //! talks to it. This first layer is the wire protocol, sans-IO and bounded: Engine.IO v4
-//! packets and long-polling payloads ([`engineio`]) and Socket.IO v5 packets with binary
-//! attachments ([`socketio`]), and the server side of an Engine.IO session with heartbeats
-//! and the polling → WebSocket upgrade ([`session`]). The room fan-out engine, the buses
-//! (in-process and Redis)
-//! and the server adapter build on it.
+//! packets and long-polling payloads ([`engineio`]), Socket.IO v5 packets with binary
+//! attachments ([`socketio`]), the server side of an Engine.IO session with heartbeats and
+//! the polling → WebSocket upgrade ([`session`]) and WebSocket framing ([`websocket`]).
+//! The room fan-out engine, the buses (in-process and Redis) and the server adapter
+//! build on it.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -39,3 +39,4 @@
 pub mod engineio;
 pub mod session;
 pub mod socketio;
+pub mod websocket;
