@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 
 pub mod engineio;
+pub mod fanout;
 pub mod session;
 pub mod socketio;
 pub mod websocket;
