@@ -46,13 +46,18 @@ fn fanout(c: &mut Criterion) {
 
 fn codecs(c: &mut Criterion) {
     let mut g = c.benchmark_group("chat_codecs");
-    let text = "42[\"message\",{\"room\":\"live\",\"text\":\"hello there, how is the stream today?\"}]";
+    let text =
+        "42[\"message\",{\"room\":\"live\",\"text\":\"hello there, how is the stream today?\"}]";
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.bench_function("socketio_decode_event", |b| {
         b.iter(|| socketio::decode(std::hint::black_box(&text[1..])).unwrap());
     });
     let mut frame = vec![0x81u8, 0x80 | text.len() as u8, 1, 2, 3, 4];
-    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ [1, 2, 3, 4][i & 3]));
+    frame.extend(
+        text.bytes()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i & 3]),
+    );
     g.bench_function("websocket_decode_masked_frame", |b| {
         let mut d = websocket::Decoder::new(1 << 20);
         b.iter(|| {

@@ -1,0 +1,245 @@
+//! HS256 JSON Web Tokens from the CONNECT auth payload (`{"token": "…"}`): signature,
+//! algorithm and expiry checked (time injected), claims read into a chat [`Identity`].
+//!
+//! Claims: `sub` (user id, required), `name` (display name, defaults to `sub`), `role`
+//! (`viewer` default, `moderator`, `broadcaster`), `exp` / `nbf` (seconds since the Unix
+//! epoch, optional).
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+/// Longest token accepted.
+pub const MAX_TOKEN: usize = 4096;
+
+/// What a user may do in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads only (anonymous viewers, when allowed).
+    Anonymous,
+    /// Reads and writes.
+    Viewer,
+    /// Also deletes messages, times out and bans users, sets slow mode.
+    Moderator,
+    /// The stream's owner: everything a moderator can.
+    Broadcaster,
+}
+
+impl Role {
+    /// The role's name in tokens and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Anonymous => "anonymous",
+            Role::Viewer => "viewer",
+            Role::Moderator => "moderator",
+            Role::Broadcaster => "broadcaster",
+        }
+    }
+
+    /// May moderate.
+    pub fn moderates(self) -> bool {
+        self >= Role::Moderator
+    }
+}
+
+/// Who is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Why a token is refused (the CONNECT_ERROR message says which).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not three base64url parts of JSON, or too long.
+    #[error("malformed token")]
+    Malformed,
+    /// Not HS256.
+    #[error("unsupported token algorithm")]
+    Algorithm,
+    /// The signature does not match.
+    #[error("bad token signature")]
+    Signature,
+    /// Past `exp`.
+    #[error("token expired")]
+    Expired,
+    /// Before `nbf`.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// No usable `sub`, or an unknown role.
+    #[error("token claims are invalid")]
+    Claims,
+}
+
+fn b64url(s: &str) -> Option<Vec<u8>> {
+    // base64url: `-` and `_` for `+` and `/`, no padding.
+    if s.contains(['+', '/', '=']) {
+        return None;
+    }
+    let std: String = s
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    crate::engineio::base64_decode(std.as_bytes())
+}
+
+/// Verify `token` with `secret` at `now_secs` (Unix time).
+pub fn verify(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity, TokenError> {
+    if token.len() > MAX_TOKEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header: Value = b64url(h)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenError::Malformed)?;
+    if header.get("alg").and_then(Value::as_str) != Some("HS256") {
+        return Err(TokenError::Algorithm);
+    }
+    let sig = b64url(sig).ok_or(TokenError::Malformed)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| TokenError::Signature)?;
+    mac.update(h.as_bytes());
+    mac.update(b".");
+    mac.update(p.as_bytes());
+    mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
+    let claims: Value = b64url(p)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenError::Malformed)?;
+    let time = |k: &str| -> Result<Option<u64>, TokenError> {
+        match claims.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .map(|x| {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked
+                    let s = x.min(1e15) as u64;
+                    Some(s)
+                })
+                .ok_or(TokenError::Claims),
+        }
+    };
+    if time("exp")?.is_some_and(|exp| now_secs >= exp) {
+        return Err(TokenError::Expired);
+    }
+    if time("nbf")?.is_some_and(|nbf| now_secs < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    let id = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .ok_or(TokenError::Claims)?
+        .to_string();
+    let name = claims
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map_or_else(|| id.clone(), |n| n.chars().take(64).collect());
+    let role = match claims.get("role").and_then(Value::as_str) {
+        None | Some("viewer") => Role::Viewer,
+        Some("moderator") => Role::Moderator,
+        Some("broadcaster") => Role::Broadcaster,
+        Some(_) => return Err(TokenError::Claims),
+    };
+    Ok(Identity { id, name, role })
+}
+
+/// Sign `claims` with `secret` (for tests and tools issuing tokens).
+pub fn sign(claims: &Value, secret: &[u8]) -> String {
+    let enc = |b: &[u8]| {
+        let mut out = Vec::new();
+        crate::engineio::base64_encode(b, &mut out);
+        String::from_utf8(out)
+            .unwrap_or_default()
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_")
+    };
+    let head = enc(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = enc(claims.to_string().as_bytes());
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(head.as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    format!("{head}.{body}.{}", enc(&mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_known_token_from_jwt_io() {
+        // jwt.io's default HS256 example (secret "your-256-bit-secret"), signed elsewhere.
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+        let id = verify(token, b"your-256-bit-secret", 1_700_000_000).unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                id: "1234567890".into(),
+                name: "John Doe".into(),
+                role: Role::Viewer
+            }
+        );
+        assert_eq!(verify(token, b"other", 0), Err(TokenError::Signature));
+    }
+
+    #[test]
+    fn claims_expiry_and_tampering() {
+        let secret = b"s3cret";
+        let t = sign(
+            &json!({"sub": "u1", "name": "Mod", "role": "moderator", "exp": 2000, "nbf": 1000}),
+            secret,
+        );
+        let id = verify(&t, secret, 1500).unwrap();
+        assert_eq!((id.role, id.name.as_str()), (Role::Moderator, "Mod"));
+        assert_eq!(verify(&t, secret, 2000), Err(TokenError::Expired));
+        assert_eq!(verify(&t, secret, 999), Err(TokenError::NotYetValid));
+        let mut parts: Vec<String> = t.split('.').map(String::from).collect();
+        parts[1] = sign(&json!({"sub": "u1", "role": "broadcaster"}), secret)
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            verify(&parts.join("."), secret, 1500),
+            Err(TokenError::Signature)
+        );
+        let none = format!("{}.{}.", "eyJhbGciOiJub25lIn0", parts[1]);
+        assert_eq!(verify(&none, secret, 1500), Err(TokenError::Algorithm));
+        assert_eq!(
+            verify(&sign(&json!({"role": "viewer"}), secret), secret, 0),
+            Err(TokenError::Claims)
+        );
+        assert_eq!(
+            verify(
+                &sign(&json!({"sub": "x", "role": "admin"}), secret),
+                secret,
+                0
+            ),
+            Err(TokenError::Claims)
+        );
+        for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!", &"x".repeat(5000)] {
+            assert!(verify(bad, secret, 0).is_err(), "{bad}");
+        }
+    }
+}
