@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use videopick_storage::{Storage, VideoId};
+use videopick_storage::{Storage, UploadId, VideoId};
 use videopick_transcode::plan::{LadderConfig, SegmentType};
 use videopick_transcode::queue::{
     Backoff, Claim, FileQueue, Job, JobId, JobQueue, JobState, Lease, NewJob, PgQueue, QueueError,
@@ -19,6 +19,7 @@ use videopick_transcode::queue::{
 use videopick_transcode::runner::{Runner, RunnerConfig};
 use videopick_transcode::worker::{Worker, WorkerConfig, ladder_job, remux_job};
 use videopick_transcode::{Transcoder, TranscoderConfig};
+use videopick_tus::store::{ConcatRole, FileStore};
 
 use crate::http::{Body, HttpResponse, respond};
 
@@ -205,11 +206,55 @@ impl Jobs {
         &self.inner.queue
     }
 
-    /// A finished upload: a ladder job (video id = upload id). Returns the job id.
+    /// A finished upload: a ladder job (video id = upload id), and a `job` marker in the
+    /// upload's directory once it is queued. Returns the job id.
     pub async fn upload_finished(&self, upload_id: &str, data: &Path) -> Option<JobId> {
         let video = VideoId::new(upload_id).ok()?;
         let job = ladder_job(&video, data).max_attempts(self.inner.attempts);
-        self.enqueue(job, "upload", upload_id).await
+        let id = self.enqueue(job, "upload", upload_id).await?;
+        let storage = self.inner.storage.clone();
+        let marker = UploadId::new(upload_id).ok()?;
+        let written = tokio::task::spawn_blocking(move || {
+            storage.write_atomic(
+                storage.upload_dir(&marker).join("job"),
+                id.to_string().as_bytes(),
+            )
+        })
+        .await;
+        if !matches!(written, Ok(Ok(_))) {
+            eprintln!(
+                "videopick: upload {upload_id}: job {id} queued, but its marker was not written"
+            );
+        }
+        Some(id)
+    }
+
+    /// Queue the finished uploads that have no job yet (the process stopped between an
+    /// upload's last byte and its job): run at start-up. Returns how many were queued.
+    pub async fn queue_missed_uploads(&self, store: &FileStore) -> usize {
+        let (store2, storage) = (store.clone(), self.inner.storage.clone());
+        let missed = tokio::task::spawn_blocking(move || {
+            let Ok(ids) = store2.list() else {
+                return Vec::new();
+            };
+            ids.into_iter()
+                .filter_map(|id| {
+                    let u = store2.get(&id).ok()?;
+                    let whole = u.is_complete() && u.info.concat != Some(ConcatRole::Partial);
+                    let queued = storage.upload_dir(&id).join("job").exists();
+                    (whole && !queued).then(|| (id.to_string(), store2.data_path(&id)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut n = 0;
+        for (id, data) in missed {
+            if self.upload_finished(&id, &data).await.is_some() {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// A closed recording (id `app.stream.ms`, its playlist at `playlist`).

@@ -313,8 +313,18 @@ fn open_storage(args: &MediaArgs) -> Result<(Storage, Housekeeper), Box<dyn std:
 
 /// The tus service at `/files/`, and its expiration sweeper.
 fn start_tus(args: &MediaArgs, storage: &Storage, jobs: Option<&crate::jobs::Jobs>) -> TusService {
+    let store = FileStore::new(storage.clone(), SyncPolicy::default());
+    if let Some(jobs) = jobs {
+        let (jobs, store) = (jobs.clone(), store.clone());
+        tokio::spawn(async move {
+            let n = jobs.queue_missed_uploads(&store).await;
+            if n > 0 {
+                println!("videopick: queued {n} finished uploads that had no transcoding job");
+            }
+        });
+    }
     let tus = TusService::with_hooks(
-        FileStore::new(storage.clone(), SyncPolicy::default()),
+        store,
         TusConfig {
             max_size: args.tus_max_size,
             expiration: Some(Duration::from_secs(args.tus_expiration_hours.max(1) * 3600)),

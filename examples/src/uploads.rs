@@ -71,6 +71,13 @@ impl Hooks for UploadEvents {
 
     fn post_finish<'a>(&'a self, upload: &'a Upload, data: &'a Path) -> HookFuture<'a, ()> {
         Box::pin(async move {
+            if upload.info.concat == Some(videopick_tus::store::ConcatRole::Partial) {
+                // A part of a parallel upload: the final upload is the video.
+                if let Some(h) = &self.app {
+                    h.post_finish(upload, data).await;
+                }
+                return;
+            }
             let ev = UploadFinished {
                 id: upload.info.id.to_string(),
                 length: upload.offset,

@@ -324,3 +324,57 @@ fn a_recording_is_remuxed_to_a_served_mp4() {
         String::from_utf8_lossy(&resp[resp.len().saturating_sub(16)..])
     );
 }
+
+#[test]
+fn a_finished_upload_without_a_job_is_queued_at_start() {
+    use videopick_storage::{Storage, SyncPolicy};
+    use videopick_tus::store::{ConcatRole, FileStore, UploadInfo, new_upload_id};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Uploads that finished while no job could be queued (the process died in between).
+    let store = FileStore::new(Storage::open(&data).unwrap(), SyncPolicy::Always);
+    let mut ids = Vec::new();
+    for concat in [None, Some(ConcatRole::Partial)] {
+        let info = UploadInfo {
+            id: new_upload_id().unwrap(),
+            length: Some(5),
+            metadata: String::new(),
+            concat,
+            created: std::time::SystemTime::now(),
+            expires: None,
+        };
+        store.create(info.clone()).unwrap();
+        let mut w = store.writer(&info.id, 0).unwrap();
+        w.write(b"hello").unwrap();
+        assert_eq!(w.finish().unwrap(), 5);
+        ids.push(info.id.to_string());
+    }
+    let jobs_for = |server: &common::Server| -> Vec<serde_json::Value> {
+        let (_, list) = http(&server.http, "GET", "/api/jobs", "");
+        serde_json::from_str(&list).unwrap()
+    };
+    let server = start_server(&data, &[]);
+    let start = Instant::now();
+    while jobs_for(&server).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the missed upload was not queued"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let jobs = jobs_for(&server);
+    assert_eq!(
+        jobs.len(),
+        1,
+        "only the whole upload, not the partial: {jobs:?}"
+    );
+    assert_eq!(jobs[0]["kind"], "ladder");
+    assert_eq!(jobs[0]["payload"]["video_id"], ids[0].as_str());
+    drop(server);
+    // Once queued it is not queued again.
+    let server = start_server(&data, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(jobs_for(&server).len(), 1);
+}
