@@ -3,8 +3,10 @@
 //! packets and long-polling payloads ([`engineio`]), Socket.IO v5 packets with binary
 //! attachments ([`socketio`]), the server side of an Engine.IO session with heartbeats and
 //! the polling → WebSocket upgrade ([`session`]) and WebSocket framing ([`websocket`]).
-//! The room fan-out engine, the buses (in-process and Redis) and the server adapter
-//! build on it.
+//! Above it: HS256 tokens from the CONNECT auth payload ([`auth`]), the chat rules —
+//! messages, history, moderation, rate limits, error codes ([`chat`], specified in
+//! `docs/chat-protocol.md`) — and the room fan-out engine ([`fanout`]). The buses
+//! (in-process and Redis) and the server adapter build on these.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -37,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod chat;
 pub mod engineio;
 pub mod fanout;
 pub mod session;
