@@ -5,8 +5,11 @@
 //! the polling → WebSocket upgrade ([`session`]) and WebSocket framing ([`websocket`]).
 //! Above it: HS256 tokens from the CONNECT auth payload ([`auth`]), the chat rules —
 //! messages, history, moderation, rate limits, error codes ([`chat`], specified in
-//! `docs/chat-protocol.md`) — and the room fan-out engine ([`fanout`]). The buses
-//! (in-process and Redis) and the server adapter build on these.
+//! `docs/chat-protocol.md`) — and the room fan-out engine ([`fanout`]). Feature `server`:
+//! the tokio/hyper adapter (`server`) serving Engine.IO over long-polling and WebSocket
+//! with the upgrade between them, and Socket.IO namespaces to an `App`; an unmodified
+//! `socket.io-client` connects to it. The buses (in-process and Redis) and the
+//! `chat-server` binary come next.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -42,6 +45,8 @@ pub mod auth;
 pub mod chat;
 pub mod engineio;
 pub mod fanout;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod session;
 pub mod socketio;
 pub mod websocket;

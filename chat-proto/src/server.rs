@@ -1,0 +1,625 @@
+//! The tokio/hyper adapter (feature `server`): Engine.IO over HTTP long-polling and
+//! WebSocket (with the upgrade between them) at `/socket.io/`, Socket.IO namespaces on
+//! top, and an [`App`] called for connects, events and disconnects.
+//!
+//! Every connection's state sits behind one short-held lock; the app's callbacks run
+//! outside it, so they may emit at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use crate::engineio::{self, Packet as EioPacket, PacketType as EioType};
+use crate::session::{EngineConfig, Incoming as SessionIncoming, Session, Transport};
+use crate::socketio::{self, Packet, PacketType};
+use crate::websocket::{self, Message, Opcode};
+
+/// What the application does with sockets.
+pub trait App: Send + Sync + 'static {
+    /// Whether namespace `nsp` exists (others are refused with "Invalid namespace").
+    fn has_namespace(&self, nsp: &str) -> bool;
+    /// A client asks to join `socket.nsp()` with `auth` (the CONNECT payload): `Err(data)`
+    /// refuses it with a CONNECT_ERROR carrying `data` (e.g. `{"message": "…"}`).
+    fn connect(&self, socket: &Socket, auth: Option<&Value>) -> Result<(), Value>;
+    /// The client joined (its CONNECT answer is queued); it may be sent events now.
+    fn connected(&self, socket: &Socket, auth: Option<&Value>);
+    /// An event (EVENT or BINARY_EVENT) on a joined namespace.
+    fn event(&self, socket: &Socket, packet: Packet);
+    /// The socket left (`reason` as socket.io names it).
+    fn disconnect(&self, socket: &Socket, reason: &str);
+}
+
+/// One Socket.IO socket: a connection joined to a namespace.
+#[derive(Debug, Clone)]
+pub struct Socket {
+    conn: Arc<Conn>,
+    nsp: String,
+    id: String,
+}
+
+impl Socket {
+    /// The socket id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its namespace.
+    pub fn nsp(&self) -> &str {
+        &self.nsp
+    }
+
+    /// The connection (shared by the sockets of one client).
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    /// Emit `event` with `args` to this socket. False when the connection is gone or its
+    /// queue is full (it is then closed).
+    pub fn emit(&self, event: &str, args: Vec<Value>) -> bool {
+        self.conn.send(&Packet::event(&self.nsp, event, args))
+    }
+
+    /// Answer ack `id` with `args`.
+    pub fn ack(&self, id: u64, args: Vec<Value>) -> bool {
+        self.conn.send(&Packet::ack(&self.nsp, id, args))
+    }
+}
+
+/// One client connection (an Engine.IO session).
+#[derive(Debug)]
+pub struct Conn {
+    id: u64,
+    sid: String,
+    peer: SocketAddr,
+    state: Mutex<ConnState>,
+    /// Something to write (polls and the WebSocket writer wait on it).
+    wake: Notify,
+    /// The session may have ended (the reaper waits on it).
+    check: Notify,
+}
+
+#[derive(Debug)]
+struct ConnState {
+    session: Session,
+    decoder: socketio::Decoder,
+    /// Joined namespaces → socket ids.
+    sockets: HashMap<String, String>,
+    /// A poll request is pending.
+    polling: bool,
+}
+
+impl Conn {
+    /// A process-unique id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The Engine.IO session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn state(&self) -> MutexGuard<'_, ConnState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queue a Socket.IO packet (and its attachments).
+    pub fn send(&self, p: &Packet) -> bool {
+        let (text, attachments) = p.encode();
+        self.send_raw(Bytes::from(text), attachments)
+    }
+
+    /// Queue an already encoded Socket.IO packet (a shared broadcast frame).
+    pub fn send_raw(&self, text: Bytes, attachments: &[Bytes]) -> bool {
+        let ok = {
+            let mut st = self.state();
+            let mut ok = st.session.send(EioPacket::Text(EioType::Message, text));
+            for a in attachments {
+                ok = ok && st.session.send(EioPacket::Binary(a.clone()));
+            }
+            ok
+        };
+        self.wake.notify_waiters();
+        if !ok {
+            self.check.notify_one();
+        }
+        ok
+    }
+
+    /// Close from the server side.
+    pub fn close(&self) {
+        self.state().session.close();
+        self.wake.notify_waiters();
+        self.check.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state().session.closed().is_some()
+    }
+}
+
+/// The Engine.IO/Socket.IO server; cheap to clone.
+pub struct Server<A: App> {
+    inner: Arc<Inner<A>>,
+}
+
+impl<A: App> Clone for Server<A> {
+    fn clone(&self) -> Self {
+        Server {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<A> {
+    app: A,
+    config: EngineConfig,
+    conns: Mutex<HashMap<String, Arc<Conn>>>,
+    next_id: AtomicU64,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn resp(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
+    r
+}
+
+fn error(code: u8, message: &str) -> Resp {
+    resp(
+        StatusCode::BAD_REQUEST,
+        json!({"code": code, "message": message}).to_string(),
+    )
+}
+
+fn random_id() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 15];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b[..15].copy_from_slice(&t.to_le_bytes()[..15]);
+    }
+    let mut out = Vec::new();
+    engineio::base64_encode(&b, &mut out);
+    String::from_utf8(out)
+        .unwrap_or_default()
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+impl<A: App> Server<A> {
+    /// A server for `app`.
+    pub fn new(app: A, config: EngineConfig) -> Server<A> {
+        Server {
+            inner: Arc::new(Inner {
+                app,
+                config,
+                conns: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.inner.app
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.conns().len()
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<String, Arc<Conn>>> {
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Answer a request under `/socket.io/` (serve it with hyper's `with_upgrades()`).
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+        if query(&req, "EIO") != Some("4") {
+            return error(5, "Unsupported protocol version");
+        }
+        let sid = query(&req, "sid").map(str::to_string);
+        match (query(&req, "transport"), req.method()) {
+            (Some("websocket"), &Method::GET) => self.websocket(req, sid, peer),
+            (Some("polling"), &Method::GET) => match sid {
+                None => self.open_polling(peer),
+                Some(sid) => self.poll(&sid).await,
+            },
+            (Some("polling"), &Method::POST) => match sid {
+                Some(sid) => self.post(&sid, req).await,
+                None => error(1, "Session ID unknown"),
+            },
+            (Some("polling" | "websocket"), _) => error(2, "Bad handshake method"),
+            _ => error(0, "Transport unknown"),
+        }
+    }
+
+    fn new_conn(&self, transport: Transport, peer: SocketAddr) -> Arc<Conn> {
+        let sid = random_id();
+        let conn = Arc::new(Conn {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            sid: sid.clone(),
+            peer,
+            state: Mutex::new(ConnState {
+                session: Session::new(sid.clone(), self.inner.config, transport, Instant::now()),
+                decoder: socketio::Decoder::new(),
+                sockets: HashMap::new(),
+                polling: false,
+            }),
+            wake: Notify::new(),
+            check: Notify::new(),
+        });
+        self.conns().insert(sid, conn.clone());
+        self.spawn_reaper(conn.clone());
+        conn
+    }
+
+    /// Heartbeats, and cleanup once the session ends.
+    fn spawn_reaper(&self, conn: Arc<Conn>) {
+        let server = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = conn.state().session.poll_timeout();
+                let Some(next) = next else { break };
+                tokio::select! {
+                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
+                        conn.state().session.handle_timeout(Instant::now());
+                        conn.wake.notify_waiters();
+                    }
+                    () = conn.check.notified() => {}
+                }
+            }
+            server.conns().remove(conn.sid());
+            let (sockets, reason) = {
+                let mut st = conn.state();
+                let reason = match st.session.closed() {
+                    Some(crate::session::CloseReason::PingTimeout) => "ping timeout",
+                    Some(crate::session::CloseReason::ClientClose) => "transport close",
+                    Some(crate::session::CloseReason::ServerClose) => "server shutting down",
+                    _ => "transport error",
+                };
+                (std::mem::take(&mut st.sockets), reason)
+            };
+            conn.wake.notify_waiters();
+            for (nsp, id) in sockets {
+                let socket = Socket {
+                    conn: conn.clone(),
+                    nsp,
+                    id,
+                };
+                server.inner.app.disconnect(&socket, reason);
+            }
+        });
+    }
+
+    fn open_polling(&self, peer: SocketAddr) -> Resp {
+        let conn = self.new_conn(Transport::Polling, peer);
+        let body = conn.state().session.poll_payload().unwrap_or_default();
+        resp(StatusCode::OK, body)
+    }
+
+    fn conn(&self, sid: &str) -> Option<Arc<Conn>> {
+        self.conns().get(sid).cloned()
+    }
+
+    async fn poll(&self, sid: &str) -> Resp {
+        let Some(conn) = self.conn(sid) else {
+            return error(1, "Session ID unknown");
+        };
+        {
+            let mut st = conn.state();
+            if st.polling {
+                drop(st);
+                conn.close();
+                return error(3, "Bad request");
+            }
+            st.polling = true;
+        }
+        let body = loop {
+            let notified = conn.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = conn.state();
+                if let Some(p) = st.session.poll_payload() {
+                    break p;
+                }
+                if st.session.closed().is_some() {
+                    break vec![EioType::Close.as_char()];
+                }
+                if st.session.transport() != Transport::Polling {
+                    break vec![EioType::Noop.as_char()];
+                }
+            }
+            notified.await;
+        };
+        conn.state().polling = false;
+        resp(StatusCode::OK, body)
+    }
+
+    async fn post(&self, sid: &str, req: Request<Incoming>) -> Resp {
+        let Some(conn) = self.conn(sid) else {
+            return error(1, "Session ID unknown");
+        };
+        let max = self.inner.config.max_payload;
+        let Ok(body) = Limited::new(req.into_body(), max).collect().await else {
+            conn.close();
+            return resp(StatusCode::PAYLOAD_TOO_LARGE, "payload too large");
+        };
+        let Ok(packets) = engineio::decode_payload(&body.to_bytes(), max, 1024) else {
+            conn.close();
+            return error(3, "Bad request");
+        };
+        for p in packets {
+            self.client_packet(&conn, p, Transport::Polling);
+        }
+        resp(StatusCode::OK, "ok")
+    }
+
+    /// One Engine.IO packet from the client.
+    fn client_packet(&self, conn: &Arc<Conn>, p: EioPacket, via: Transport) {
+        let incoming = conn.state().session.handle_packet(p, via, Instant::now());
+        conn.wake.notify_waiters();
+        let done = match incoming {
+            Ok(SessionIncoming::Text(t)) => match std::str::from_utf8(&t) {
+                Ok(text) => conn.state().decoder.text(text),
+                Err(_) => Err(socketio::DecodeError::BadJson),
+            },
+            Ok(SessionIncoming::Binary(b)) => conn.state().decoder.binary(b),
+            Ok(SessionIncoming::None) => Ok(None),
+            Err(_) => {
+                conn.check.notify_one();
+                return;
+            }
+        };
+        match done {
+            Ok(Some(packet)) => self.on_packet(conn, packet),
+            Ok(None) => {}
+            Err(_) => conn.close(),
+        }
+        if conn.is_closed() {
+            conn.check.notify_one();
+        }
+    }
+
+    fn on_packet(&self, conn: &Arc<Conn>, p: Packet) {
+        let app = &self.inner.app;
+        match p.kind {
+            PacketType::Connect => {
+                if !app.has_namespace(&p.nsp) {
+                    conn.send(&Packet {
+                        kind: PacketType::ConnectError,
+                        nsp: p.nsp,
+                        id: None,
+                        data: Some(json!({"message": "Invalid namespace"})),
+                        attachments: Vec::new(),
+                    });
+                    return;
+                }
+                let socket = Socket {
+                    conn: conn.clone(),
+                    nsp: p.nsp.clone(),
+                    id: random_id(),
+                };
+                match app.connect(&socket, p.data.as_ref()) {
+                    Ok(()) => {
+                        conn.state()
+                            .sockets
+                            .insert(socket.nsp.clone(), socket.id.clone());
+                        conn.send(&Packet {
+                            kind: PacketType::Connect,
+                            nsp: socket.nsp.clone(),
+                            id: None,
+                            data: Some(json!({"sid": socket.id})),
+                            attachments: Vec::new(),
+                        });
+                        app.connected(&socket, p.data.as_ref());
+                    }
+                    Err(data) => {
+                        conn.send(&Packet {
+                            kind: PacketType::ConnectError,
+                            nsp: p.nsp,
+                            id: None,
+                            data: Some(data),
+                            attachments: Vec::new(),
+                        });
+                    }
+                }
+            }
+            PacketType::Event | PacketType::BinaryEvent => {
+                let id = conn.state().sockets.get(&p.nsp).cloned();
+                if let Some(id) = id {
+                    let socket = Socket {
+                        conn: conn.clone(),
+                        nsp: p.nsp.clone(),
+                        id,
+                    };
+                    app.event(&socket, p);
+                }
+            }
+            PacketType::Disconnect => {
+                let id = conn.state().sockets.remove(&p.nsp);
+                if let Some(id) = id {
+                    let socket = Socket {
+                        conn: conn.clone(),
+                        nsp: p.nsp,
+                        id,
+                    };
+                    app.disconnect(&socket, "client namespace disconnect");
+                }
+            }
+            PacketType::Ack | PacketType::BinaryAck => {}
+            PacketType::ConnectError => conn.close(),
+        }
+    }
+
+    fn websocket(&self, req: Request<Incoming>, sid: Option<String>, peer: SocketAddr) -> Resp {
+        let key = req
+            .headers()
+            .get("sec-websocket-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let upgrade = req
+            .headers()
+            .get(hyper::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let (Some(key), true) = (key, upgrade) else {
+            return error(3, "Bad request");
+        };
+        let conn = match &sid {
+            Some(sid) => match self.conn(sid) {
+                Some(c) if c.state().session.transport() == Transport::Polling => c,
+                _ => return error(1, "Session ID unknown"),
+            },
+            None => self.new_conn(Transport::WebSocket, peer),
+        };
+        let server = self.clone();
+        tokio::spawn(async move {
+            let Ok(upgraded) = hyper::upgrade::on(req).await else {
+                if sid.is_none() {
+                    conn.close();
+                }
+                return;
+            };
+            server
+                .run_websocket(conn, hyper_util::rt::TokioIo::new(upgraded))
+                .await;
+        });
+        let mut r = resp(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+        let h = r.headers_mut();
+        h.remove(hyper::header::CONTENT_TYPE);
+        h.insert(
+            hyper::header::UPGRADE,
+            hyper::header::HeaderValue::from_static("websocket"),
+        );
+        h.insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("Upgrade"),
+        );
+        if let Ok(v) = websocket::accept_key(&key).parse() {
+            h.insert("sec-websocket-accept", v);
+        }
+        r
+    }
+
+    async fn run_websocket<S>(&self, conn: Arc<Conn>, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let writer_conn = conn.clone();
+        let writer = tokio::spawn(async move {
+            let conn = writer_conn;
+            let mut out: Vec<u8> = Vec::new();
+            loop {
+                let notified = conn.wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let closed = {
+                    let mut st = conn.state();
+                    while let Some((binary, data)) = st.session.poll_transmit() {
+                        let op = if binary { Opcode::Binary } else { Opcode::Text };
+                        let (h, n) = websocket::frame_header(op, data.len());
+                        out.extend_from_slice(&h[..n]);
+                        out.extend_from_slice(&data);
+                    }
+                    st.session.closed().is_some()
+                        && (st.session.transport() == Transport::WebSocket
+                            || st.session.queued() == 0)
+                };
+                if !out.is_empty() {
+                    if wr.write_all(&out).await.is_err() {
+                        conn.close();
+                        return;
+                    }
+                    out.clear();
+                }
+                if closed {
+                    let _ = wr.write_all(&websocket::close_frame(1000)).await;
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                notified.await;
+            }
+        });
+        let mut decoder = websocket::Decoder::new(self.inner.config.max_payload);
+        let mut buf = BytesMut::with_capacity(4096);
+        'read: loop {
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(None) => break,
+                    Ok(Some(Message::Text(t))) => {
+                        let Ok(p) = engineio::decode_text(&t) else {
+                            conn.close();
+                            break 'read;
+                        };
+                        self.client_packet(&conn, p, Transport::WebSocket);
+                    }
+                    Ok(Some(Message::Binary(b))) => {
+                        self.client_packet(&conn, EioPacket::Binary(b), Transport::WebSocket);
+                    }
+                    Ok(Some(Message::Ping(_) | Message::Pong(_))) => {}
+                    Ok(Some(Message::Close(_))) | Err(_) => {
+                        conn.close();
+                        break 'read;
+                    }
+                }
+                if conn.is_closed() {
+                    break 'read;
+                }
+            }
+            if buf.capacity() > 64 * 1024 && buf.is_empty() {
+                buf = BytesMut::with_capacity(4096);
+            }
+        }
+        // The transport is gone: so is the session (unless it never moved here).
+        if conn.state().session.transport() == Transport::WebSocket {
+            conn.close();
+        }
+        let _ = writer.await;
+    }
+}
