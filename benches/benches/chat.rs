@@ -13,7 +13,7 @@ use videopick_chat_proto::{socketio, websocket};
 fn fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("chat_fanout");
     for members in [1_000usize, 10_000] {
-        let rooms = Rooms::new();
+        let rooms: Rooms = Rooms::new();
         let outboxes: Vec<Arc<Outbox>> = (0..members)
             .map(|_| Arc::new(Outbox::new(OutboxConfig::default())))
             .collect();

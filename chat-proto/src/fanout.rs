@@ -8,7 +8,7 @@
 //! use bytes::Bytes;
 //! use videopick_chat_proto::fanout::{Outbox, OutboxConfig, Rooms};
 //!
-//! let rooms = Rooms::new();
+//! let rooms: Rooms = Rooms::new();
 //! let (a, b) = (Arc::new(Outbox::new(OutboxConfig::default())), Arc::new(Outbox::new(OutboxConfig::default())));
 //! rooms.join("live", 1, a.clone());
 //! rooms.join("live", 2, b.clone());
@@ -185,6 +185,18 @@ impl Outbox {
     }
 }
 
+/// A room member: anything that takes shared frames without blocking.
+pub trait Member: Send + Sync {
+    /// Queue `frame` for this member.
+    fn push(&self, frame: Bytes) -> Pushed;
+}
+
+impl Member for Outbox {
+    fn push(&self, frame: Bytes) -> Pushed {
+        Outbox::push(self, frame)
+    }
+}
+
 /// What a broadcast did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Broadcast {
@@ -196,9 +208,17 @@ pub struct Broadcast {
     pub overflowed: Vec<ConnId>,
 }
 
-#[derive(Debug, Default)]
-struct Room {
-    members: HashMap<ConnId, Arc<Outbox>>,
+#[derive(Debug)]
+struct Room<M> {
+    members: HashMap<ConnId, Arc<M>>,
+}
+
+impl<M> Default for Room<M> {
+    fn default() -> Self {
+        Room {
+            members: HashMap::new(),
+        }
+    }
 }
 
 const SHARDS: usize = 16;
@@ -206,25 +226,25 @@ const SHARDS: usize = 16;
 /// Rooms and their members, sharded by room name so that broadcasts to different rooms
 /// do not contend.
 #[derive(Debug)]
-pub struct Rooms {
-    shards: Vec<RwLock<HashMap<String, Room>>>,
+pub struct Rooms<M = Outbox> {
+    shards: Vec<RwLock<HashMap<String, Room<M>>>>,
 }
 
-impl Default for Rooms {
+impl<M: Member> Default for Rooms<M> {
     fn default() -> Self {
-        Rooms::new()
+        Self::new()
     }
 }
 
-impl Rooms {
+impl<M: Member> Rooms<M> {
     /// No rooms.
-    pub fn new() -> Rooms {
-        Rooms {
+    pub fn new() -> Self {
+        Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
         }
     }
 
-    fn shard(&self, room: &str) -> &RwLock<HashMap<String, Room>> {
+    fn shard(&self, room: &str) -> &RwLock<HashMap<String, Room<M>>> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         room.hash(&mut h);
         #[allow(clippy::cast_possible_truncation)] // modulo a small number
@@ -233,7 +253,7 @@ impl Rooms {
     }
 
     /// Add `conn` to `room`; the room's member count after.
-    pub fn join(&self, room: &str, conn: ConnId, outbox: Arc<Outbox>) -> usize {
+    pub fn join(&self, room: &str, conn: ConnId, outbox: Arc<M>) -> usize {
         let mut shard = self
             .shard(room)
             .write()
@@ -295,7 +315,7 @@ impl Rooms {
             if Some(id) == except {
                 continue;
             }
-            match outbox.push(frame.clone()) {
+            match Member::push(&**outbox, frame.clone()) {
                 Pushed::Queued => report.delivered += 1,
                 Pushed::DroppedOldest => {
                     report.delivered += 1;
@@ -329,7 +349,7 @@ mod tests {
             capacity: 4,
             max_dropped: 3,
         };
-        let rooms = Rooms::new();
+        let rooms: Rooms = Rooms::new();
         let (fast, slow) = (Arc::new(Outbox::new(cfg)), Arc::new(Outbox::new(cfg)));
         rooms.join("r", 1, fast.clone());
         rooms.join("r", 2, slow.clone());
@@ -389,7 +409,7 @@ mod tests {
 
     #[test]
     fn rooms_count_and_vanish_when_empty() {
-        let rooms = Rooms::new();
+        let rooms: Rooms = Rooms::new();
         let o = Arc::new(Outbox::new(OutboxConfig::default()));
         assert_eq!(rooms.join("a", 1, o.clone()), 1);
         assert_eq!(rooms.join("a", 2, o.clone()), 2);

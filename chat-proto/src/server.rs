@@ -155,6 +155,27 @@ impl Conn {
     }
 }
 
+impl crate::fanout::Member for Conn {
+    /// A broadcast frame (an encoded Socket.IO packet without attachments).
+    fn push(&self, frame: Bytes) -> crate::fanout::Pushed {
+        let (ok, dropped) = {
+            let mut st = self.state();
+            let before = st.session.dropped();
+            let ok = st.session.send(EioPacket::Text(EioType::Message, frame));
+            (ok, st.session.dropped() > before)
+        };
+        self.wake.notify_waiters();
+        match (ok, dropped) {
+            (true, false) => crate::fanout::Pushed::Queued,
+            (true, true) => crate::fanout::Pushed::DroppedOldest,
+            (false, _) => {
+                self.check.notify_one();
+                crate::fanout::Pushed::Overflowed
+            }
+        }
+    }
+}
+
 /// The Engine.IO/Socket.IO server; cheap to clone.
 pub struct Server<A: App> {
     inner: Arc<Inner<A>>,

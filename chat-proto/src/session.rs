@@ -25,8 +25,11 @@ pub struct EngineConfig {
     pub ping_timeout: Duration,
     /// Largest payload (polling) or message (WebSocket) accepted, in bytes.
     pub max_payload: usize,
-    /// Packets queued for the client before the session counts as stalled.
+    /// Packets queued for the client; when full, the oldest message is dropped.
     pub max_queue: usize,
+    /// Messages a client may lose in a row (without reading in between) before the
+    /// session is closed as stalled.
+    pub max_dropped: u32,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +39,7 @@ impl Default for EngineConfig {
             ping_timeout: Duration::from_secs(20),
             max_payload: 1_000_000,
             max_queue: 256,
+            max_dropped: 256,
         }
     }
 }
@@ -98,6 +102,10 @@ pub struct Session {
     transport: Transport,
     /// A WebSocket probe succeeded; waiting for `upgrade`.
     probing: bool,
+    /// Messages dropped since the client last took any.
+    streak: u32,
+    /// Messages dropped over the session's life.
+    dropped: u64,
     /// A `noop` must end the pending poll (the client is moving to WebSocket).
     noop_due: bool,
     /// Packets for the client in order (WebSocket frames are written in this order too).
@@ -137,6 +145,8 @@ impl Session {
             config,
             transport,
             probing: false,
+            streak: 0,
+            dropped: 0,
             noop_due: false,
             outbox,
             probe_reply: false,
@@ -216,18 +226,38 @@ impl Session {
         e
     }
 
-    /// Queue a message for the client. False (and the session closes with
-    /// [`CloseReason::QueueFull`]) when the client has stopped reading.
+    /// Queue a message for the client. When the queue is full the oldest queued message
+    /// is dropped; after `max_dropped` drops in a row the session closes with
+    /// [`CloseReason::QueueFull`] and this returns false.
     pub fn send(&mut self, packet: Packet) -> bool {
         if self.closed.is_some() {
             return false;
         }
-        if self.outbox.len() >= self.config.max_queue {
-            self.closed = Some(CloseReason::QueueFull);
-            return false;
+        if self.outbox.len() >= self.config.max_queue.max(1) {
+            let oldest = self
+                .outbox
+                .iter()
+                .position(|p| p.kind() == PacketType::Message);
+            let Some(i) = oldest else {
+                self.closed = Some(CloseReason::QueueFull);
+                return false;
+            };
+            self.outbox.remove(i);
+            self.dropped += 1;
+            self.streak += 1;
+            if self.streak > self.config.max_dropped {
+                self.outbox.clear();
+                self.closed = Some(CloseReason::QueueFull);
+                return false;
+            }
         }
         self.outbox.push_back(packet);
         true
+    }
+
+    /// Messages dropped because the client read too slowly.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// Close from the server side; a `close` packet is queued for the client.
@@ -279,7 +309,9 @@ impl Session {
         if self.transport != Transport::WebSocket {
             return None;
         }
-        self.outbox.pop_front().map(|p| engineio::encode_frame(&p))
+        let p = self.outbox.pop_front()?;
+        self.streak = 0;
+        Some(engineio::encode_frame(&p))
     }
 
     /// The body for a pending poll: queued packets up to `max_payload` bytes, a `noop`
@@ -310,6 +342,7 @@ impl Session {
             take += 1;
         }
         let batch: Vec<Packet> = self.outbox.drain(..take).collect();
+        self.streak = 0;
         Some(engineio::encode_payload(&batch))
     }
 
@@ -412,11 +445,24 @@ mod tests {
         let t0 = Instant::now();
         let cfg = EngineConfig {
             max_queue: 3,
+            max_dropped: 2,
             ..EngineConfig::default()
         };
         let mut s = Session::new("x", cfg, Transport::WebSocket, t0);
-        assert!(s.send(msg("4a")) && s.send(msg("4b")));
-        assert!(!s.send(msg("4c")), "open + 2 queued = 3");
+        assert!(s.send(msg("a")) && s.send(msg("b")));
+        // Full (open + 2): the oldest message goes, the handshake stays.
+        assert!(s.send(msg("c")) && s.send(msg("d")));
+        assert_eq!(s.dropped(), 2);
+        assert_eq!(
+            s.poll_transmit().unwrap().1[0],
+            b'0',
+            "the open packet is kept"
+        );
+        assert_eq!(&s.poll_transmit().unwrap().1[..], b"4c");
+        // Reading reset the streak; a client that never reads is cut off.
+        let mut s = Session::new("x", cfg, Transport::WebSocket, t0);
+        assert!(s.send(msg("a")) && s.send(msg("b")) && s.send(msg("c")) && s.send(msg("d")));
+        assert!(!s.send(msg("e")), "a third drop in a row");
         assert_eq!(s.closed(), Some(CloseReason::QueueFull));
     }
 
