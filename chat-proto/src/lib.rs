@@ -8,8 +8,8 @@
 //! `docs/chat-protocol.md`) — and the room fan-out engine ([`fanout`]). Feature `server`:
 //! the tokio/hyper adapter (`server`) serving Engine.IO over long-polling and WebSocket
 //! with the upgrade between them, and Socket.IO namespaces to an `App`; an unmodified
-//! `socket.io-client` connects to it. The buses (in-process and Redis) and the
-//! `chat-server` binary come next.
+//! `socket.io-client` connects to it — and `chat_app`, the chat as an `App` (the
+//! `chat-server` binary serves it). The buses for several nodes (Redis) come next.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -43,6 +43,8 @@
 
 pub mod auth;
 pub mod chat;
+#[cfg(feature = "server")]
+pub mod chat_app;
 pub mod engineio;
 pub mod fanout;
 #[cfg(feature = "server")]

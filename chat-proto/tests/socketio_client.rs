@@ -8,50 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use videopick_chat_proto::server::{App, Server, Socket};
+use videopick_chat_proto::chat_app::EchoApp;
+use videopick_chat_proto::server::Server;
 use videopick_chat_proto::session::EngineConfig;
-use videopick_chat_proto::socketio::Packet;
-
-/// The conformance configuration's handlers: `auth` echoed on connect, `message` echoed
-/// as `message-back`, `message-with-ack` acknowledged with its arguments.
-struct Echo;
-
-impl App for Echo {
-    fn has_namespace(&self, nsp: &str) -> bool {
-        nsp == "/" || nsp == "/custom"
-    }
-    fn connect(&self, _socket: &Socket, _auth: Option<&Value>) -> Result<(), Value> {
-        Ok(())
-    }
-    fn connected(&self, socket: &Socket, auth: Option<&Value>) {
-        socket.emit("auth", vec![auth.cloned().unwrap_or(Value::Null)]);
-    }
-    fn event(&self, socket: &Socket, p: Packet) {
-        let mut args = p
-            .data
-            .as_ref()
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let name = args.remove(0);
-        match (name.as_str(), p.id) {
-            (Some("message"), _) => {
-                let mut back = Packet::event(socket.nsp(), "message-back", args);
-                back.attachments = p.attachments;
-                socket.conn().send(&back);
-            }
-            (Some("message-with-ack"), Some(id)) => {
-                socket.ack(id, args);
-            }
-            _ => {}
-        }
-    }
-    fn disconnect(&self, _socket: &Socket, _reason: &str) {}
-}
 
 async fn start() -> SocketAddr {
     let server = Server::new(
-        Echo,
+        EchoApp,
         EngineConfig {
             ping_interval: Duration::from_millis(300),
             ping_timeout: Duration::from_millis(200),

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod hls;
 pub mod http;
 pub mod jobs;

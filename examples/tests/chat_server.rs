@@ -1,0 +1,161 @@
+//! `chat-server` with the unmodified `socket.io-client` (npm): tokens, rooms, history,
+//! presence, moderation and refusals, over the default transports and WebSocket only.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+use videopick_chat_proto::auth::sign;
+
+const SECRET: &str = "test-secret";
+
+struct ChatServer {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> ChatServer {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("chat-server exited").unwrap();
+        if let Some(a) = line.strip_prefix("chat-server: listening on http://") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    ChatServer { child, addr }
+}
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js")
+}
+
+fn scenario(addr: &str, mode: &str) -> Value {
+    assert!(
+        clients_dir().join("node_modules/socket.io-client").exists(),
+        "run `npm ci` in clients/js (scripts/test.sh does)"
+    );
+    let token = |sub: &str, role: &str| {
+        sign(
+            &json!({"sub": sub, "name": sub, "role": role}),
+            SECRET.as_bytes(),
+        )
+    };
+    let tokens = json!({
+        "alice": token("alice", "viewer"),
+        "bob": token("bob", "viewer"),
+        "carol": token("carol", "viewer"),
+        "mod": token("mod", "moderator"),
+        "bad": sign(&json!({"sub": "eve"}), b"not-the-secret"),
+    });
+    let out = Command::new("node")
+        .arg(clients_dir().join("chat-scenario.mjs"))
+        .arg(format!("http://{addr}/"))
+        .arg(mode)
+        .arg(tokens.to_string())
+        .output()
+        .expect("node is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.trim()).unwrap()
+}
+
+fn check(out: &Value) {
+    assert_eq!(out["refused"], "unauthorized", "{out}");
+    assert_eq!(
+        out["anonymous"], "unauthorized",
+        "no anonymous readers unless allowed"
+    );
+    assert_eq!(out["joins"], json!([1, 2, 3]));
+    assert_eq!(out["notInRoom"], "not_in_room");
+    assert_eq!(out["sent"], json!({"ok": true, "id": 1}));
+    assert_eq!(out["sent2"], json!({"ok": true, "id": 2}));
+    // Every member got both messages once, in order, the sender included.
+    for who in ["alice", "bob", "mod"] {
+        let got = &out["received"][who];
+        assert_eq!(got[0]["id"], 1, "{who}: {got}");
+        assert_eq!(got[0]["text"], "hello");
+        assert_eq!(
+            got[0]["user"],
+            json!({"id": "alice", "name": "alice", "role": "viewer"})
+        );
+        assert!(got[0]["ts"].as_u64().unwrap() > 1_700_000_000_000);
+        assert_eq!(got[1]["id"], 2);
+        assert_eq!(got[2], json!({"deleted": 1}), "{who}: {got}");
+    }
+    let carol = &out["carolJoin"];
+    assert_eq!(carol["count"], 4);
+    let history: Vec<&str> = carol["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["hello", "hi alice"], "history on join");
+    assert!(out["presence"].as_u64().unwrap() >= 3, "{out}");
+    assert_eq!(out["forbidden"], "forbidden");
+    assert_eq!(out["deleted"], json!({"ok": true}));
+    assert_eq!(out["slowFirst"], true);
+    assert_eq!(out["slowSecond"], "slow_mode");
+    assert_eq!(out["tooLong"], "too_long");
+    assert_eq!(out["ban"], json!({"ok": true}));
+    assert_eq!(out["bannedJoin"], "banned");
+}
+
+#[test]
+fn socket_io_client_chats_with_default_transports() {
+    let server = start(&[]);
+    check(&scenario(&server.addr, "polling"));
+}
+
+#[test]
+fn socket_io_client_chats_over_websocket_only() {
+    let server = start(&[]);
+    check(&scenario(&server.addr, "websocket"));
+    let (status, metrics) = common_http(&server.addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("videopick_chat_messages_in_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("videopick_chat_refused_total 2"),
+        "{metrics}"
+    );
+}
+
+fn common_http(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    (
+        r[9..12].parse().unwrap(),
+        r.split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default(),
+    )
+}
