@@ -96,6 +96,8 @@ struct ConnState {
     sockets: HashMap<String, String>,
     /// A poll request is pending.
     polling: bool,
+    /// A namespace was joined at some point (the connect timeout no longer applies).
+    joined_once: bool,
 }
 
 impl Conn {
@@ -305,6 +307,7 @@ impl<A: App> Server<A> {
                 decoder: socketio::Decoder::new(),
                 sockets: HashMap::new(),
                 polling: false,
+                joined_once: false,
             }),
             wake: Notify::new(),
             check: Notify::new(),
@@ -317,9 +320,25 @@ impl<A: App> Server<A> {
     /// Heartbeats, and cleanup once the session ends.
     fn spawn_reaper(&self, conn: Arc<Conn>) {
         let server = self.clone();
+        let connect_by = Instant::now() + self.inner.config.connect_timeout;
         tokio::spawn(async move {
             loop {
-                let next = conn.state().session.poll_timeout();
+                let next = {
+                    let mut st = conn.state();
+                    let now = Instant::now();
+                    if now >= connect_by && st.sockets.is_empty() && !st.joined_once {
+                        // No namespace joined in time (Socket.IO's connect timeout).
+                        st.session.close();
+                    }
+                    st.session.poll_timeout().map(|t| {
+                        if st.joined_once {
+                            t
+                        } else {
+                            t.min(connect_by.max(now))
+                        }
+                    })
+                };
+                conn.wake.notify_waiters();
                 let Some(next) = next else { break };
                 tokio::select! {
                     () = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
@@ -368,6 +387,9 @@ impl<A: App> Server<A> {
         };
         {
             let mut st = conn.state();
+            if st.session.closed().is_some() || st.session.transport() != Transport::Polling {
+                return error(3, "Bad request");
+            }
             if st.polling {
                 drop(st);
                 conn.close();
@@ -385,7 +407,8 @@ impl<A: App> Server<A> {
                     break p;
                 }
                 if st.session.closed().is_some() {
-                    break vec![EioType::Close.as_char()];
+                    // A poll pending when the session closes ends with a noop.
+                    break vec![EioType::Noop.as_char()];
                 }
                 if st.session.transport() != Transport::Polling {
                     break vec![EioType::Noop.as_char()];
@@ -463,9 +486,11 @@ impl<A: App> Server<A> {
                 };
                 match app.connect(&socket, p.data.as_ref()) {
                     Ok(()) => {
-                        conn.state()
-                            .sockets
-                            .insert(socket.nsp.clone(), socket.id.clone());
+                        {
+                            let mut st = conn.state();
+                            st.sockets.insert(socket.nsp.clone(), socket.id.clone());
+                            st.joined_once = true;
+                        }
                         conn.send(&Packet {
                             kind: PacketType::Connect,
                             nsp: socket.nsp.clone(),

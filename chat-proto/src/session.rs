@@ -30,6 +30,8 @@ pub struct EngineConfig {
     /// Messages a client may lose in a row (without reading in between) before the
     /// session is closed as stalled.
     pub max_dropped: u32,
+    /// Socket.IO: a connection that joins no namespace within this time is closed.
+    pub connect_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +42,7 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             max_queue: 256,
             max_dropped: 256,
+            connect_timeout: Duration::from_secs(45),
         }
     }
 }

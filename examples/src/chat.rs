@@ -61,7 +61,8 @@ pub struct ChatArgs {
     #[arg(long, env = "VIDEOPICK_CHAT_QUEUE", default_value_t = 256)]
     pub queue: usize,
     /// Serve the Socket.IO v5 protocol test suite's configuration instead of the chat:
-    /// echo handlers, a `/custom` namespace, 300 ms pings with a 200 ms timeout.
+    /// echo handlers, a `/custom` namespace, 300 ms pings with a 200 ms timeout, and a
+    /// 1.5 s connect timeout.
     #[arg(long)]
     pub test_suite: bool,
 }
@@ -75,6 +76,7 @@ pub async fn run(name: &str, args: ChatArgs) -> Result<(), Box<dyn std::error::E
             ping_interval: Duration::from_millis(300),
             ping_timeout: Duration::from_millis(200),
             max_payload: 1_000_000,
+            connect_timeout: Duration::from_millis(1500),
             ..EngineConfig::default()
         };
         serve(
@@ -105,6 +107,7 @@ async fn run_chat(
         max_payload: args.max_payload.max(1024),
         max_queue: args.queue.max(1),
         max_dropped: u32::try_from(args.queue).unwrap_or(u32::MAX),
+        ..EngineConfig::default()
     };
     let app = ChatApp::new(ChatConfig {
         jwt_secret: secret,
