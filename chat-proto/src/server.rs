@@ -178,6 +178,19 @@ impl crate::fanout::Member for Conn {
     }
 }
 
+/// Completes once `conn`'s session has closed.
+async fn session_closed(conn: &Conn) {
+    loop {
+        let notified = conn.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if conn.is_closed() {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// The Engine.IO/Socket.IO server; cheap to clone.
 pub struct Server<A: App> {
     inner: Arc<Inner<A>>,
@@ -614,7 +627,13 @@ impl<A: App> Server<A> {
                             || st.session.queued() == 0)
                 };
                 if !out.is_empty() {
-                    if wr.write_all(&out).await.is_err() {
+                    // A client that stopped reading blocks this write; its session closing
+                    // (queue overflow, ping timeout) ends the wait.
+                    let written = tokio::select! {
+                        r = wr.write_all(&out) => r.is_ok(),
+                        () = session_closed(&conn) => false,
+                    };
+                    if !written {
                         conn.close();
                         return;
                     }
@@ -631,7 +650,11 @@ impl<A: App> Server<A> {
         let mut decoder = websocket::Decoder::new(self.inner.config.max_payload);
         let mut buf = BytesMut::with_capacity(4096);
         'read: loop {
-            match rd.read_buf(&mut buf).await {
+            let read = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                () = session_closed(&conn) => break,
+            };
+            match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }

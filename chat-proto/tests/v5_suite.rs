@@ -7,13 +7,16 @@
 
 #![cfg(feature = "server")]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+
+use common::{Frame, Ws, expect_close};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use videopick_chat_proto::chat_app::EchoApp;
-use videopick_chat_proto::server::Server;
 use videopick_chat_proto::session::EngineConfig;
 
 const PING_INTERVAL: u64 = 300;
@@ -23,47 +26,16 @@ const PING_TIMEOUT: u64 = 200;
 fn addr() -> SocketAddr {
     static ADDR: OnceLock<SocketAddr> = OnceLock::new();
     *ADDR.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let server = Server::new(
-                    EchoApp,
-                    EngineConfig {
-                        ping_interval: Duration::from_millis(PING_INTERVAL),
-                        ping_timeout: Duration::from_millis(PING_TIMEOUT),
-                        max_payload: 1_000_000,
-                        connect_timeout: Duration::from_millis(1500),
-                        ..EngineConfig::default()
-                    },
-                );
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let Ok((stream, peer)) = listener.accept().await else {
-                        continue;
-                    };
-                    let server = server.clone();
-                    tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let server = server.clone();
-                            async move {
-                                Ok::<_, std::convert::Infallible>(server.handle(req, peer).await)
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                            .with_upgrades()
-                            .await;
-                    });
-                }
-            });
-        });
-        rx.recv().unwrap()
+        common::spawn_server(
+            EchoApp,
+            EngineConfig {
+                ping_interval: Duration::from_millis(PING_INTERVAL),
+                ping_timeout: Duration::from_millis(PING_TIMEOUT),
+                max_payload: 1_000_000,
+                connect_timeout: Duration::from_millis(1500),
+                ..EngineConfig::default()
+            },
+        )
     })
 }
 
@@ -93,123 +65,6 @@ fn init_long_polling_session() -> String {
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body[1..]).unwrap();
     v["sid"].as_str().unwrap().to_string()
-}
-
-#[derive(Debug, PartialEq)]
-enum Frame {
-    Text(String),
-    Binary(Vec<u8>),
-    Close,
-}
-
-/// A minimal WebSocket client (masked frames out, unmasked frames in).
-struct Ws {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Ws {
-    /// Open `query`; `None` when the server refuses the upgrade.
-    fn open(query: &str) -> Option<Ws> {
-        let mut s = TcpStream::connect(addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        write!(
-            s,
-            "GET /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if s.read(&mut byte).ok()? == 0 {
-                return None;
-            }
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head);
-        if !head.starts_with("HTTP/1.1 101") {
-            return None;
-        }
-        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
-        Some(Ws { s, buf: Vec::new() })
-    }
-
-    fn send(&mut self, op: u8, payload: &[u8]) {
-        let mask = [9u8, 8, 7, 6];
-        let mut f = vec![0x80 | op];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n => {
-                f.push(0x80 | 0x7e);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        let _ = self.s.write_all(&f);
-    }
-
-    fn text(&mut self, t: &str) {
-        self.send(1, t.as_bytes());
-    }
-
-    fn binary(&mut self, b: &[u8]) {
-        self.send(2, b);
-    }
-
-    /// The next frame; `Close` also when the connection ends.
-    fn recv(&mut self) -> Frame {
-        loop {
-            if self.buf.len() >= 2 {
-                let (op, len7) = (self.buf[0] & 0x0f, usize::from(self.buf[1] & 0x7f));
-                let (len, hl) = match len7 {
-                    126 if self.buf.len() >= 4 => (
-                        usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
-                        4,
-                    ),
-                    126 => (usize::MAX, 0),
-                    127 => panic!("no 64-bit frames in this suite"),
-                    n => (n, 2),
-                };
-                if len != usize::MAX && self.buf.len() >= hl + len {
-                    let payload: Vec<u8> = self.buf.drain(..hl + len).skip(hl).collect();
-                    return match op {
-                        1 => Frame::Text(String::from_utf8(payload).unwrap()),
-                        2 => Frame::Binary(payload),
-                        8 => Frame::Close,
-                        _ => continue,
-                    };
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return Frame::Close,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// The next frame that is not a ping (`2`).
-    fn recv_packet(&mut self) -> Frame {
-        loop {
-            match self.recv() {
-                Frame::Text(t) if t == "2" => {}
-                f => return f,
-            }
-        }
-    }
-}
-
-/// Wait for the connection to close, as the suite's `waitFor(socket, "close")` does
-/// (pings and an Engine.IO close packet may come first).
-fn expect_close(ws: &mut Ws) {
-    loop {
-        match ws.recv() {
-            Frame::Close => return,
-            Frame::Text(t) if t == "1" || t == "2" => {}
-            other => panic!("expected the connection to close, got {other:?}"),
-        }
-    }
 }
 
 fn text(f: &Frame) -> &str {
@@ -242,7 +97,7 @@ fn handshake(data: &str, upgrades: &serde_json::Value) {
 }
 
 fn init_socket_io_connection() -> Ws {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     let _ = ws.recv(); // Engine.IO handshake
     ws.text("40");
     assert!(text(&ws.recv_packet()).starts_with("40")); // Socket.IO handshake
@@ -279,20 +134,20 @@ fn polling_should_fail_with_an_invalid_request_method() {
 
 #[test]
 fn websocket_should_successfully_open_a_session() {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     handshake(text(&ws.recv()), &serde_json::json!([]));
 }
 
 #[test]
 fn websocket_should_fail_with_an_invalid_eio_query_parameter() {
-    assert!(Ws::open("transport=websocket").is_none());
-    assert!(Ws::open("EIO=abc&transport=websocket").is_none());
+    assert!(Ws::open(addr(), "transport=websocket").is_none());
+    assert!(Ws::open(addr(), "EIO=abc&transport=websocket").is_none());
 }
 
 #[test]
 fn websocket_should_fail_with_an_invalid_transport_query_parameter() {
-    assert!(Ws::open("EIO=4").is_none());
-    assert!(Ws::open("EIO=4&transport=abc").is_none());
+    assert!(Ws::open(addr(), "EIO=4").is_none());
+    assert!(Ws::open(addr(), "EIO=4&transport=abc").is_none());
 }
 
 // ---- Engine.IO protocol: heartbeat ----
@@ -318,7 +173,7 @@ fn polling_should_close_the_session_upon_ping_timeout() {
 
 #[test]
 fn websocket_should_send_ping_pong_packets() {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     let _ = ws.recv();
     for _ in 0..3 {
         assert_eq!(ws.recv(), Frame::Text("2".into()));
@@ -328,7 +183,7 @@ fn websocket_should_send_ping_pong_packets() {
 
 #[test]
 fn websocket_should_close_the_session_upon_ping_timeout() {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     let _ = ws.recv(); // handshake
     loop {
         match ws.recv() {
@@ -357,7 +212,7 @@ fn polling_should_forcefully_close_the_session() {
 
 #[test]
 fn websocket_should_forcefully_close_the_session() {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     let _ = ws.recv();
     ws.text("1");
     expect_close(&mut ws);
@@ -368,7 +223,7 @@ fn websocket_should_forcefully_close_the_session() {
 #[test]
 fn should_successfully_upgrade_from_polling_to_websocket() {
     let sid = init_long_polling_session();
-    let mut ws = Ws::open(&format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
+    let mut ws = Ws::open(addr(), &format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
     ws.text("2probe");
     assert_eq!(ws.recv(), Frame::Text("3probe".into()));
     ws.text("5");
@@ -377,7 +232,7 @@ fn should_successfully_upgrade_from_polling_to_websocket() {
 #[test]
 fn should_ignore_http_requests_with_same_sid_after_upgrade() {
     let sid = init_long_polling_session();
-    let mut ws = Ws::open(&format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
+    let mut ws = Ws::open(addr(), &format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
     ws.text("2probe");
     ws.text("5");
     let _ = ws.recv(); // 3probe: the upgrade has been seen
@@ -389,18 +244,18 @@ fn should_ignore_http_requests_with_same_sid_after_upgrade() {
 #[test]
 fn should_ignore_websocket_connection_with_same_sid_after_upgrade() {
     let sid = init_long_polling_session();
-    let mut ws = Ws::open(&format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
+    let mut ws = Ws::open(addr(), &format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
     ws.text("2probe");
     ws.text("5");
     let _ = ws.recv();
     std::thread::sleep(Duration::from_millis(20));
-    assert!(Ws::open(&format!("EIO=4&transport=websocket&sid={sid}")).is_none());
+    assert!(Ws::open(addr(), &format!("EIO=4&transport=websocket&sid={sid}")).is_none());
 }
 
 // ---- Socket.IO protocol: connect ----
 
 fn connect_case(send: &str, prefix: &str, auth: &str) {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     let _ = ws.recv();
     ws.text(send);
     let data = ws.recv_packet();
@@ -442,7 +297,7 @@ fn should_allow_connection_to_a_custom_namespace_with_a_payload() {
 
 #[test]
 fn should_disallow_connection_to_an_unknown_namespace() {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     let _ = ws.recv();
     ws.text("40/random");
     assert_eq!(
@@ -453,7 +308,7 @@ fn should_disallow_connection_to_an_unknown_namespace() {
 
 #[test]
 fn should_disallow_connection_with_an_invalid_handshake() {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     let _ = ws.recv();
     ws.text("4abc");
     expect_close(&mut ws);
@@ -461,7 +316,7 @@ fn should_disallow_connection_with_an_invalid_handshake() {
 
 #[test]
 fn should_close_the_connection_if_no_handshake_is_received() {
-    let mut ws = Ws::open("EIO=4&transport=websocket").unwrap();
+    let mut ws = Ws::open(addr(), "EIO=4&transport=websocket").unwrap();
     let _ = ws.recv();
     let start = std::time::Instant::now();
     loop {
