@@ -1,14 +1,14 @@
 //! The chat application on the server (feature `server`): `docs/chat-protocol.md` as an
 //! [`App`]. Rooms live on this node (the buses for several nodes come next); a broadcast
-//! is encoded once and pushed to every member's queue. Presence is sent on every join and
-//! leave (not yet throttled to once a second).
+//! is encoded once and pushed to every member's queue. Presence goes out at most once a
+//! second per room.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -84,22 +84,26 @@ impl ChatMetrics {
     }
 }
 
+/// Per room: when presence was last sent, and whether a send is scheduled.
+type PresenceTimes = Mutex<HashMap<String, (Option<Instant>, bool)>>;
+
 struct User {
     identity: Identity,
     bucket: TokenBucket,
     rooms: HashSet<String>,
-    conn: Weak<Conn>,
     ip: IpAddr,
 }
 
 /// The chat [`App`].
 pub struct ChatApp {
     config: ChatConfig,
-    members: Rooms<Conn>,
+    members: Arc<Rooms<Conn>>,
+    /// Per room: when presence was last sent, and whether a send is scheduled.
+    presence: Arc<PresenceTimes>,
     rooms: Mutex<HashMap<String, Room>>,
     users: Mutex<HashMap<u64, User>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    metrics: ChatMetrics,
+    metrics: Arc<ChatMetrics>,
 }
 
 fn now_ms() -> u64 {
@@ -125,11 +129,12 @@ impl ChatApp {
     pub fn new(config: ChatConfig) -> ChatApp {
         ChatApp {
             config,
-            members: Rooms::new(),
+            members: Arc::new(Rooms::new()),
+            presence: Arc::new(Mutex::new(HashMap::new())),
             rooms: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
-            metrics: ChatMetrics::default(),
+            metrics: Arc::new(ChatMetrics::default()),
         }
     }
 
@@ -145,27 +150,46 @@ impl ChatApp {
 
     /// Encode `event` once and queue it for every member of `room`.
     fn broadcast(&self, room: &str, event: &str, payload: Value) {
-        let (text, _) = Packet::event("/", event, [payload]).encode();
-        let report = self.members.broadcast(room, &Bytes::from(text), None);
-        self.metrics
-            .messages_out
-            .fetch_add(report.delivered as u64, Ordering::Relaxed);
-        self.metrics
-            .drops
-            .fetch_add(report.dropped as u64, Ordering::Relaxed);
-        if !report.overflowed.is_empty() {
-            let users = lock(&self.users);
-            for id in report.overflowed {
-                if let Some(c) = users.get(&id).and_then(|u| u.conn.upgrade()) {
-                    c.close();
-                }
-            }
-        }
+        broadcast_to(&self.members, &self.metrics, room, event, payload);
     }
 
+    /// The room's member count, at most once a second: a change inside the second is
+    /// sent when the second is over (one update carries the latest count).
     fn presence(&self, room: &str) {
-        let count = self.members.count(room);
-        self.broadcast(room, "presence", json!({"room": room, "count": count}));
+        const EVERY: Duration = Duration::from_secs(1);
+        let now = Instant::now();
+        let at = {
+            let mut p = lock(&self.presence);
+            let e = p.entry(room.to_string()).or_insert((None, false));
+            if e.1 {
+                return; // an update is already on its way
+            }
+            match e.0 {
+                Some(last) if now < last + EVERY => {
+                    e.1 = true;
+                    last + EVERY
+                }
+                _ => {
+                    e.0 = Some(now);
+                    drop(p);
+                    send_presence(&self.members, &self.metrics, &self.presence, room);
+                    return;
+                }
+            }
+        };
+        let (members, metrics, presence, room) = (
+            self.members.clone(),
+            self.metrics.clone(),
+            self.presence.clone(),
+            room.to_string(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            if let Some(e) = lock(&presence).get_mut(&room) {
+                *e = (Some(Instant::now()), false);
+            }
+            send_presence(&members, &metrics, &presence, &room);
+        });
     }
 
     fn leave_room(&self, conn: u64, room: &str) {
@@ -316,6 +340,44 @@ impl ChatApp {
     }
 }
 
+fn broadcast_to(
+    members: &Rooms<Conn>,
+    metrics: &ChatMetrics,
+    room: &str,
+    event: &str,
+    payload: Value,
+) {
+    let (text, _) = Packet::event("/", event, [payload]).encode();
+    // Members whose queue overflows close themselves (their reaper disconnects them).
+    let report = members.broadcast(room, &Bytes::from(text), None);
+    metrics
+        .messages_out
+        .fetch_add(report.delivered as u64, Ordering::Relaxed);
+    metrics
+        .drops
+        .fetch_add(report.dropped as u64, Ordering::Relaxed);
+}
+
+fn send_presence(
+    members: &Rooms<Conn>,
+    metrics: &ChatMetrics,
+    presence: &PresenceTimes,
+    room: &str,
+) {
+    let count = members.count(room);
+    if count == 0 {
+        lock(presence).remove(room);
+        return;
+    }
+    broadcast_to(
+        members,
+        metrics,
+        room,
+        "presence",
+        json!({"room": room, "count": count}),
+    );
+}
+
 fn refuse(code: &str, message: &str) -> Value {
     json!({"message": message, "data": {"code": code}})
 }
@@ -366,7 +428,6 @@ impl App for ChatApp {
                 identity,
                 bucket: TokenBucket::new(limits.rate_burst, limits.rate_window, Instant::now()),
                 rooms: HashSet::new(),
-                conn: Arc::downgrade(socket.conn()),
                 ip,
             },
         );
