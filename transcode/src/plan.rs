@@ -175,7 +175,7 @@ pub fn plan_ladder(source: &MediaInfo, config: &LadderConfig) -> Result<Plan, Pl
     let rungs = heights
         .into_iter()
         .map(|r| {
-            let r = r & !1;
+            let r = (r & !1).max(2); // even, and never 0 (a 1-pixel-high source)
             let long = even(f64::from(r) * f64::from(dw.max(dh)) / f64::from(short));
             let (width, height) = if landscape { (long, r) } else { (r, long) };
             // High frame rates compress better per frame: count frames above 30 at half.
@@ -330,6 +330,9 @@ mod tests {
         )
         .unwrap();
         assert!(p.rungs.iter().all(|r| r.video_bitrate <= 1_300_000));
+        // Degenerate sizes still give even, non-zero renditions (found by fuzzing).
+        let p = plan_ladder(&source(1920, 1, 30.0, 90, None), &LadderConfig::default()).unwrap();
+        assert_eq!((p.rungs[0].width, p.rungs[0].height), (2, 3840));
         // Tiny sources still get one rendition.
         let p = plan_ladder(&source(320, 240, 25.0, 0, None), &LadderConfig::default()).unwrap();
         assert_eq!(p.rungs.len(), 1);
