@@ -1,8 +1,12 @@
 //! The transcode crate against the real ffmpeg/ffprobe binaries, on small generated inputs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use common::make_input;
 
 use videopick_storage::{Storage, VideoId};
 use videopick_transcode::plan::LadderConfig;
@@ -10,47 +14,6 @@ use videopick_transcode::probe::ProbeError;
 use videopick_transcode::progress::Progress;
 use videopick_transcode::runner::{RunError, RunOptions, Runner, RunnerConfig};
 use videopick_transcode::{Cancel, JobError, Transcoder, TranscoderConfig};
-
-/// `ffmpeg -f lavfi` → an H.264 + AAC MP4 of `secs` seconds at `size`.
-fn make_input(dir: &Path, name: &str, size: &str, secs: u32) -> PathBuf {
-    let out = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-y",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("testsrc2=size={size}:rate=30:duration={secs}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={secs}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-ac",
-            "2",
-            "-shortest",
-        ])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg is installed (scripts/test.sh installs it)");
-    assert!(status.success());
-    out
-}
 
 fn transcoder(root: &Path, rungs: &[u32]) -> Transcoder {
     let storage = Storage::open(root).unwrap();

@@ -4,6 +4,8 @@
 
 #![cfg(feature = "postgres")]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -246,39 +248,6 @@ async fn postgres_200_jobs_8_workers_each_runs_exactly_once() {
     drop_db(&name).await;
 }
 
-fn make_input(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("in.mp4");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-y",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc2=size=1280x720:rate=30:duration=8")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=8"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-        ])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg is installed");
-    assert!(status.success());
-    out
-}
-
 fn transcoder(root: &Path) -> Transcoder {
     Transcoder::new(
         Storage::open(root).unwrap(),
@@ -330,7 +299,7 @@ async fn worker_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_running_at_kill_9_is_retried_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let input = make_input(dir.path());
+    let input = common::make_input(dir.path(), "in.mp4", "1280x720", 8);
     let video = VideoId::new("crash").unwrap();
     {
         let q = FileQueue::open_with(dir.path().join("queue"), quick()).unwrap();
