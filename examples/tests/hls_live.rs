@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{event_sink, start_server};
+use common::{decode_warnings, event_sink, start_server, wait_event};
 
 /// ffmpeg publishing a generated stream in real time to `url`.
 fn publish(url: &str, secs: u32, video: bool, audio: bool) -> Child {
@@ -97,29 +97,6 @@ fn recordings(data: &Path) -> Vec<PathBuf> {
 
 fn ended(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("index.m3u8")).is_ok_and(|t| t.ends_with("#EXT-X-ENDLIST\n"))
-}
-
-/// `ffmpeg -v warning -i <input> -f null -`: its stderr (empty means a clean decode).
-fn decode_warnings(input: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-v",
-            "warning",
-            "-i",
-            input,
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// (duration in seconds, codec names) from ffprobe.
@@ -317,14 +294,7 @@ fn republish_within_grace_continues_the_recording_with_a_discontinuity() {
     assert!(flv_duration > 3.0, "flv lasts {flv_duration} s");
     // The closed recording was announced to the webhook (the hand-off to transcoding).
     let id = rec.file_name().unwrap().to_str().unwrap().to_string();
-    let announced = wait_for("the recording event", Duration::from_secs(10), || {
-        events
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|b| b.contains(r#""event":"recording""#))
-            .cloned()
-    });
+    let announced = wait_event(&events, "recording", Duration::from_secs(10));
     assert!(
         announced.contains(&format!(r#""id":"{id}""#)),
         "{announced}"

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{event_sink, http, start_server};
+use common::{decode_warnings, event_sink, http, start_server, wait_event};
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js")
@@ -66,29 +66,6 @@ fn wait_job(addr: &str, id: u64, limit: Duration) -> serde_json::Value {
     }
 }
 
-fn ffmpeg_decode_warnings(url: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "warning",
-            "-i",
-            url,
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 #[allow(clippy::too_many_lines)] // one scenario, checked end to end
 fn an_uploaded_video_becomes_a_playable_ladder() {
@@ -127,19 +104,7 @@ fn an_uploaded_video_becomes_a_playable_ladder() {
     let upload_id = url.trim().rsplit('/').next().unwrap().to_string();
 
     // The upload event names the job it became.
-    let start = Instant::now();
-    let event = loop {
-        if let Some(e) = events
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|b| b.contains(r#""event":"upload""#))
-        {
-            break e.clone();
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "no upload event");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let event = wait_event(&events, "upload", Duration::from_secs(10));
     let event: serde_json::Value = serde_json::from_str(&event).unwrap();
     let job_id = event["job"].as_u64().expect("a job id in the upload event");
 
@@ -161,7 +126,7 @@ fn an_uploaded_video_becomes_a_playable_ladder() {
     assert_eq!(status, 200);
     assert_eq!(body.matches("#EXT-X-STREAM-INF").count(), 2, "{body}");
     // ffmpeg plays the ladder over HTTP with no warnings.
-    let warnings = ffmpeg_decode_warnings(&format!("http://{}{master}", server.http));
+    let warnings = decode_warnings(&format!("http://{}{master}", server.http));
     assert!(warnings.is_empty(), "{warnings}");
     let (status, _) = http(
         &server.http,
@@ -242,22 +207,8 @@ fn a_recording_is_remuxed_to_a_served_mp4() {
         .status()
         .unwrap();
     assert!(status.success());
-    let start = Instant::now();
-    let recording = loop {
-        if let Some(e) = events
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|b| b.contains(r#""event":"recording""#))
-        {
-            break serde_json::from_str::<serde_json::Value>(e).unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no recording event"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let recording: serde_json::Value =
+        serde_json::from_str(&wait_event(&events, "recording", Duration::from_secs(20))).unwrap();
     let rec_id = recording["id"].as_str().unwrap().to_string();
     // The job list shows the remux job for it.
     let start = Instant::now();
@@ -282,7 +233,7 @@ fn a_recording_is_remuxed_to_a_served_mp4() {
 
     let path = format!("/vod/{rec_id}/video.mp4");
     let url = format!("http://{}{path}", server.http);
-    let warnings = ffmpeg_decode_warnings(&url);
+    let warnings = decode_warnings(&url);
     assert!(warnings.is_empty(), "{warnings}");
     let probe = Command::new("ffprobe")
         .args([

@@ -5,9 +5,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{event_sink, http, start_server};
+use common::{event_sink, http, start_server, wait_event};
 
 fn roundtrip(addr: &str, head: &str, body: &[u8]) -> String {
     let mut c = TcpStream::connect(addr).unwrap();
@@ -42,19 +42,7 @@ fn finished_uploads_raise_an_event_and_count() {
         b"hello",
     );
     assert!(r.starts_with("HTTP/1.1 204"), "{r}");
-    let start = Instant::now();
-    let event = loop {
-        if let Some(e) = events
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|b| b.contains(r#""event":"upload""#))
-        {
-            break e.clone();
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "no upload event");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let event = wait_event(&events, "upload", Duration::from_secs(10));
     let id = path.rsplit('/').next().unwrap();
     assert!(event.contains(&format!(r#""id":"{id}""#)), "{event}");
     assert!(event.contains(r#""length":5"#), "{event}");

@@ -242,3 +242,40 @@ pub(crate) fn event_sink() -> (String, Arc<Mutex<Vec<String>>>) {
     });
     (url, bodies)
 }
+
+/// The first webhook body announcing `"event":"<kind>"`, waiting up to `limit` for it.
+pub(crate) fn wait_event(events: &Mutex<Vec<String>>, kind: &str, limit: Duration) -> String {
+    let marker = format!(r#""event":"{kind}""#);
+    let start = Instant::now();
+    loop {
+        if let Some(e) = events.lock().unwrap().iter().find(|b| b.contains(&marker)) {
+            return e.clone();
+        }
+        assert!(start.elapsed() < limit, "no {kind} event within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ffmpeg -v warning -i <input> -f null -`: its stderr (empty means a clean decode).
+pub(crate) fn decode_warnings(input: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "warning",
+            "-i",
+            input,
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
