@@ -207,40 +207,30 @@ impl ChatApp {
         if !valid_room(room) {
             return Err(ChatError::new("bad_request", "a valid room is required"));
         }
-        let identity = lock(&self.users)
-            .get(&conn)
-            .map(|u| u.identity.clone())
-            .ok_or_else(|| ChatError::new("unauthorized", "not connected"))?;
-        let joined = lock(&self.users)
-            .get(&conn)
-            .is_some_and(|u| u.rooms.contains(room));
+        let (identity, joined, in_rooms) = {
+            let users = lock(&self.users);
+            let u = users
+                .get(&conn)
+                .ok_or_else(|| ChatError::new("unauthorized", "not connected"))?;
+            (u.identity.clone(), u.rooms.contains(room), u.rooms.len())
+        };
         let limits = self.config.limits;
         let now = Instant::now();
         match name {
             "join" => {
                 if !joined {
-                    if lock(&self.users)
-                        .get(&conn)
-                        .is_some_and(|u| u.rooms.len() >= limits.max_rooms)
-                    {
+                    if in_rooms >= limits.max_rooms {
                         return Err(ChatError::new("too_many_rooms", "too many rooms"));
                     }
-                    let history: Vec<Value> = {
-                        let mut rooms = lock(&self.rooms);
-                        let r = rooms
-                            .entry(room.to_string())
-                            .or_insert_with(|| Room::new(room));
-                        r.can_join(&identity)?;
-                        r.history().map(|m| m.to_json(room)).collect()
-                    };
+                    lock(&self.rooms)
+                        .entry(room.to_string())
+                        .or_insert_with(|| Room::new(room))
+                        .can_join(&identity)?;
                     self.members.join(room, conn, socket.conn().clone());
                     if let Some(u) = lock(&self.users).get_mut(&conn) {
                         u.rooms.insert(room.to_string());
                     }
                     self.presence(room);
-                    return Ok(ok(
-                        json!({"room": room, "count": self.members.count(room), "history": history}),
-                    ));
                 }
                 let history: Vec<Value> = lock(&self.rooms)
                     .get(room)
