@@ -36,6 +36,17 @@ impl Role {
         }
     }
 
+    /// The role named `s` (as [`as_str`](Self::as_str) writes it).
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "anonymous" => Role::Anonymous,
+            "viewer" => Role::Viewer,
+            "moderator" => Role::Moderator,
+            "broadcaster" => Role::Broadcaster,
+            _ => return None,
+        })
+    }
+
     /// May moderate.
     pub fn moderates(self) -> bool {
         self >= Role::Moderator

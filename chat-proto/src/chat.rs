@@ -129,6 +129,21 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
+    /// Read back a [`to_json`](Self::to_json) payload (as relayed between nodes).
+    pub fn from_json(v: &Value) -> Option<ChatMessage> {
+        let user = v.get("user")?;
+        Some(ChatMessage {
+            id: v.get("id")?.as_u64()?,
+            user: Identity {
+                id: user.get("id")?.as_str()?.to_string(),
+                name: user.get("name")?.as_str()?.to_string(),
+                role: Role::parse(user.get("role")?.as_str()?)?,
+            },
+            text: v.get("text")?.as_str()?.to_string(),
+            ts: v.get("ts")?.as_u64()?,
+        })
+    }
+
     /// The `message` event payload.
     pub fn to_json(&self, room: &str) -> Value {
         json!({
@@ -139,6 +154,19 @@ impl ChatMessage {
             "ts": self.ts,
         })
     }
+}
+
+/// A moderation change to a room's state, as [`Room::apply`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomChange {
+    /// The user may not join or post.
+    Ban(String),
+    /// The user may not post for this long.
+    Timeout(String, Duration),
+    /// Slow mode, in seconds (0: off).
+    SlowMode(u64),
+    /// The message with this id is gone.
+    Delete(u64),
 }
 
 /// One room's state on a node.
@@ -197,6 +225,27 @@ impl Room {
         now: Instant,
         now_ms: u64,
     ) -> Result<ChatMessage, ChatError> {
+        let mut m = self.accept(user, text, limits, now, now_ms)?;
+        m.id = self.next_id;
+        self.remember(m.clone(), limits.history);
+        Ok(m)
+    }
+
+    /// The id the next message gets here (one more than the highest seen).
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Validate a message from `user` without giving it an id or keeping it (a shared
+    /// sequencer numbers it): the rules of [`post`](Self::post), id 0.
+    pub fn accept(
+        &mut self,
+        user: &Identity,
+        text: &str,
+        limits: &ChatLimits,
+        now: Instant,
+        now_ms: u64,
+    ) -> Result<ChatMessage, ChatError> {
         if user.role == Role::Anonymous {
             return Err(ChatError::new("unauthorized", "sign in to chat"));
         }
@@ -228,23 +277,42 @@ impl Room {
             }
             self.last_post.insert(user.id.clone(), now);
         }
-        let m = ChatMessage {
-            id: self.next_id,
+        Ok(ChatMessage {
+            id: 0,
             user: user.clone(),
             text: text.to_string(),
             ts: now_ms,
-        };
-        self.next_id += 1;
-        self.remember(m.clone(), limits.history);
-        Ok(m)
+        })
     }
 
     /// Keep `m` in the history (a message relayed from another node, or one posted here).
     pub fn remember(&mut self, m: ChatMessage, keep: usize) {
         self.next_id = self.next_id.max(m.id + 1);
-        self.history.push_back(m);
+        // Relayed messages can arrive out of order; keep the history sorted by id.
+        let at = self.history.partition_point(|h| h.id < m.id);
+        if self.history.get(at).is_some_and(|h| h.id == m.id) {
+            return;
+        }
+        self.history.insert(at, m);
         while self.history.len() > keep {
             self.history.pop_front();
+        }
+    }
+
+    /// Apply a moderation state loaded from the shared store or relayed from another
+    /// node (no role check: the moderator was checked where it happened).
+    pub fn apply(&mut self, change: &RoomChange, now: Instant) {
+        match change {
+            RoomChange::Ban(user) => {
+                self.bans.insert(user.clone());
+            }
+            RoomChange::Timeout(user, left) => {
+                self.timeouts.insert(user.clone(), now + *left);
+            }
+            RoomChange::SlowMode(seconds) => {
+                self.slow_mode = (*seconds > 0).then(|| Duration::from_secs((*seconds).min(3600)));
+            }
+            RoomChange::Delete(id) => self.history.retain(|m| m.id != *id),
         }
     }
 

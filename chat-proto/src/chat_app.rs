@@ -7,14 +7,18 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::auth::{self, Identity, Role, TokenError};
-use crate::chat::{ChatError, ChatLimits, Room, TokenBucket, valid_room};
+use crate::bus::{Bus, BusEvent, Inbound, LocalBus};
+use crate::chat::{ChatError, ChatLimits, Room, RoomChange, TokenBucket, valid_room};
 use crate::fanout::Rooms;
 use crate::server::{App, Conn, Socket};
 use crate::socketio::Packet;
@@ -54,6 +58,10 @@ pub struct ChatMetrics {
     pub drops: AtomicU64,
     /// Connections refused at CONNECT.
     pub refused: AtomicU64,
+    /// Bus operations that failed (the shared store was unreachable).
+    pub bus_errors: AtomicU64,
+    /// Messages delivered to this node's members only, because the bus was down.
+    pub bus_fallbacks: AtomicU64,
     /// Disconnects by reason (`transport close`, `ping timeout`, …).
     pub disconnects: Mutex<HashMap<String, u64>>,
 }
@@ -68,11 +76,15 @@ impl ChatMetrics {
              # TYPE videopick_chat_messages_out_total counter\nvideopick_chat_messages_out_total {}\n\
              # TYPE videopick_chat_drops_total counter\nvideopick_chat_drops_total {}\n\
              # TYPE videopick_chat_refused_total counter\nvideopick_chat_refused_total {}\n\
+             # TYPE videopick_chat_bus_errors_total counter\nvideopick_chat_bus_errors_total {}\n\
+             # TYPE videopick_chat_bus_fallbacks_total counter\nvideopick_chat_bus_fallbacks_total {}\n\
              # TYPE videopick_chat_disconnects_total counter\n",
             self.messages_in.load(Ordering::Relaxed),
             self.messages_out.load(Ordering::Relaxed),
             self.drops.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed),
+            self.bus_errors.load(Ordering::Relaxed),
+            self.bus_fallbacks.load(Ordering::Relaxed),
         );
         for (reason, n) in lock(&self.disconnects).iter() {
             let _ = writeln!(
@@ -94,16 +106,23 @@ struct User {
     ip: IpAddr,
 }
 
-/// The chat [`App`].
+/// The chat [`App`]: the rules here, rooms spanning nodes through a [`Bus`].
 pub struct ChatApp {
+    core: Arc<Core>,
+}
+
+struct Core {
+    /// Itself, for tasks started from `&self` callbacks.
+    this: Weak<Core>,
     config: ChatConfig,
-    members: Arc<Rooms<Conn>>,
+    bus: Arc<dyn Bus>,
+    members: Rooms<Conn>,
     /// Per room: when presence was last sent, and whether a send is scheduled.
-    presence: Arc<PresenceTimes>,
+    presence: PresenceTimes,
     rooms: Mutex<HashMap<String, Room>>,
     users: Mutex<HashMap<u64, User>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    metrics: Arc<ChatMetrics>,
+    metrics: ChatMetrics,
 }
 
 fn now_ms() -> u64 {
@@ -112,7 +131,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -124,38 +143,150 @@ fn ok(extra: Value) -> Value {
     v
 }
 
+/// An event's answer: now, or once the bus has done its part.
+enum Answer {
+    Now(Result<Value, ChatError>),
+    Later(Pin<Box<dyn Future<Output = Result<Value, ChatError>> + Send>>),
+}
+
+impl From<Result<Value, ChatError>> for Answer {
+    fn from(r: Result<Value, ChatError>) -> Answer {
+        Answer::Now(r)
+    }
+}
+
 impl ChatApp {
-    /// The app with `config`.
+    /// The app with `config` on one node ([`LocalBus`]).
     pub fn new(config: ChatConfig) -> ChatApp {
-        ChatApp {
+        ChatApp::with_bus(config, Arc::new(LocalBus::new()))
+    }
+
+    /// The app with `config`, its rooms spanning nodes over `bus` (started here).
+    pub fn with_bus(config: ChatConfig, bus: Arc<dyn Bus>) -> ChatApp {
+        let core = Arc::new_cyclic(|this| Core {
+            this: this.clone(),
             config,
-            members: Arc::new(Rooms::new()),
-            presence: Arc::new(Mutex::new(HashMap::new())),
+            bus,
+            members: Rooms::new(),
+            presence: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
-            metrics: Arc::new(ChatMetrics::default()),
-        }
+            metrics: ChatMetrics::default(),
+        });
+        let inbound: Arc<dyn Inbound> = core.clone();
+        core.bus.start(Arc::downgrade(&inbound));
+        ChatApp { core }
     }
 
     /// Counters.
     pub fn metrics(&self) -> &ChatMetrics {
-        &self.metrics
+        &self.core.metrics
     }
 
     /// Rooms with members on this node.
     pub fn room_count(&self) -> usize {
-        self.members.rooms()
+        self.core.members.rooms()
     }
 
-    /// Encode `event` once and queue it for every member of `room`.
+    /// Prometheus text: the chat's counters and the bus's.
+    pub fn render_metrics(&self, connections: usize) -> String {
+        let mut s = self.core.metrics.render(connections, self.room_count());
+        s.push_str(&self.core.bus.render_metrics());
+        s
+    }
+}
+
+impl Inbound for Core {
+    fn deliver(&self, room: &str, event: BusEvent) {
+        match event {
+            BusEvent::Message(m) => {
+                let payload = m.to_json(room);
+                lock(&self.rooms)
+                    .entry(room.to_string())
+                    .or_insert_with(|| Room::new(room))
+                    .remember(m, self.config.limits.history);
+                self.broadcast(room, "message", payload);
+            }
+            BusEvent::Change(c) => {
+                lock(&self.rooms)
+                    .entry(room.to_string())
+                    .or_insert_with(|| Room::new(room))
+                    .apply(&c, Instant::now());
+                self.changed(room, &c);
+            }
+            BusEvent::Presence(count) => {
+                self.broadcast(room, "presence", json!({"room": room, "count": count}));
+            }
+        }
+    }
+
+    fn local_count(&self, room: &str) -> usize {
+        self.members.count(room)
+    }
+}
+
+impl Core {
+    /// Encode `event` once and queue it for every member of `room` here.
     fn broadcast(&self, room: &str, event: &str, payload: Value) {
-        broadcast_to(&self.members, &self.metrics, room, event, payload);
+        let (text, _) = Packet::event("/", event, [payload]).encode();
+        // Members whose queue overflows close themselves (their reaper disconnects them).
+        let report = self.members.broadcast(room, &Bytes::from(text), None);
+        self.metrics
+            .messages_out
+            .fetch_add(report.delivered as u64, Ordering::Relaxed);
+        self.metrics
+            .drops
+            .fetch_add(report.dropped as u64, Ordering::Relaxed);
+    }
+
+    /// Tell the room's members here about a moderation change (applied already); a
+    /// banned user's connections here leave the room.
+    fn changed(&self, room: &str, change: &RoomChange) {
+        let (event, payload) = match change {
+            RoomChange::Delete(id) => ("deleted", json!({"room": room, "id": id})),
+            RoomChange::Timeout(user, left) => (
+                "moderation",
+                json!({"room": room, "action": "timeout", "user": user, "seconds": left.as_secs()}),
+            ),
+            RoomChange::Ban(user) => (
+                "moderation",
+                json!({"room": room, "action": "ban", "user": user}),
+            ),
+            RoomChange::SlowMode(seconds) => (
+                "moderation",
+                json!({"room": room, "action": "slow_mode", "seconds": seconds}),
+            ),
+        };
+        self.broadcast(room, event, payload);
+        if let RoomChange::Ban(user) = change {
+            let banned: Vec<u64> = lock(&self.users)
+                .iter()
+                .filter(|(_, u)| u.identity.id == *user && u.rooms.contains(room))
+                .map(|(id, _)| *id)
+                .collect();
+            if let Some(core) = self.this.upgrade() {
+                for c in banned {
+                    core.leave_room(c, room);
+                }
+            }
+        }
+    }
+
+    /// Publish to the other nodes; a failure is counted (the bus reports its state).
+    fn publish(self: &Arc<Self>, room: &str, event: &BusEvent) {
+        let fut = self.bus.publish(room, event);
+        let core = self.clone();
+        tokio::spawn(async move {
+            if fut.await.is_err() {
+                core.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 
     /// The room's member count, at most once a second: a change inside the second is
-    /// sent when the second is over (one update carries the latest count).
-    fn presence(&self, room: &str) {
+    /// sent when the second is over (one update carries the latest count, across nodes).
+    fn presence(self: &Arc<Self>, room: &str) {
         const EVERY: Duration = Duration::from_secs(1);
         let now = Instant::now();
         let at = {
@@ -164,208 +295,251 @@ impl ChatApp {
             if e.1 {
                 return; // an update is already on its way
             }
+            e.1 = true;
             match e.0 {
-                Some(last) if now < last + EVERY => {
-                    e.1 = true;
-                    last + EVERY
-                }
-                _ => {
-                    e.0 = Some(now);
-                    drop(p);
-                    send_presence(&self.members, &self.metrics, &self.presence, room);
-                    return;
-                }
+                Some(last) if now < last + EVERY => last + EVERY,
+                _ => now,
             }
         };
-        let (members, metrics, presence, room) = (
-            self.members.clone(),
-            self.metrics.clone(),
-            self.presence.clone(),
-            room.to_string(),
-        );
+        let (core, room) = (self.clone(), room.to_string());
         tokio::spawn(async move {
             tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-            if let Some(e) = lock(&presence).get_mut(&room) {
+            if let Some(e) = lock(&core.presence).get_mut(&room) {
                 *e = (Some(Instant::now()), false);
             }
-            send_presence(&members, &metrics, &presence, &room);
+            let local = core.members.count(&room);
+            let count = core.bus.presence(&room, local).await.unwrap_or_else(|_| {
+                core.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+                local
+            });
+            if local == 0 {
+                lock(&core.presence).remove(&room);
+            } else {
+                core.broadcast(&room, "presence", json!({"room": room, "count": count}));
+            }
+            core.publish(&room, &BusEvent::Presence(count));
         });
     }
 
-    fn leave_room(&self, conn: u64, room: &str) {
-        self.members.leave(room, conn);
+    fn leave_room(self: &Arc<Self>, conn: u64, room: &str) {
+        let left = self.members.leave(room, conn);
         if let Some(u) = lock(&self.users).get_mut(&conn) {
             u.rooms.remove(room);
+        }
+        if left == 0 {
+            self.bus.release(room);
         }
         self.presence(room);
     }
 
-    #[allow(clippy::too_many_lines)] // the protocol's events in one dispatch, as documented
-    fn handle(&self, socket: &Socket, name: &str, arg: &Value) -> Result<Value, ChatError> {
+    fn join(self: &Arc<Self>, socket: &Socket, identity: &Identity, room: &str) -> Answer {
+        let conn = socket.conn().id();
+        // The subscription is asked for now, so that it is in place (or failed) before
+        // anything this member sends next is handled.
+        let subscribed = self.bus.subscribe(room);
+        self.members.join(room, conn, socket.conn().clone());
+        if let Some(u) = lock(&self.users).get_mut(&conn) {
+            u.rooms.insert(room.to_string());
+        }
+        self.presence(room);
+        let (core, room, identity) = (self.clone(), room.to_string(), identity.clone());
+        Answer::Later(Box::pin(async move {
+            match subscribed.await {
+                Ok(Some(shared)) => {
+                    let now = Instant::now();
+                    let mut rooms = lock(&core.rooms);
+                    let r = rooms
+                        .entry(room.clone())
+                        .or_insert_with(|| Room::new(room.as_str()));
+                    for c in &shared.changes {
+                        r.apply(c, now);
+                    }
+                    let banned = r.can_join(&identity);
+                    drop(rooms);
+                    if let Err(e) = banned {
+                        core.leave_room(conn, &room);
+                        return Err(e);
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    core.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let keep = core.config.limits.history;
+            let history = match core.bus.history(&room, keep).await {
+                Ok(Some(h)) => h,
+                other => {
+                    if other.is_err() {
+                        core.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    lock(&core.rooms)
+                        .get(&room)
+                        .map(|r| r.history().cloned().collect())
+                        .unwrap_or_default()
+                }
+            };
+            let local = core.members.count(&room);
+            let count = core.bus.presence(&room, local).await.unwrap_or(local);
+            let history: Vec<Value> = history.iter().map(|m| m.to_json(&room)).collect();
+            Ok(ok(
+                json!({"room": room, "count": count, "history": history}),
+            ))
+        }))
+    }
+
+    fn post(self: &Arc<Self>, conn: u64, identity: &Identity, room: &str, text: &str) -> Answer {
+        let limits = self.config.limits;
+        let now = Instant::now();
+        if identity.role != Role::Anonymous {
+            let limited = lock(&self.users).get_mut(&conn).map(|u| u.bucket.take(now));
+            if let Some(Err(wait)) = limited {
+                let mut e = ChatError::new("rate_limited", "too many messages");
+                e.retry_after = Some(wait);
+                return Answer::Now(Err(e));
+            }
+        }
+        let (m, hint) = {
+            let mut rooms = lock(&self.rooms);
+            let r = rooms
+                .entry(room.to_string())
+                .or_insert_with(|| Room::new(room));
+            match r.accept(identity, text, &limits, now, now_ms()) {
+                Ok(m) => (m, r.next_id()),
+                Err(e) => return Answer::Now(Err(e)),
+            }
+        };
+        self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+        // Numbered by the bus, which delivers it here and to the other nodes.
+        let posted = self.bus.post(room, &m, hint, limits.history);
+        let (core, room) = (self.clone(), room.to_string());
+        Answer::Later(Box::pin(async move {
+            let id = if let Ok(id) = posted.await {
+                id
+            } else {
+                // The bus is down: the members here still get it.
+                core.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+                core.metrics.bus_fallbacks.fetch_add(1, Ordering::Relaxed);
+                let mut m = m;
+                m.id = lock(&core.rooms)
+                    .get(&room)
+                    .map_or(hint, |r| r.next_id().max(hint));
+                let id = m.id;
+                core.deliver(&room, BusEvent::Message(m));
+                id
+            };
+            Ok(ok(json!({"id": id})))
+        }))
+    }
+
+    /// `timeout`, `ban` or `slow_mode` by `identity` in `room`: the change it made.
+    fn moderate(
+        &self,
+        identity: &Identity,
+        name: &str,
+        room: &str,
+        arg: &Value,
+    ) -> Result<RoomChange, ChatError> {
+        let user = arg.get("user").and_then(Value::as_str);
+        let seconds = arg.get("seconds").and_then(Value::as_u64);
+        let mut rooms = lock(&self.rooms);
+        let r = rooms
+            .get_mut(room)
+            .ok_or_else(|| ChatError::new("not_found", "no such room"))?;
+        match (name, user) {
+            ("slow_mode", _) => {
+                let s = seconds.unwrap_or(0).min(3600);
+                r.set_slow_mode(identity, s)
+                    .map(|()| RoomChange::SlowMode(s))
+            }
+            (_, None) => Err(ChatError::new("bad_request", "user is required")),
+            ("ban", Some(user)) => r.ban(identity, user).map(|()| RoomChange::Ban(user.into())),
+            (_, Some(user)) => {
+                let s = seconds.unwrap_or(60).clamp(1, 7 * 24 * 3600);
+                r.timeout(identity, user, s, Instant::now())
+                    .map(|()| RoomChange::Timeout(user.into(), Duration::from_secs(s)))
+            }
+        }
+    }
+
+    fn handle(self: &Arc<Self>, socket: &Socket, name: &str, arg: &Value) -> Answer {
         let conn = socket.conn().id();
         let room = arg.get("room").and_then(Value::as_str).unwrap_or("");
         if !valid_room(room) {
-            return Err(ChatError::new("bad_request", "a valid room is required"));
+            return Err(ChatError::new("bad_request", "a valid room is required")).into();
         }
         let (identity, joined, in_rooms) = {
             let users = lock(&self.users);
-            let u = users
-                .get(&conn)
-                .ok_or_else(|| ChatError::new("unauthorized", "not connected"))?;
+            let Some(u) = users.get(&conn) else {
+                return Err(ChatError::new("unauthorized", "not connected")).into();
+            };
             (u.identity.clone(), u.rooms.contains(room), u.rooms.len())
         };
         let limits = self.config.limits;
-        let now = Instant::now();
-        match name {
+        let change = match name {
             "join" => {
-                if !joined {
-                    if in_rooms >= limits.max_rooms {
-                        return Err(ChatError::new("too_many_rooms", "too many rooms"));
-                    }
-                    lock(&self.rooms)
-                        .entry(room.to_string())
-                        .or_insert_with(|| Room::new(room))
-                        .can_join(&identity)?;
-                    self.members.join(room, conn, socket.conn().clone());
-                    if let Some(u) = lock(&self.users).get_mut(&conn) {
-                        u.rooms.insert(room.to_string());
-                    }
-                    self.presence(room);
+                let history = || {
+                    let h: Vec<Value> = lock(&self.rooms)
+                        .get(room)
+                        .map(|r| r.history().map(|m| m.to_json(room)).collect())
+                        .unwrap_or_default();
+                    h
+                };
+                if joined {
+                    let count = self.members.count(room);
+                    return Ok(ok(
+                        json!({"room": room, "count": count, "history": history()}),
+                    ))
+                    .into();
                 }
-                let history: Vec<Value> = lock(&self.rooms)
-                    .get(room)
-                    .map(|r| r.history().map(|m| m.to_json(room)).collect())
-                    .unwrap_or_default();
-                Ok(ok(
-                    json!({"room": room, "count": self.members.count(room), "history": history}),
-                ))
+                if in_rooms >= limits.max_rooms {
+                    return Err(ChatError::new("too_many_rooms", "too many rooms")).into();
+                }
+                let can = lock(&self.rooms)
+                    .entry(room.to_string())
+                    .or_insert_with(|| Room::new(room))
+                    .can_join(&identity);
+                if let Err(e) = can {
+                    return Err(e).into();
+                }
+                return self.join(socket, &identity, room);
             }
             "leave" => {
                 if joined {
                     self.leave_room(conn, room);
                 }
-                Ok(ok(json!({"room": room})))
+                return Ok(ok(json!({"room": room}))).into();
             }
-            _ if !joined => Err(ChatError::new("not_in_room", "join the room first")),
+            _ if !joined => {
+                return Err(ChatError::new("not_in_room", "join the room first")).into();
+            }
             "message" => {
                 let text = arg.get("text").and_then(Value::as_str).unwrap_or("");
-                if identity.role != Role::Anonymous {
-                    let limited = lock(&self.users).get_mut(&conn).map(|u| u.bucket.take(now));
-                    if let Some(Err(wait)) = limited {
-                        let mut e = ChatError::new("rate_limited", "too many messages");
-                        e.retry_after = Some(wait);
-                        return Err(e);
-                    }
-                }
-                let m = lock(&self.rooms)
-                    .entry(room.to_string())
-                    .or_insert_with(|| Room::new(room))
-                    .post(&identity, text, &limits, now, now_ms())?;
-                self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
-                self.broadcast(room, "message", m.to_json(room));
-                Ok(ok(json!({"id": m.id})))
+                return self.post(conn, &identity, room, text);
             }
             "delete" => {
-                let id = arg
-                    .get("id")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| ChatError::new("bad_request", "id is required"))?;
-                lock(&self.rooms)
-                    .get_mut(room)
-                    .ok_or_else(|| ChatError::new("not_found", "no such room"))?
-                    .delete(&identity, id)?;
-                self.broadcast(room, "deleted", json!({"room": room, "id": id}));
-                Ok(ok(json!({})))
-            }
-            "timeout" | "ban" => {
-                let user = arg
-                    .get("user")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| ChatError::new("bad_request", "user is required"))?;
-                let seconds = arg.get("seconds").and_then(Value::as_u64).unwrap_or(60);
-                {
-                    let mut rooms = lock(&self.rooms);
-                    let r = rooms
-                        .get_mut(room)
-                        .ok_or_else(|| ChatError::new("not_found", "no such room"))?;
-                    if name == "ban" {
-                        r.ban(&identity, user)?;
-                    } else {
-                        r.timeout(&identity, user, seconds, now)?;
-                    }
+                let Some(id) = arg.get("id").and_then(Value::as_u64) else {
+                    return Err(ChatError::new("bad_request", "id is required")).into();
+                };
+                let mut rooms = lock(&self.rooms);
+                let Some(r) = rooms.get_mut(room) else {
+                    return Err(ChatError::new("not_found", "no such room")).into();
+                };
+                if let Err(e) = r.delete(&identity, id) {
+                    return Err(e).into();
                 }
-                let mut event = json!({"room": room, "action": name, "user": user});
-                if name == "timeout" {
-                    event["seconds"] = json!(seconds);
-                }
-                self.broadcast(room, "moderation", event);
-                if name == "ban" {
-                    // The banned user's connections leave the room.
-                    let banned: Vec<u64> = lock(&self.users)
-                        .iter()
-                        .filter(|(_, u)| u.identity.id == user && u.rooms.contains(room))
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for c in banned {
-                        self.leave_room(c, room);
-                    }
-                }
-                Ok(ok(json!({})))
+                RoomChange::Delete(id)
             }
-            "slow_mode" => {
-                let seconds = arg.get("seconds").and_then(Value::as_u64).unwrap_or(0);
-                lock(&self.rooms)
-                    .get_mut(room)
-                    .ok_or_else(|| ChatError::new("not_found", "no such room"))?
-                    .set_slow_mode(&identity, seconds)?;
-                self.broadcast(
-                    room,
-                    "moderation",
-                    json!({"room": room, "action": "slow_mode", "seconds": seconds}),
-                );
-                Ok(ok(json!({})))
-            }
-            _ => Err(ChatError::new("bad_request", "unknown event")),
-        }
+            "timeout" | "ban" | "slow_mode" => match self.moderate(&identity, name, room, arg) {
+                Ok(c) => c,
+                Err(e) => return Err(e).into(),
+            },
+            _ => return Err(ChatError::new("bad_request", "unknown event")).into(),
+        };
+        self.changed(room, &change);
+        self.publish(room, &BusEvent::Change(change));
+        Ok(ok(json!({}))).into()
     }
-}
-
-fn broadcast_to(
-    members: &Rooms<Conn>,
-    metrics: &ChatMetrics,
-    room: &str,
-    event: &str,
-    payload: Value,
-) {
-    let (text, _) = Packet::event("/", event, [payload]).encode();
-    // Members whose queue overflows close themselves (their reaper disconnects them).
-    let report = members.broadcast(room, &Bytes::from(text), None);
-    metrics
-        .messages_out
-        .fetch_add(report.delivered as u64, Ordering::Relaxed);
-    metrics
-        .drops
-        .fetch_add(report.dropped as u64, Ordering::Relaxed);
-}
-
-fn send_presence(
-    members: &Rooms<Conn>,
-    metrics: &ChatMetrics,
-    presence: &PresenceTimes,
-    room: &str,
-) {
-    let count = members.count(room);
-    if count == 0 {
-        lock(presence).remove(room);
-        return;
-    }
-    broadcast_to(
-        members,
-        metrics,
-        room,
-        "presence",
-        json!({"room": room, "count": count}),
-    );
 }
 
 fn refuse(code: &str, message: &str) -> Value {
@@ -378,32 +552,33 @@ impl App for ChatApp {
     }
 
     fn connect(&self, socket: &Socket, auth: Option<&Value>) -> Result<(), Value> {
+        let core = &self.core;
         let token = auth.and_then(|a| a.get("token")).and_then(Value::as_str);
         let now_secs = now_ms() / 1000;
         let identity = match token {
-            Some(t) => auth::verify(t, &self.config.jwt_secret, now_secs).map_err(|e| {
-                self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            Some(t) => auth::verify(t, &core.config.jwt_secret, now_secs).map_err(|e| {
+                core.metrics.refused.fetch_add(1, Ordering::Relaxed);
                 match e {
                     TokenError::Expired => refuse("token_expired", "token expired"),
                     e => refuse("unauthorized", &e.to_string()),
                 }
             })?,
-            None if self.config.anonymous => Identity {
+            None if core.config.anonymous => Identity {
                 id: format!("anon-{}", socket.conn().id()),
                 name: "anonymous".into(),
                 role: Role::Anonymous,
             },
             None => {
-                self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                core.metrics.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(refuse("unauthorized", "a token is required"));
             }
         };
         let ip = socket.conn().peer().ip();
         {
-            let mut per_ip = lock(&self.per_ip);
+            let mut per_ip = lock(&core.per_ip);
             let n = per_ip.entry(ip).or_insert(0);
-            if *n >= self.config.max_connections_per_ip {
-                self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            if *n >= core.config.max_connections_per_ip {
+                core.metrics.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(refuse(
                     "too_many_connections",
                     "too many connections from your address",
@@ -411,8 +586,8 @@ impl App for ChatApp {
             }
             *n += 1;
         }
-        let limits = self.config.limits;
-        lock(&self.users).insert(
+        let limits = core.config.limits;
+        lock(&core.users).insert(
             socket.conn().id(),
             User {
                 identity,
@@ -437,23 +612,35 @@ impl App for ChatApp {
             .and_then(|a| a.get(1))
             .cloned()
             .unwrap_or(Value::Null);
-        let answer = self
-            .handle(socket, &name, &arg)
-            .unwrap_or_else(|e| e.to_json());
-        if let Some(id) = p.id {
-            socket.ack(id, vec![answer]);
+        let answer = |r: Result<Value, ChatError>| r.unwrap_or_else(|e| e.to_json());
+        match self.core.handle(socket, &name, &arg) {
+            Answer::Now(r) => {
+                if let Some(id) = p.id {
+                    socket.ack(id, vec![answer(r)]);
+                }
+            }
+            Answer::Later(fut) => {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    let r = fut.await;
+                    if let Some(id) = p.id {
+                        socket.ack(id, vec![answer(r)]);
+                    }
+                });
+            }
         }
     }
 
     fn disconnect(&self, socket: &Socket, reason: &str) {
-        *lock(&self.metrics.disconnects)
+        let core = &self.core;
+        *lock(&core.metrics.disconnects)
             .entry(reason.to_string())
             .or_insert(0) += 1;
-        let Some(user) = lock(&self.users).remove(&socket.conn().id()) else {
+        let Some(user) = lock(&core.users).remove(&socket.conn().id()) else {
             return;
         };
         {
-            let mut per_ip = lock(&self.per_ip);
+            let mut per_ip = lock(&core.per_ip);
             if let Some(n) = per_ip.get_mut(&user.ip) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -462,8 +649,10 @@ impl App for ChatApp {
             }
         }
         for room in user.rooms {
-            self.members.leave(&room, socket.conn().id());
-            self.presence(&room);
+            if core.members.leave(&room, socket.conn().id()) == 0 {
+                core.bus.release(&room);
+            }
+            core.presence(&room);
         }
     }
 }
@@ -471,7 +660,8 @@ impl App for ChatApp {
 impl std::fmt::Debug for ChatApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChatApp")
-            .field("rooms", &self.members.rooms())
+            .field("node", &self.core.bus.node())
+            .field("rooms", &self.core.members.rooms())
             .finish_non_exhaustive()
     }
 }

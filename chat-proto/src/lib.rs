@@ -42,6 +42,8 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "server")]
+pub mod bus;
 pub mod chat;
 #[cfg(feature = "server")]
 pub mod chat_app;

@@ -121,11 +121,7 @@ async fn run_chat(
         },
         max_connections_per_ip: args.max_connections_per_ip,
     });
-    let metrics = Arc::new(|s: &Server<ChatApp>| {
-        s.app()
-            .metrics()
-            .render(s.connections(), s.app().room_count())
-    });
+    let metrics = Arc::new(|s: &Server<ChatApp>| s.app().render_metrics(s.connections()));
     serve(listener, Server::new(app, engine), metrics).await;
     Ok(())
 }
