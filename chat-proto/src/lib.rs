@@ -49,6 +49,8 @@ pub mod chat;
 pub mod chat_app;
 pub mod engineio;
 pub mod fanout;
+#[cfg(feature = "redis")]
+pub mod redis_bus;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;

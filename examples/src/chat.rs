@@ -9,8 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
+use videopick_chat_proto::bus::Bus;
 use videopick_chat_proto::chat::ChatLimits;
 use videopick_chat_proto::chat_app::{ChatApp, ChatConfig, EchoApp};
+use videopick_chat_proto::redis_bus::{RedisBus, RedisConfig};
 use videopick_chat_proto::server::{App, Server};
 use videopick_chat_proto::session::EngineConfig;
 
@@ -60,6 +62,20 @@ pub struct ChatArgs {
     /// Messages queued for a slow client before the oldest are dropped.
     #[arg(long, env = "VIDEOPICK_CHAT_QUEUE", default_value_t = 256)]
     pub queue: usize,
+    /// Redis URL: rooms span every `chat-server` on this Redis (Pub/Sub, shared history,
+    /// presence and moderation). Without it the chat is one process.
+    #[arg(long, env = "VIDEOPICK_CHAT_REDIS")]
+    pub redis: Option<String>,
+    /// Prefix of the chat's Redis keys and channels.
+    #[arg(
+        long,
+        env = "VIDEOPICK_CHAT_REDIS_PREFIX",
+        default_value = "videopick:chat"
+    )]
+    pub redis_prefix: String,
+    /// This node's id on the bus (default: random).
+    #[arg(long, env = "VIDEOPICK_CHAT_NODE_ID", default_value = "")]
+    pub node_id: String,
     /// Serve the Socket.IO v5 protocol test suite's configuration instead of the chat:
     /// echo handlers, a `/custom` namespace, 300 ms pings with a 200 ms timeout, and a
     /// 1.5 s connect timeout.
@@ -109,7 +125,7 @@ async fn run_chat(
         max_dropped: u32::try_from(args.queue).unwrap_or(u32::MAX),
         ..EngineConfig::default()
     };
-    let app = ChatApp::new(ChatConfig {
+    let config = ChatConfig {
         jwt_secret: secret,
         anonymous: args.anonymous,
         limits: ChatLimits {
@@ -120,7 +136,20 @@ async fn run_chat(
             history: args.history,
         },
         max_connections_per_ip: args.max_connections_per_ip,
-    });
+    };
+    let app = match &args.redis {
+        None => ChatApp::new(config),
+        Some(url) => {
+            let bus = RedisBus::start(RedisConfig {
+                url: url.clone(),
+                prefix: args.redis_prefix.clone(),
+                node: args.node_id.clone(),
+                ..RedisConfig::default()
+            })?;
+            println!("chat: redis bus {url} as node {}", bus.node());
+            ChatApp::with_bus(config, Arc::new(bus))
+        }
+    };
     let metrics = Arc::new(|s: &Server<ChatApp>| s.app().render_metrics(s.connections()));
     serve(listener, Server::new(app, engine), metrics).await;
     Ok(())
