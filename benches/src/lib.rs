@@ -80,3 +80,23 @@ pub fn connect_command() -> Vec<u8> {
         ]),
     ])
 }
+
+/// `(CPU time in ms (user + system), RSS in KiB)` of process `pid`, from `/proc`; the
+/// load tools sample the server under test with it.
+pub fn proc_sample(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is index 0, utime 11, stime 12 (clock ticks, 100/s).
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((ticks * 10, rss))
+}

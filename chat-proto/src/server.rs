@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use crate::engineio::{self, Packet as EioPacket, PacketType as EioType};
 use crate::session::{EngineConfig, Incoming as SessionIncoming, Session, Transport};
 use crate::socketio::{self, Packet, PacketType};
-use crate::websocket::{self, Message, Opcode};
+use crate::websocket::{self, Message};
 
 /// What the application does with sockets.
 pub trait App: Send + Sync + 'static {
@@ -86,6 +86,11 @@ pub struct Conn {
     wake: Notify,
     /// The session may have ended (the reaper waits on it).
     check: Notify,
+    /// The session has ended (its reaper says so; readers and writers stop on it).
+    gone: Notify,
+    /// A packet for this client alone (an ack, a CONNECT answer) ends a coalescing wait:
+    /// only broadcasts wait for the flush interval.
+    urgent: Notify,
 }
 
 #[derive(Debug)]
@@ -139,6 +144,7 @@ impl Conn {
             ok
         };
         self.wake.notify_waiters();
+        self.urgent.notify_one();
         if !ok {
             self.check.notify_one();
         }
@@ -160,13 +166,18 @@ impl Conn {
 impl crate::fanout::Member for Conn {
     /// A broadcast frame (an encoded Socket.IO packet without attachments).
     fn push(&self, frame: Bytes) -> crate::fanout::Pushed {
-        let (ok, dropped) = {
+        let (ok, dropped, first) = {
             let mut st = self.state();
             let before = st.session.dropped();
+            let first = st.session.queued() == 0;
             let ok = st.session.send(EioPacket::Text(EioType::Message, frame));
-            (ok, st.session.dropped() > before)
+            (ok, st.session.dropped() > before, first)
         };
-        self.wake.notify_waiters();
+        // A writer (or poll) drains the whole queue once woken: only the first packet of
+        // a batch needs to wake it. At a million deliveries a second this matters.
+        if first {
+            self.wake.notify_waiters();
+        }
         match (ok, dropped) {
             (true, false) => crate::fanout::Pushed::Queued,
             (true, true) => crate::fanout::Pushed::DroppedOldest,
@@ -181,7 +192,7 @@ impl crate::fanout::Member for Conn {
 /// Completes once `conn`'s session has closed.
 async fn session_closed(conn: &Conn) {
     loop {
-        let notified = conn.wake.notified();
+        let notified = conn.gone.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if conn.is_closed() {
@@ -324,6 +335,8 @@ impl<A: App> Server<A> {
             }),
             wake: Notify::new(),
             check: Notify::new(),
+            gone: Notify::new(),
+            urgent: Notify::new(),
         });
         self.conns().insert(sid, conn.clone());
         self.spawn_reaper(conn.clone());
@@ -362,6 +375,7 @@ impl<A: App> Server<A> {
                 }
             }
             server.conns().remove(conn.sid());
+            conn.gone.notify_waiters();
             let (sockets, reason) = {
                 let mut st = conn.state();
                 let reason = match st.session.closed() {
@@ -607,6 +621,7 @@ impl<A: App> Server<A> {
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let writer_conn = conn.clone();
+        let flush = self.inner.config.flush_interval;
         let writer = tokio::spawn(async move {
             let conn = writer_conn;
             let mut out: Vec<u8> = Vec::new();
@@ -616,12 +631,7 @@ impl<A: App> Server<A> {
                 notified.as_mut().enable();
                 let closed = {
                     let mut st = conn.state();
-                    while let Some((binary, data)) = st.session.poll_transmit() {
-                        let op = if binary { Opcode::Binary } else { Opcode::Text };
-                        let (h, n) = websocket::frame_header(op, data.len());
-                        out.extend_from_slice(&h[..n]);
-                        out.extend_from_slice(&data);
-                    }
+                    st.session.transmit_into(&mut out);
                     st.session.closed().is_some()
                         && (st.session.transport() == Transport::WebSocket
                             || st.session.queued() == 0)
@@ -637,7 +647,20 @@ impl<A: App> Server<A> {
                         conn.close();
                         return;
                     }
-                    out.clear();
+                    if out.capacity() > 16 * 1024 {
+                        out = Vec::new(); // an idle connection keeps no large buffer
+                    } else {
+                        out.clear();
+                    }
+                    if !flush.is_zero() && !closed {
+                        // Coalesce: what is queued meanwhile leaves in one write.
+                        tokio::select! {
+                            () = tokio::time::sleep(flush) => {}
+                            () = conn.urgent.notified() => {}
+                            () = session_closed(&conn) => {}
+                        }
+                        continue;
+                    }
                 }
                 if closed {
                     let _ = wr.write_all(&websocket::close_frame(1000)).await;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use videopick_benches::proc_sample;
 use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
 use videopick_rtmp::net_client::RtmpClient;
 
@@ -223,25 +224,6 @@ async fn http_viewer(addr: String, key: String, c: Arc<Counters>, start: Instant
         }
     }
     c.connected.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// (utime + stime in ms, RSS in KiB) of `pid`.
-fn proc_sample(pid: u32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the command: state is index 0, utime 11, stime 12 (clock ticks, 100/s).
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some((ticks * 10, rss))
 }
 
 #[tokio::main]

@@ -13,6 +13,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use videopick_benches::proc_sample;
 
 use clap::Parser;
 
@@ -32,23 +33,6 @@ struct Args {
     /// Sample this process's RSS and CPU (the server under test).
     #[arg(long)]
     server_pid: Option<u32>,
-}
-
-/// (utime + stime in clock ticks, RSS in KiB).
-fn sample(pid: u32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some((ticks, rss))
 }
 
 fn upload(host: &str, path: &str, size: u64) -> std::io::Result<()> {
@@ -102,14 +86,14 @@ fn main() {
         let (done, peak) = (done.clone(), peak_rss.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                if let Some((_, rss)) = sample(pid) {
+                if let Some((_, rss)) = proc_sample(pid) {
                     peak.fetch_max(rss, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
         })
     });
-    let before = a.server_pid.and_then(sample);
+    let before = a.server_pid.and_then(proc_sample);
     let start = Instant::now();
     let workers: Vec<_> = (0..a.uploads)
         .map(|_| {
@@ -139,9 +123,9 @@ fn main() {
         mb / wall.as_secs_f64()
     );
     if let (Some(pid), Some((t0, rss0))) = (a.server_pid, before)
-        && let Some((t1, _)) = sample(pid)
+        && let Some((t1, _)) = proc_sample(pid)
     {
-        let cpu = (t1 - t0) as f64 / 100.0;
+        let cpu = (t1 - t0) as f64 / 1000.0;
         let peak = peak_rss.load(Ordering::Relaxed);
         println!(
             "server: {:.2} CPU s per GB, peak RSS {} MiB ({} KiB above idle, {:.0} KiB per active upload)",
