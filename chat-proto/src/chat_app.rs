@@ -96,8 +96,18 @@ impl ChatMetrics {
     }
 }
 
-/// Per room: when presence was last sent, and whether a send is scheduled.
-type PresenceTimes = Mutex<HashMap<String, (Option<Instant>, bool)>>;
+/// Per room: when presence was last sent to the members here, and what is pending.
+#[derive(Debug, Default)]
+struct PresenceState {
+    last: Option<Instant>,
+    scheduled: bool,
+    /// Members came or went here (count through the bus, then publish).
+    local_change: bool,
+    /// The latest count another node published.
+    remote: Option<usize>,
+}
+
+type PresenceTimes = Mutex<HashMap<String, PresenceState>>;
 
 struct User {
     identity: Identity,
@@ -216,7 +226,9 @@ impl Inbound for Core {
                 self.changed(room, &c);
             }
             BusEvent::Presence(count) => {
-                self.broadcast(room, "presence", json!({"room": room, "count": count}));
+                if let Some(core) = self.this.upgrade() {
+                    core.schedule_presence(room, Some(count));
+                }
             }
         }
     }
@@ -284,19 +296,32 @@ impl Core {
         });
     }
 
-    /// The room's member count, at most once a second: a change inside the second is
-    /// sent when the second is over (one update carries the latest count, across nodes).
+    /// The room's member count changed here: members hear of it at most once a second
+    /// (a change inside the second is sent when the second is over, with the latest count
+    /// across nodes), and the other nodes are told.
     fn presence(self: &Arc<Self>, room: &str) {
+        self.schedule_presence(room, None);
+    }
+
+    /// Presence for the members here: after a local change (`remote` None: count across
+    /// nodes through the bus, then publish), or a count another node published (sent as
+    /// is). Either way at most one update a second per room, so N nodes do not make N
+    /// updates a second.
+    fn schedule_presence(self: &Arc<Self>, room: &str, remote: Option<usize>) {
         const EVERY: Duration = Duration::from_secs(1);
         let now = Instant::now();
         let at = {
             let mut p = lock(&self.presence);
-            let e = p.entry(room.to_string()).or_insert((None, false));
-            if e.1 {
-                return; // an update is already on its way
+            let e = p.entry(room.to_string()).or_default();
+            match remote {
+                Some(n) => e.remote = Some(n),
+                None => e.local_change = true,
             }
-            e.1 = true;
-            match e.0 {
+            if e.scheduled {
+                return; // an update is already on its way and will carry this
+            }
+            e.scheduled = true;
+            match e.last {
                 Some(last) if now < last + EVERY => last + EVERY,
                 _ => now,
             }
@@ -304,20 +329,33 @@ impl Core {
         let (core, room) = (self.clone(), room.to_string());
         tokio::spawn(async move {
             tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-            if let Some(e) = lock(&core.presence).get_mut(&room) {
-                *e = (Some(Instant::now()), false);
-            }
+            let (local_change, remote) = {
+                let mut p = lock(&core.presence);
+                let e = p.entry(room.clone()).or_default();
+                e.last = Some(Instant::now());
+                e.scheduled = false;
+                (std::mem::take(&mut e.local_change), e.remote.take())
+            };
             let local = core.members.count(&room);
-            let count = core.bus.presence(&room, local).await.unwrap_or_else(|_| {
-                core.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
-                local
-            });
+            let count = if local_change {
+                core.bus.presence(&room, local).await.unwrap_or_else(|_| {
+                    core.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+                    local
+                })
+            } else {
+                remote.unwrap_or(local)
+            };
             if local == 0 {
-                lock(&core.presence).remove(&room);
+                let mut p = lock(&core.presence);
+                if p.get(&room).is_some_and(|e| !e.scheduled) {
+                    p.remove(&room);
+                }
             } else {
                 core.broadcast(&room, "presence", json!({"room": room, "count": count}));
             }
-            core.publish(&room, &BusEvent::Presence(count));
+            if local_change {
+                core.publish(&room, &BusEvent::Presence(count));
+            }
         });
     }
 

@@ -224,6 +224,9 @@ struct Inner<A> {
 
 type Resp = Response<Full<Bytes>>;
 
+/// A WebSocket connection's read buffer between messages.
+const IDLE_READ_BUF: usize = 512;
+
 fn resp(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
@@ -671,8 +674,12 @@ impl<A: App> Server<A> {
             }
         });
         let mut decoder = websocket::Decoder::new(self.inner.config.max_payload);
-        let mut buf = BytesMut::with_capacity(4096);
+        // Small while idle: what a quiet connection holds is part of its memory cost.
+        let mut buf = BytesMut::with_capacity(IDLE_READ_BUF);
         'read: loop {
+            if buf.capacity() - buf.len() < 128 {
+                buf.reserve(4096);
+            }
             let read = tokio::select! {
                 r = rd.read_buf(&mut buf) => r,
                 () = session_closed(&conn) => break,
@@ -704,8 +711,8 @@ impl<A: App> Server<A> {
                     break 'read;
                 }
             }
-            if buf.capacity() > 64 * 1024 && buf.is_empty() {
-                buf = BytesMut::with_capacity(4096);
+            if buf.capacity() > IDLE_READ_BUF && buf.is_empty() {
+                buf = BytesMut::with_capacity(IDLE_READ_BUF);
             }
         }
         // The transport is gone: so is the session (unless it never moved here).

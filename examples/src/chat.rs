@@ -82,6 +82,10 @@ pub struct ChatArgs {
     /// what costs CPU.
     #[arg(long, env = "VIDEOPICK_CHAT_FLUSH_MS", default_value_t = 20)]
     pub flush_ms: u64,
+    /// Bind with SO_REUSEPORT: several chat-server processes share one port (the kernel
+    /// spreads connections over them; with `--redis` their rooms are one).
+    #[arg(long, env = "VIDEOPICK_CHAT_REUSE_PORT")]
+    pub reuse_port: bool,
     /// Serve the Socket.IO v5 protocol test suite's configuration instead of the chat:
     /// echo handlers, a `/custom` namespace, 300 ms pings with a 200 ms timeout, and a
     /// 1.5 s connect timeout.
@@ -91,7 +95,7 @@ pub struct ChatArgs {
 
 /// Run the chat server until Ctrl-C or SIGTERM.
 pub async fn run(name: &str, args: ChatArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = listen(args.listen, args.reuse_port)?;
     println!("{name}: listening on http://{}", listener.local_addr()?);
     if args.test_suite {
         let engine = EngineConfig {
@@ -160,6 +164,22 @@ async fn run_chat(
     let metrics = Arc::new(|s: &Server<ChatApp>| s.app().render_metrics(s.connections()));
     serve(listener, Server::new(app, engine), metrics).await;
     Ok(())
+}
+
+/// A listening socket on `addr` (backlog 4096), shared with other processes when
+/// `reuse_port`.
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 type Metrics<A> = Arc<dyn Fn(&Server<A>) -> String + Send + Sync>;

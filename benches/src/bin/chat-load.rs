@@ -264,6 +264,32 @@ fn percentile(hist: &[u64], total: u64, q: f64) -> f64 {
     f64::INFINITY
 }
 
+/// Loss, disorder and latency of `sent` messages to `joined` clients.
+fn report_deliveries(stats: &Stats, sent: u64, joined: u64, before: u64) {
+    let got = stats.received.load(Ordering::Relaxed) - before;
+    let expected = sent * joined;
+    let hist: Vec<u64> = stats
+        .hist
+        .iter()
+        .map(|h| h.load(Ordering::Relaxed))
+        .collect();
+    let hn: u64 = hist.iter().sum();
+    println!(
+        "{sent} messages to {joined} clients: {got} of {expected} deliveries ({:.3} % lost), \
+         {} duplicated or out of order",
+        100.0 * expected.saturating_sub(got) as f64 / expected.max(1) as f64,
+        stats.disorder.load(Ordering::Relaxed),
+    );
+    println!(
+        "delivery latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+        percentile(&hist, hn, 0.50),
+        percentile(&hist, hn, 0.90),
+        percentile(&hist, hn, 0.99),
+        percentile(&hist, hn, 0.999),
+        percentile(&hist, hn, 1.0)
+    );
+}
+
 fn sample_all(pids: &[u32]) -> (u64, u64) {
     pids.iter()
         .filter_map(|p| proc_sample(*p))
@@ -372,15 +398,31 @@ async fn run(args: Args) {
         );
     }
     if args.rate == 0 {
-        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        // Hold the clients (and count what another process's sender with the same --tag
+        // posts: until --seconds, or 3 s after its messages stop).
+        let start = Instant::now();
+        let (mut last, mut quiet_since) = (0, Instant::now());
+        while start.elapsed() < Duration::from_secs(args.seconds) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = stats.received.load(Ordering::Relaxed);
+            if now != last {
+                (last, quiet_since) = (now, Instant::now());
+            } else if now > 0 && quiet_since.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
         if !pids.is_empty() {
             let (_, rss) = sample_all(&pids);
             println!(
-                "after {} s idle: server RSS {} MiB, {:.2} KiB per connection",
-                args.seconds,
+                "after {:.0} s: server RSS {} MiB, {:.2} KiB per connection",
+                start.elapsed().as_secs_f64(),
                 rss / 1024,
                 rss.saturating_sub(rss0) as f64 / joined.max(1) as f64
             );
+        }
+        if last > 0 {
+            let sent = stats.max_seq.load(Ordering::Relaxed);
+            report_deliveries(&stats, sent, joined, 0);
         }
         return;
     }
@@ -430,28 +472,12 @@ async fn run(args: Args) {
     let wall = start.elapsed();
     let (cpu1, rss1) = sample_all(&pids);
     let got = stats.received.load(Ordering::Relaxed) - received0;
-    let hist: Vec<u64> = stats
-        .hist
-        .iter()
-        .map(|h| h.load(Ordering::Relaxed))
-        .collect();
-    let hn: u64 = hist.iter().sum();
+    println!("sent {total} messages in {:.2} s", sending.as_secs_f64());
     println!(
-        "sent {total} messages in {:.2} s to {joined} clients: {got} of {expected} deliveries \
-         ({:.3} % lost), {} duplicated or out of order; {:.0} deliveries/s over the sending window",
-        sending.as_secs_f64(),
-        100.0 * expected.saturating_sub(got) as f64 / expected.max(1) as f64,
-        stats.disorder.load(Ordering::Relaxed),
+        "{:.0} deliveries/s over the sending window",
         got as f64 / sending.as_secs_f64()
     );
-    println!(
-        "delivery latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
-        percentile(&hist, hn, 0.50),
-        percentile(&hist, hn, 0.90),
-        percentile(&hist, hn, 0.99),
-        percentile(&hist, hn, 0.999),
-        percentile(&hist, hn, 1.0)
-    );
+    report_deliveries(&stats, total, joined, received0);
     if !pids.is_empty() {
         let cpu = (cpu1 - cpu0) as f64 / 1000.0;
         println!(
