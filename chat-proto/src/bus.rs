@@ -1,4 +1,4 @@
-//! The bus between chat nodes (feature `server`): what one node tells the others about a
+//! The bus between chat nodes: what one node tells the others about a
 //! room, and the shared state a room needs when it spans nodes — one message sequence,
 //! the history, the member count. [`LocalBus`] is the single-node bus (the default);
 //! `RedisBus` (feature `redis`) spans processes over Redis Pub/Sub.
@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -73,6 +73,54 @@ impl BusEvent {
             _ => return None,
         })
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A message as a history record and the tail of its payload: `id \n json` (the JSON
+/// without its id, which the shared sequencer gives).
+pub fn encode_record(m: &ChatMessage) -> String {
+    let mut body = m.to_json("");
+    if let Some(o) = body.as_object_mut() {
+        o.remove("id");
+        o.remove("room");
+    }
+    format!("{}\n{body}", m.id)
+}
+
+/// Read an [`encode_record`] record back; `None` for anything else.
+pub fn decode_record(rec: &str) -> Option<ChatMessage> {
+    let (id, body) = rec.split_once('\n')?;
+    let mut v: Value = serde_json::from_str(body).ok()?;
+    v.as_object_mut()?
+        .insert("id".into(), json!(id.parse::<u64>().ok()?));
+    ChatMessage::from_json(&v)
+}
+
+/// An event as it travels between nodes (the Redis bus's Pub/Sub payload): the sending
+/// node's id, then `m` and an [`encode_record`] record for a message, or `e` and the
+/// event's JSON.
+pub fn encode_payload(node: &str, event: &BusEvent) -> String {
+    match event {
+        BusEvent::Message(m) => format!("{node}\nm\n{}", encode_record(m)),
+        other => format!("{node}\ne\n{}", other.to_json()),
+    }
+}
+
+/// Read an [`encode_payload`] payload: the sending node and the event; `None` for
+/// anything else (never panics on hostile bytes).
+pub fn decode_payload(payload: &[u8]) -> Option<(&str, BusEvent)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut parts = text.splitn(3, '\n');
+    let (node, kind, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    let event = match kind {
+        "m" => BusEvent::Message(decode_record(rest)?),
+        "e" => BusEvent::from_json(&serde_json::from_str(rest).ok()?)?,
+        _ => return None,
+    };
+    Some((node, event))
 }
 
 /// The moderation state a room has in the shared store, for a node that starts serving it.
@@ -162,7 +210,7 @@ impl Bus for LocalBus {
     fn release(&self, room: &str) {
         if self.inbound().is_none_or(|i| i.local_count(room) == 0) {
             // The room's state stays with the node (its Room keeps the next id).
-            crate::chat_app::lock(&self.seq).remove(room);
+            lock(&self.seq).remove(room);
         }
     }
 
@@ -171,7 +219,7 @@ impl Bus for LocalBus {
             return ready(Err(BusError::Down("the node is gone".into())));
         };
         // Numbering and delivery under one lock: every member sees the room's ids in order.
-        let mut seq = crate::chat_app::lock(&self.seq);
+        let mut seq = lock(&self.seq);
         let next = seq.entry(room.to_string()).or_insert(1);
         let id = (*next).max(hint);
         *next = id + 1;
@@ -219,9 +267,32 @@ mod tests {
             BusEvent::Change(RoomChange::SlowMode(5)),
             BusEvent::Change(RoomChange::Delete(3)),
         ] {
+            let p = encode_payload("node-1", &e);
+            assert_eq!(
+                decode_payload(p.as_bytes()),
+                Some(("node-1", e.clone())),
+                "{p}"
+            );
             let text = e.to_json().to_string();
             let back = BusEvent::from_json(&serde_json::from_str(&text).unwrap());
             assert_eq!(back, Some(e), "{text}");
+        }
+        for e in [
+            BusEvent::Presence(3),
+            BusEvent::Change(RoomChange::Delete(9)),
+        ] {
+            let p = encode_payload("n1", &e);
+            assert_eq!(decode_payload(p.as_bytes()), Some(("n1", e)));
+        }
+        for bad in [
+            &b""[..],
+            b"n1",
+            b"n1\nm\n",
+            b"n1\nm\nx\n{}",
+            b"n1\nq\n{}",
+            b"\xff\ne\n{}",
+        ] {
+            assert_eq!(decode_payload(bad), None);
         }
         for bad in [
             json!(null),

@@ -105,6 +105,19 @@ struct PresenceState {
     local_change: bool,
     /// The latest count another node published.
     remote: Option<usize>,
+    /// The count last sent.
+    count: usize,
+}
+
+/// How often a room's members hear its count: every second up to 5,000 members, then
+/// less often as the room grows (every 2 s at 10,000, 20 s at 100,000, at most 30 s) —
+/// a count every second to each of 100,000 members would be 100,000 deliveries a second
+/// of presence alone.
+fn presence_interval(members: usize) -> Duration {
+    let steps = u32::try_from(members / 5000)
+        .unwrap_or(u32::MAX)
+        .clamp(1, 30);
+    Duration::from_secs(1) * steps
 }
 
 type PresenceTimes = Mutex<HashMap<String, PresenceState>>;
@@ -308,11 +321,11 @@ impl Core {
     /// is). Either way at most one update a second per room, so N nodes do not make N
     /// updates a second.
     fn schedule_presence(self: &Arc<Self>, room: &str, remote: Option<usize>) {
-        const EVERY: Duration = Duration::from_secs(1);
         let now = Instant::now();
         let at = {
             let mut p = lock(&self.presence);
             let e = p.entry(room.to_string()).or_default();
+            let every = presence_interval(e.count);
             match remote {
                 Some(n) => e.remote = Some(n),
                 None => e.local_change = true,
@@ -322,7 +335,7 @@ impl Core {
             }
             e.scheduled = true;
             match e.last {
-                Some(last) if now < last + EVERY => last + EVERY,
+                Some(last) if now < last + every => last + every,
                 _ => now,
             }
         };
@@ -345,6 +358,9 @@ impl Core {
             } else {
                 remote.unwrap_or(local)
             };
+            if let Some(e) = lock(&core.presence).get_mut(&room) {
+                e.count = count;
+            }
             if local == 0 {
                 let mut p = lock(&core.presence);
                 if p.get(&room).is_some_and(|e| !e.scheduled) {
@@ -754,4 +770,18 @@ impl App for EchoApp {
     }
 
     fn disconnect(&self, _socket: &Socket, _reason: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::presence_interval;
+    use std::time::Duration;
+
+    #[test]
+    fn presence_slows_down_as_rooms_grow() {
+        let secs = |n| presence_interval(n).as_secs();
+        assert_eq!([secs(0), secs(4_999), secs(10_000)], [1, 1, 2]);
+        assert_eq!([secs(100_000), secs(10_000_000)], [20, 30]);
+        assert_eq!(presence_interval(usize::MAX), Duration::from_secs(30));
+    }
 }

@@ -42,7 +42,6 @@
 #![deny(missing_docs)]
 
 pub mod auth;
-#[cfg(feature = "server")]
 pub mod bus;
 pub mod chat;
 #[cfg(feature = "server")]

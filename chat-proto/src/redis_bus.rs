@@ -26,7 +26,10 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bus::{Bus, BusError, BusEvent, BusFuture, Inbound, SharedRoom};
+use crate::bus::{
+    Bus, BusError, BusEvent, BusFuture, Inbound, SharedRoom, decode_payload, decode_record,
+    encode_payload, encode_record,
+};
 use crate::chat::{ChatMessage, RoomChange};
 use crate::chat_app::lock;
 
@@ -256,27 +259,15 @@ impl Shared {
         else {
             return;
         };
-        let Ok(text) = std::str::from_utf8(payload) else {
-            return;
-        };
-        let mut parts = text.splitn(3, '\n');
-        let (Some(node), Some(kind), Some(rest)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let Some((node, event)) = decode_payload(payload) else {
             return;
         };
         self.metrics.received.fetch_add(1, Ordering::Relaxed);
-        let event = match kind {
-            // Messages come back to their own node too: that is how it delivers them.
-            "m" => parse_record(rest).map(BusEvent::Message),
-            _ if node == self.node => {
-                self.metrics.echoes.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            _ => serde_json::from_str(rest)
-                .ok()
-                .and_then(|v| BusEvent::from_json(&v)),
-        };
-        let Some(event) = event else { return };
+        // Messages come back to their own node too: that is how it delivers them.
+        if node == self.node && !matches!(event, BusEvent::Message(_)) {
+            self.metrics.echoes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if let BusEvent::Presence(n) = event {
             lock(&self.totals).insert(room.to_string(), n);
         }
@@ -330,7 +321,7 @@ impl Shared {
             }
             BusEvent::Presence(_) | BusEvent::Message(_) => {}
         }
-        let payload = format!("{}\ne\n{}", self.node, event.to_json());
+        let payload = encode_payload(&self.node, event);
         pipe.publish(self.channel(room), payload).ignore();
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => {
@@ -376,14 +367,6 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// `id \n message-json` (a history record, or the rest of a published message).
-fn parse_record(rec: &str) -> Option<ChatMessage> {
-    let (id, body) = rec.split_once('\n')?;
-    let mut v: serde_json::Value = serde_json::from_str(body).ok()?;
-    v["id"] = serde_json::json!(id.parse::<u64>().ok()?);
-    ChatMessage::from_json(&v)
 }
 
 type Connected = (
@@ -617,13 +600,12 @@ impl Bus for RedisBus {
         room.hash(&mut h);
         #[allow(clippy::cast_possible_truncation)] // modulo a small number
         let lane = &self.lanes[(h.finish() % LANES as u64) as usize];
-        let mut body = message.to_json(room);
-        if let Some(o) = body.as_object_mut() {
-            o.remove("id");
-        }
+        // The script puts the id in front: `id \n json`.
+        let body = encode_record(message);
+        let body = body.split_once('\n').map_or("", |b| b.1).to_string();
         let req = PostReq {
             room: room.to_string(),
-            body: body.to_string(),
+            body,
             hint,
             keep,
             reply: tx,
@@ -666,7 +648,7 @@ impl Bus for RedisBus {
                 Ok(r) => r,
                 Err(e) => return shared.failed(e),
             };
-            Ok(Some(recs.iter().filter_map(|r| parse_record(r)).collect()))
+            Ok(Some(recs.iter().filter_map(|r| decode_record(r)).collect()))
         })
     }
 

@@ -93,6 +93,19 @@ pub struct ChatArgs {
     pub test_suite: bool,
 }
 
+impl ChatArgs {
+    /// The settings `chat-server` runs with when given no flags (environment variables
+    /// still apply).
+    pub fn defaults() -> ChatArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            chat: ChatArgs,
+        }
+        <Only as clap::Parser>::parse_from(["chat"]).chat
+    }
+}
+
 /// Run the chat server until Ctrl-C or SIGTERM.
 pub async fn run(name: &str, args: ChatArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = listen(args.listen, args.reuse_port)?;

@@ -7,27 +7,32 @@ use std::time::{Duration, Instant, SystemTime};
 
 use videopick_storage::{Area, RecordingId, Storage, StorageOptions, StreamKey, VideoId};
 
-fn start(args: &[&str]) -> (Child, String) {
+/// Start `videopick`; its HTTP and chat addresses.
+fn start(args: &[&str]) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_videopick"))
         .args(args)
-        .args(["--rtmp", "127.0.0.1:0"])
+        .args(["--rtmp", "127.0.0.1:0", "--chat-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
+    let (mut addr, mut chat) = (None, None);
+    while addr.is_none() || chat.is_none() {
         let line = lines
             .next()
             .expect("videopick exited before listening")
             .unwrap();
         if let Some(a) = line.strip_prefix("videopick: listening on http://") {
-            break a.to_string();
+            addr = Some(a.to_string());
         }
-    };
+        if let Some(a) = line.strip_prefix("videopick chat: listening on http://") {
+            chat = Some(a.to_string());
+        }
+    }
     // Keep draining stdout so the server never blocks on it.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (child, addr.unwrap(), chat.unwrap())
 }
 
 fn get(addr: &str, path: &str) -> (u16, String) {
@@ -78,7 +83,7 @@ fn serves_storage_metrics_sweeps_and_stops_cleanly() {
     }
 
     let root_arg = root.to_str().unwrap();
-    let (child, addr) = start(&[
+    let (child, addr, chat) = start(&[
         "--storage",
         root_arg,
         "--http",
@@ -129,6 +134,17 @@ fn serves_storage_metrics_sweeps_and_stops_cleanly() {
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_string()));
     assert_eq!(get(&addr, "/nope").0, 404);
 
+    // The chat role: an Engine.IO handshake over long-polling, as socket.io-client opens.
+    let (status, body) = get(&chat, "/socket.io/?EIO=4&transport=polling");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("0{\"sid\":"), "{body}");
+    assert!(body.contains("\"upgrades\":[\"websocket\"]"), "{body}");
+    assert!(
+        get(&chat, "/metrics")
+            .1
+            .contains("videopick_chat_connections 1")
+    );
+
     // SIGTERM: clean exit.
     let status = Command::new("kill")
         .arg(child.id().to_string())
@@ -153,6 +169,8 @@ fn refuses_a_newer_layout_with_a_clear_error() {
             dir.path().to_str().unwrap(),
             "--http",
             "127.0.0.1:0",
+            "--chat-listen",
+            "127.0.0.1:0",
         ])
         .output()
         .unwrap();
@@ -171,6 +189,8 @@ fn refuses_public_listeners_without_authorization() {
             "--rtmp",
             "0.0.0.0:0",
             "--http",
+            "127.0.0.1:0",
+            "--chat-listen",
             "127.0.0.1:0",
         ])
         .output()
