@@ -34,6 +34,10 @@ pub struct ChatConfig {
     pub limits: ChatLimits,
     /// Connections per client IP address.
     pub max_connections_per_ip: usize,
+    /// Broadcast batching: in a busy room, what is broadcast within this interval reaches
+    /// each member as one batch (one lock, one write); the first broadcast after a quiet
+    /// interval goes at once. Zero: every broadcast goes at once.
+    pub flush_interval: Duration,
 }
 
 impl Default for ChatConfig {
@@ -43,6 +47,7 @@ impl Default for ChatConfig {
             anonymous: false,
             limits: ChatLimits::default(),
             max_connections_per_ip: 100,
+            flush_interval: Duration::ZERO,
         }
     }
 }
@@ -109,6 +114,15 @@ struct PresenceState {
     count: usize,
 }
 
+/// A room's broadcasts waiting for the end of the flush interval.
+#[derive(Debug, Default)]
+struct RoomBatch {
+    frames: Vec<Bytes>,
+    scheduled: bool,
+    /// When the room last sent.
+    last: Option<Instant>,
+}
+
 /// How often a room's members hear its count: every second up to 5,000 members, then
 /// less often as the room grows (every 2 s at 10,000, 20 s at 100,000, at most 30 s) —
 /// a count every second to each of 100,000 members would be 100,000 deliveries a second
@@ -143,6 +157,8 @@ struct Core {
     /// Per room: when presence was last sent, and whether a send is scheduled.
     presence: PresenceTimes,
     rooms: Mutex<HashMap<String, Room>>,
+    /// Per room: broadcasts waiting for the end of the flush interval.
+    batches: Mutex<HashMap<String, Arc<Mutex<RoomBatch>>>>,
     users: Mutex<HashMap<u64, User>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     metrics: ChatMetrics,
@@ -193,6 +209,7 @@ impl ChatApp {
             members: Rooms::new(),
             presence: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashMap::new()),
+            batches: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
             metrics: ChatMetrics::default(),
@@ -253,10 +270,84 @@ impl Inbound for Core {
 
 impl Core {
     /// Encode `event` once and queue it for every member of `room` here.
+    ///
+    /// With a flush interval, a busy room's broadcasts are batched: the first after a
+    /// quiet interval goes out at once, the others within the interval go out together
+    /// when it ends — each member then takes the batch under one lock and its writer sends
+    /// it in one write.
     fn broadcast(&self, room: &str, event: &str, payload: Value) {
         let (text, _) = Packet::event("/", event, [payload]).encode();
-        // Members whose queue overflows close themselves (their reaper disconnects them).
-        let report = self.members.broadcast(room, &Bytes::from(text), None);
+        let frame = Bytes::from(text);
+        let flush = self.config.flush_interval;
+        let core = self.this.upgrade();
+        let (false, Some(core)) = (flush.is_zero(), core) else {
+            // Members whose queue overflows close themselves (their reaper disconnects them).
+            let report = self.members.broadcast(room, &frame, None);
+            self.counted(&report);
+            return;
+        };
+        let batch = lock(&self.batches)
+            .entry(room.to_string())
+            .or_default()
+            .clone();
+        let mut b = lock(&batch);
+        let now = Instant::now();
+        if b.frames.is_empty() && !b.scheduled && b.last.is_none_or(|l| now >= l + flush) {
+            // A quiet room: out at once (under the room's batch lock, which keeps order).
+            b.last = Some(now);
+            let report = self.members.broadcast(room, &frame, None);
+            drop(b);
+            self.counted(&report);
+            return;
+        }
+        b.frames.push(frame);
+        if b.scheduled {
+            return;
+        }
+        b.scheduled = true;
+        let at = b.last.map_or(now, |l| l + flush);
+        drop(b);
+        let room = room.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            let report = {
+                let mut b = lock(&batch);
+                b.scheduled = false;
+                b.last = Some(Instant::now());
+                let frames = std::mem::take(&mut b.frames);
+                core.members.broadcast_many(&room, &frames)
+            };
+            core.counted(&report);
+            if core.members.count(&room) == 0 {
+                let mut batches = lock(&core.batches);
+                if batches
+                    .get(&room)
+                    .is_some_and(|b| Arc::strong_count(b) == 1)
+                {
+                    batches.remove(&room);
+                }
+            }
+        });
+    }
+
+    /// Send the room's pending batch now.
+    fn flush_now(&self, room: &str) {
+        let Some(batch) = lock(&self.batches).get(room).cloned() else {
+            return;
+        };
+        let report = {
+            let mut b = lock(&batch);
+            if b.frames.is_empty() {
+                return;
+            }
+            b.last = Some(Instant::now());
+            let frames = std::mem::take(&mut b.frames);
+            self.members.broadcast_many(room, &frames)
+        };
+        self.counted(&report);
+    }
+
+    fn counted(&self, report: &crate::fanout::Broadcast) {
         self.metrics
             .messages_out
             .fetch_add(report.delivered as u64, Ordering::Relaxed);
@@ -285,6 +376,8 @@ impl Core {
         };
         self.broadcast(room, event, payload);
         if let RoomChange::Ban(user) = change {
+            // The banned user hears of it before leaving the room.
+            self.flush_now(room);
             let banned: Vec<u64> = lock(&self.users)
                 .iter()
                 .filter(|(_, u)| u.identity.id == *user && u.rooms.contains(room))

@@ -189,6 +189,24 @@ impl Outbox {
 pub trait Member: Send + Sync {
     /// Queue `frame` for this member.
     fn push(&self, frame: Bytes) -> Pushed;
+
+    /// Queue several frames, in order; what happened to the last one that did not simply
+    /// queue (a member that queues a batch under one lock overrides this).
+    fn push_many(&self, frames: &[Bytes]) -> (Pushed, usize) {
+        let mut worst = Pushed::Queued;
+        let mut dropped = 0;
+        for f in frames {
+            match self.push(f.clone()) {
+                Pushed::Queued => {}
+                Pushed::DroppedOldest => {
+                    dropped += 1;
+                    worst = Pushed::DroppedOldest;
+                }
+                other => return (other, dropped),
+            }
+        }
+        (worst, dropped)
+    }
 }
 
 impl Member for Outbox {
@@ -299,6 +317,30 @@ impl<M: Member> Rooms<M> {
                     .len()
             })
             .sum()
+    }
+
+    /// Queue `frames` (in order) for every member of `room`: one call per member, so a
+    /// member that takes a batch under one lock pays its per-member cost once per batch.
+    /// `delivered` and `dropped` count frames.
+    pub fn broadcast_many(&self, room: &str, frames: &[Bytes]) -> Broadcast {
+        let shard = self
+            .shard(room)
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut report = Broadcast::default();
+        let Some(r) = shard.get(room) else {
+            return report;
+        };
+        for (&id, member) in &r.members {
+            let (pushed, dropped) = member.push_many(frames);
+            report.dropped += dropped;
+            match pushed {
+                Pushed::Overflowed => report.overflowed.push(id),
+                Pushed::Closed => {}
+                Pushed::Queued | Pushed::DroppedOldest => report.delivered += frames.len(),
+            }
+        }
+        report
     }
 
     /// Queue `frame` for every member of `room` except `except`.

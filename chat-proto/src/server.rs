@@ -88,9 +88,6 @@ pub struct Conn {
     check: Notify,
     /// The session has ended (its reaper says so; readers and writers stop on it).
     gone: Notify,
-    /// A packet for this client alone (an ack, a CONNECT answer) ends a coalescing wait:
-    /// only broadcasts wait for the flush interval.
-    urgent: Notify,
 }
 
 #[derive(Debug)]
@@ -144,7 +141,6 @@ impl Conn {
             ok
         };
         self.wake.notify_waiters();
-        self.urgent.notify_one();
         if !ok {
             self.check.notify_one();
         }
@@ -164,6 +160,38 @@ impl Conn {
 }
 
 impl crate::fanout::Member for Conn {
+    /// A batch of broadcast frames under one lock and at most one wake-up.
+    fn push_many(&self, frames: &[Bytes]) -> (crate::fanout::Pushed, usize) {
+        use crate::fanout::Pushed;
+        let (ok, dropped, first) = {
+            let mut st = self.state();
+            let before = st.session.dropped();
+            let first = st.session.queued() == 0;
+            let mut ok = true;
+            for f in frames {
+                ok = st
+                    .session
+                    .send(EioPacket::Text(EioType::Message, f.clone()));
+                if !ok {
+                    break;
+                }
+            }
+            (ok, st.session.dropped() - before, first)
+        };
+        if first {
+            self.wake.notify_waiters();
+        }
+        let dropped = usize::try_from(dropped).unwrap_or(usize::MAX);
+        match (ok, dropped) {
+            (true, 0) => (Pushed::Queued, 0),
+            (true, d) => (Pushed::DroppedOldest, d),
+            (false, d) => {
+                self.check.notify_one();
+                (Pushed::Overflowed, d)
+            }
+        }
+    }
+
     /// A broadcast frame (an encoded Socket.IO packet without attachments).
     fn push(&self, frame: Bytes) -> crate::fanout::Pushed {
         let (ok, dropped, first) = {
@@ -339,7 +367,6 @@ impl<A: App> Server<A> {
             wake: Notify::new(),
             check: Notify::new(),
             gone: Notify::new(),
-            urgent: Notify::new(),
         });
         self.conns().insert(sid, conn.clone());
         self.spawn_reaper(conn.clone());
@@ -624,7 +651,6 @@ impl<A: App> Server<A> {
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let writer_conn = conn.clone();
-        let flush = self.inner.config.flush_interval;
         let writer = tokio::spawn(async move {
             let conn = writer_conn;
             let mut out: Vec<u8> = Vec::new();
@@ -654,15 +680,6 @@ impl<A: App> Server<A> {
                         out = Vec::new(); // an idle connection keeps no large buffer
                     } else {
                         out.clear();
-                    }
-                    if !flush.is_zero() && !closed {
-                        // Coalesce: what is queued meanwhile leaves in one write.
-                        tokio::select! {
-                            () = tokio::time::sleep(flush) => {}
-                            () = conn.urgent.notified() => {}
-                            () = session_closed(&conn) => {}
-                        }
-                        continue;
                     }
                 }
                 if closed {

@@ -32,10 +32,6 @@ pub struct EngineConfig {
     pub max_dropped: u32,
     /// Socket.IO: a connection that joins no namespace within this time is closed.
     pub connect_timeout: Duration,
-    /// WebSocket: after a write, what is queued within this time goes out in the next
-    /// single write (one write per connection per interval under load; a quiet
-    /// connection's first packet still leaves at once). Zero: write as packets come.
-    pub flush_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -47,7 +43,6 @@ impl Default for EngineConfig {
             max_queue: 256,
             max_dropped: 256,
             connect_timeout: Duration::from_secs(45),
-            flush_interval: Duration::ZERO,
         }
     }
 }

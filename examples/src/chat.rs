@@ -76,10 +76,10 @@ pub struct ChatArgs {
     /// This node's id on the bus (default: random).
     #[arg(long, env = "VIDEOPICK_CHAT_NODE_ID", default_value = "")]
     pub node_id: String,
-    /// WebSocket write coalescing, ms: after a write to a client, what is queued for it
-    /// within this time leaves in one write (a quiet client's message still leaves at
-    /// once). 0 writes each packet as it comes; under fan-out load, writes per second are
-    /// what costs CPU.
+    /// Broadcast batching, ms: in a busy room, what is broadcast within this interval
+    /// reaches each member as one batch in one write (the first broadcast after a quiet
+    /// interval goes at once). 0 sends each broadcast as it comes; under fan-out load,
+    /// writes per second are what costs CPU.
     #[arg(long, env = "VIDEOPICK_CHAT_FLUSH_MS", default_value_t = 20)]
     pub flush_ms: u64,
     /// Bind with SO_REUSEPORT: several chat-server processes share one port (the kernel
@@ -146,7 +146,6 @@ async fn run_chat(
         max_payload: args.max_payload.max(1024),
         max_queue: args.queue.max(1),
         max_dropped: u32::try_from(args.queue).unwrap_or(u32::MAX),
-        flush_interval: Duration::from_millis(args.flush_ms),
         ..EngineConfig::default()
     };
     let config = ChatConfig {
@@ -160,6 +159,7 @@ async fn run_chat(
             history: args.history,
         },
         max_connections_per_ip: args.max_connections_per_ip,
+        flush_interval: Duration::from_millis(args.flush_ms),
     };
     let app = match &args.redis {
         None => ChatApp::new(config),
