@@ -323,15 +323,8 @@ impl<M: Member> Rooms<M> {
     /// member that takes a batch under one lock pays its per-member cost once per batch.
     /// `delivered` and `dropped` count frames.
     pub fn broadcast_many(&self, room: &str, frames: &[Bytes]) -> Broadcast {
-        let shard = self
-            .shard(room)
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut report = Broadcast::default();
-        let Some(r) = shard.get(room) else {
-            return report;
-        };
-        for (&id, member) in &r.members {
+        self.for_each_member(room, |id, member| {
             let (pushed, dropped) = member.push_many(frames);
             report.dropped += dropped;
             match pushed {
@@ -339,25 +332,31 @@ impl<M: Member> Rooms<M> {
                 Pushed::Closed => {}
                 Pushed::Queued | Pushed::DroppedOldest => report.delivered += frames.len(),
             }
-        }
+        });
         report
     }
 
-    /// Queue `frame` for every member of `room` except `except`.
-    pub fn broadcast(&self, room: &str, frame: &Bytes, except: Option<ConnId>) -> Broadcast {
+    /// Call `f` for each member of `room` (under the shard's read lock).
+    fn for_each_member(&self, room: &str, mut f: impl FnMut(ConnId, &M)) {
         let shard = self
             .shard(room)
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut report = Broadcast::default();
-        let Some(r) = shard.get(room) else {
-            return report;
-        };
-        for (&id, outbox) in &r.members {
-            if Some(id) == except {
-                continue;
+        if let Some(r) = shard.get(room) {
+            for (&id, member) in &r.members {
+                f(id, member);
             }
-            match Member::push(&**outbox, frame.clone()) {
+        }
+    }
+
+    /// Queue `frame` for every member of `room` except `except`.
+    pub fn broadcast(&self, room: &str, frame: &Bytes, except: Option<ConnId>) -> Broadcast {
+        let mut report = Broadcast::default();
+        self.for_each_member(room, |id, member| {
+            if Some(id) == except {
+                return;
+            }
+            match Member::push(member, frame.clone()) {
                 Pushed::Queued => report.delivered += 1,
                 Pushed::DroppedOldest => {
                     report.delivered += 1;
@@ -366,7 +365,7 @@ impl<M: Member> Rooms<M> {
                 Pushed::Overflowed => report.overflowed.push(id),
                 Pushed::Closed => {}
             }
-        }
+        });
         report
     }
 }

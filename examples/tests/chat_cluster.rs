@@ -5,12 +5,15 @@
 //! the room's history from Redis; Redis restarted mid-test → each node keeps serving its
 //! own members meanwhile and delivery across nodes resumes.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{ChatServer, start_chat_server};
 use serde_json::{Value, json};
 use videopick_chat_proto::auth::sign;
 
@@ -51,23 +54,20 @@ fn redis(port: u16) -> Proc {
     Proc(child)
 }
 
-fn chat_server(redis_port: u16, node: &str) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
-        .args(["--redis", &format!("redis://127.0.0.1:{redis_port}")])
-        .args(["--node-id", node, "--rate", "1000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("chat-server exited").unwrap();
-        if let Some(a) = line.strip_prefix("chat-server: listening on http://") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), addr)
+fn chat_server(redis_port: u16, node: &str) -> (ChatServer, String) {
+    let redis = format!("redis://127.0.0.1:{redis_port}");
+    let server = start_chat_server(&[
+        "--jwt-secret",
+        SECRET,
+        "--redis",
+        &redis,
+        "--node-id",
+        node,
+        "--rate",
+        "1000",
+    ]);
+    let addr = server.addr.clone();
+    (server, addr)
 }
 
 fn metrics(addr: &str) -> String {

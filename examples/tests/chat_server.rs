@@ -1,43 +1,22 @@
 //! `chat-server` with the unmodified `socket.io-client` (npm): tokens, rooms, history,
 //! presence, moderation and refusals, over the default transports and WebSocket only.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use common::{ChatServer, start_chat_server};
 
 use serde_json::{Value, json};
 use videopick_chat_proto::auth::sign;
 
 const SECRET: &str = "test-secret";
 
-struct ChatServer {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for ChatServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(extra: &[&str]) -> ChatServer {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("chat-server exited").unwrap();
-        if let Some(a) = line.strip_prefix("chat-server: listening on http://") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    ChatServer { child, addr }
+    let mut args = vec!["--jwt-secret", SECRET];
+    args.extend_from_slice(extra);
+    start_chat_server(&args)
 }
 
 fn clients_dir() -> PathBuf {

@@ -29,6 +29,41 @@ impl Drop for Server {
     }
 }
 
+/// A running `chat-server`, killed on drop.
+pub(crate) struct ChatServer {
+    /// The process.
+    pub(crate) child: Child,
+    /// Its address (host:port).
+    pub(crate) addr: String,
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `chat-server` on 127.0.0.1 port 0 with `args`; returns once it listens.
+pub(crate) fn start_chat_server(args: &[&str]) -> ChatServer {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("chat-server exited").unwrap();
+        if let Some(a) = line.strip_prefix("chat-server: listening on http://") {
+            break a.to_string();
+        }
+    };
+    // Keep draining stdout so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    ChatServer { child, addr }
+}
+
 /// Start the `media-server` binary on free ports with `extra` flags. Transcoding workers
 /// are off unless `extra` asks for them (jobs are still queued).
 pub(crate) fn start_server(storage: &std::path::Path, extra: &[&str]) -> Server {
