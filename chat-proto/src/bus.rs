@@ -75,19 +75,25 @@ impl BusEvent {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A mutex's guard, poisoned or not (the chat's state stays usable after a panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A message as a history record and the tail of its payload: `id \n json` (the JSON
 /// without its id, which the shared sequencer gives).
 pub fn encode_record(m: &ChatMessage) -> String {
+    format!("{}\n{}", m.id, record_body(m))
+}
+
+/// The JSON part of a record: the message without its id (and room).
+pub(crate) fn record_body(m: &ChatMessage) -> String {
     let mut body = m.to_json("");
     if let Some(o) = body.as_object_mut() {
         o.remove("id");
         o.remove("room");
     }
-    format!("{}\n{body}", m.id)
+    body.to_string()
 }
 
 /// Read an [`encode_record`] record back; `None` for anything else.

@@ -1,23 +1,23 @@
 //! The chat application on the server (feature `server`): `docs/chat-protocol.md` as an
-//! [`App`]. Rooms live on this node (the buses for several nodes come next); a broadcast
-//! is encoded once and pushed to every member's queue. Presence goes out at most once a
-//! second per room.
+//! [`App`]. Rooms span nodes through a [`Bus`] ([`LocalBus`] by default); a broadcast is
+//! encoded once and pushed to every member's queue here, batched per room within the
+//! flush interval. Presence goes out at most once a second per room (less often in very
+//! large rooms).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use std::future::Future;
-use std::pin::Pin;
-
 use crate::auth::{self, Identity, Role, TokenError};
-use crate::bus::{Bus, BusEvent, Inbound, LocalBus};
+use crate::bus::{Bus, BusEvent, Inbound, LocalBus, lock};
 use crate::chat::{ChatError, ChatLimits, Room, RoomChange, TokenBucket, valid_room};
 use crate::fanout::Rooms;
 use crate::server::{App, Conn, Socket};
@@ -168,10 +168,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn ok(extra: Value) -> Value {

@@ -9,7 +9,8 @@
 //! the tokio/hyper adapter (`server`) serving Engine.IO over long-polling and WebSocket
 //! with the upgrade between them, and Socket.IO namespaces to an `App`; an unmodified
 //! `socket.io-client` connects to it — and `chat_app`, the chat as an `App` (the
-//! `chat-server` binary serves it). The buses for several nodes (Redis) come next.
+//! `chat-server` binary serves it); [`bus`], the bus between chat nodes (in-process by
+//! default; feature `redis`: `RedisBus` over Redis Pub/Sub).
 //!
 //! ```
 //! use bytes::Bytes;

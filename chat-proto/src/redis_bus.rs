@@ -28,10 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{
     Bus, BusError, BusEvent, BusFuture, Inbound, SharedRoom, decode_payload, decode_record,
-    encode_payload, encode_record,
+    encode_payload, lock, record_body,
 };
 use crate::chat::{ChatMessage, RoomChange};
-use crate::chat_app::lock;
 
 /// Redis bus settings.
 #[derive(Debug, Clone)]
@@ -563,6 +562,27 @@ async fn heartbeat(s: Arc<Shared>) {
     }
 }
 
+impl RedisBus {
+    /// The answer a supervisor or lane task sends back, within twice the Redis timeout;
+    /// `queued` false: the request could not even be queued.
+    fn answer<T: Send + 'static>(
+        &self,
+        queued: bool,
+        rx: oneshot::Receiver<Result<T, BusError>>,
+    ) -> BusFuture<T> {
+        if !queued {
+            return Box::pin(std::future::ready(Err(BusError::Down("bus busy".into()))));
+        }
+        let timeout = self.shared.config.timeout * 2;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(r)) => r,
+                _ => Err(BusError::Down("no answer from the bus".into())),
+            }
+        })
+    }
+}
+
 impl Bus for RedisBus {
     fn node(&self) -> &str {
         &self.shared.node
@@ -574,20 +594,8 @@ impl Bus for RedisBus {
 
     fn subscribe(&self, room: &str) -> BusFuture<Option<SharedRoom>> {
         let (tx, rx) = oneshot::channel();
-        if self
-            .ctl
-            .try_send(Ctl::Subscribe(room.to_string(), tx))
-            .is_err()
-        {
-            return Box::pin(std::future::ready(Err(BusError::Down("bus busy".into()))));
-        }
-        let timeout = self.shared.config.timeout * 2;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(r)) => r,
-                _ => Err(BusError::Down("no answer from the bus".into())),
-            }
-        })
+        let sent = self.ctl.try_send(Ctl::Subscribe(room.to_string(), tx));
+        self.answer(sent.is_ok(), rx)
     }
 
     fn release(&self, room: &str) {
@@ -600,26 +608,16 @@ impl Bus for RedisBus {
         room.hash(&mut h);
         #[allow(clippy::cast_possible_truncation)] // modulo a small number
         let lane = &self.lanes[(h.finish() % LANES as u64) as usize];
-        // The script puts the id in front: `id \n json`.
-        let body = encode_record(message);
-        let body = body.split_once('\n').map_or("", |b| b.1).to_string();
         let req = PostReq {
             room: room.to_string(),
-            body,
+            // The script puts the id in front: `id \n json`.
+            body: record_body(message),
             hint,
             keep,
             reply: tx,
         };
-        if lane.try_send(req).is_err() {
-            return Box::pin(std::future::ready(Err(BusError::Down("bus busy".into()))));
-        }
-        let timeout = self.shared.config.timeout * 2;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(r)) => r,
-                _ => Err(BusError::Down("no answer from the bus".into())),
-            }
-        })
+        let sent = lane.try_send(req);
+        self.answer(sent.is_ok(), rx)
     }
 
     fn publish(&self, room: &str, event: &BusEvent) -> BusFuture<()> {

@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChatServer, start_chat_server};
+use common::{ChatServer, chat_token, start_chat_server};
 use serde_json::{Value, json};
-use videopick_chat_proto::auth::sign;
 
 const SECRET: &str = "cluster-secret";
 
@@ -103,12 +102,7 @@ fn texts(v: &Value) -> Vec<(u64, String)> {
 /// Run `chat-cluster.mjs` against the three nodes, killing and restarting Redis when it
 /// asks; what it saw (without the full per-client logs, which failures print).
 fn run_scenario(port: u16, redis_proc: &mut Option<Proc>, nodes: [&str; 3]) -> Value {
-    let token = |sub: &str, role: &str| {
-        sign(
-            &json!({"sub": sub, "name": sub, "role": role}),
-            SECRET.as_bytes(),
-        )
-    };
+    let token = |sub: &str, role: &str| chat_token(sub, role, SECRET);
     let tokens = json!({
         "alice": token("alice", "viewer"),
         "carol": token("carol", "viewer"),

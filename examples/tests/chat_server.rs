@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ChatServer, start_chat_server};
+use common::{ChatServer, chat_token, start_chat_server};
 
 use serde_json::{Value, json};
 use videopick_chat_proto::auth::sign;
@@ -28,12 +28,7 @@ fn scenario(addr: &str, mode: &str) -> Value {
         clients_dir().join("node_modules/socket.io-client").exists(),
         "run `npm ci` in clients/js (scripts/test.sh does)"
     );
-    let token = |sub: &str, role: &str| {
-        sign(
-            &json!({"sub": sub, "name": sub, "role": role}),
-            SECRET.as_bytes(),
-        )
-    };
+    let token = |sub: &str, role: &str| chat_token(sub, role, SECRET);
     let tokens = json!({
         "alice": token("alice", "viewer"),
         "bob": token("bob", "viewer"),

@@ -44,6 +44,14 @@ impl Drop for ChatServer {
     }
 }
 
+/// A chat sign-in token for user `sub` (also its display name) with `role`.
+pub(crate) fn chat_token(sub: &str, role: &str, secret: &str) -> String {
+    videopick_chat_proto::auth::sign(
+        &serde_json::json!({"sub": sub, "name": sub, "role": role}),
+        secret.as_bytes(),
+    )
+}
+
 /// Start `chat-server` on 127.0.0.1 port 0 with `args`; returns once it listens.
 pub(crate) fn start_chat_server(args: &[&str]) -> ChatServer {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
