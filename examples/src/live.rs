@@ -9,9 +9,13 @@ use hyper::{Method, StatusCode};
 use videopick_flv::{
     AudioData, AudioSpecificConfig, AvcConfig, HevcConfig, OnMetaData, Tag, VideoCodec, VideoData,
 };
-use videopick_rtmp::auth::json_str;
-use videopick_rtmp::hub::{Hub, LiveEventKind, Protocol, write_flv};
-use videopick_rtmp::net::NetStats;
+use videopick_live::http_flv::write_flv;
+use videopick_live::hub::{Hub, LiveEventKind, Protocol};
+use videopick_live::rtmp_server::NetStats;
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
 
 use crate::http::{ConnectionTask, HttpResponse, Takeover, respond};
 

@@ -6,15 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::StatusCode;
-use videopick_rtmp::auth::{AllOf, HttpHook, SignedKeys, StaticKeys, spawn_event_webhook};
-use videopick_rtmp::hub::{Hub, HubConfig};
-use videopick_rtmp::net::{AllowAll, Authorize, NetConfig, RtmpServer};
+use videopick_hooks::{HookClient, HookConfig};
+use videopick_live::auth::{AllOf, AllowAll, Authorize, HttpHook, SignedKeys, StaticKeys};
+use videopick_live::events::spawn_event_webhook;
+use videopick_live::hls::{HlsConfig, LiveHls};
+use videopick_live::hub::{Hub, HubConfig};
+use videopick_live::recorder::{RecorderConfig, Recordings};
+use videopick_live::rtmp_server::{NetConfig, RtmpServer};
 use videopick_storage::{RetentionPolicy, Storage, StorageOptions, SyncPolicy};
 use videopick_tus::FileStore;
 use videopick_tus::service::{TusConfig, TusService};
 
 use crate::Housekeeper;
-use crate::hls::{HlsService, HlsSettings, recover_recordings};
+use crate::hls::HlsService;
 use crate::http::{respond, serve};
 use crate::live::LiveHttp;
 
@@ -136,8 +140,11 @@ impl MediaArgs {
 
     /// The authorization to use: the one chosen, or allow-all when every listener is on
     /// loopback; an error for public listeners without a choice.
-    fn authorization(&self) -> Result<Arc<dyn Authorize>, Box<dyn std::error::Error>> {
-        if let Some(a) = self.authorizer()? {
+    fn authorization(
+        &self,
+        hooks: &HookClient,
+    ) -> Result<Arc<dyn Authorize>, Box<dyn std::error::Error>> {
+        if let Some(a) = self.authorizer(hooks)? {
             return Ok(a);
         }
         for (what, addr) in [("--rtmp", self.rtmp), ("--http", self.http)] {
@@ -152,7 +159,10 @@ impl MediaArgs {
     }
 
     /// The authorization the flags ask for; `None` when none was chosen.
-    fn authorizer(&self) -> Result<Option<Arc<dyn Authorize>>, Box<dyn std::error::Error>> {
+    fn authorizer(
+        &self,
+        hooks: &HookClient,
+    ) -> Result<Option<Arc<dyn Authorize>>, Box<dyn std::error::Error>> {
         let mut all: Vec<Arc<dyn Authorize>> = Vec::new();
         if let Some(path) = &self.publish_keys {
             all.push(Arc::new(StaticKeys::load(path)?));
@@ -164,7 +174,7 @@ impl MediaArgs {
             )));
         }
         if let Some(url) = &self.auth_hook {
-            all.push(Arc::new(HttpHook::new(url.clone(), Duration::from_secs(5))));
+            all.push(Arc::new(HttpHook::new(url.clone(), hooks.clone())));
         }
         Ok(match all.len() {
             0 if self.allow_all => Some(Arc::new(AllowAll)),
@@ -189,7 +199,8 @@ fn spawn_hub_sweeper(hub: &Hub) {
 
 /// Run the media server until Ctrl-C or SIGTERM; `name` prefixes log lines.
 pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let auth = args.authorization()?;
+    let hooks = HookClient::new(HookConfig::default())?;
+    let auth = args.authorization(&hooks)?;
     let (storage, keeper) = open_storage(&args)?;
 
     let hub = Hub::new(args.hub_config());
@@ -211,10 +222,10 @@ pub async fn run(name: &str, args: MediaArgs) -> Result<(), Box<dyn std::error::
     );
     let live_takeover = live.clone();
     let jobs = crate::jobs::Jobs::start(&args.jobs, &storage, args.api_token.clone()).await?;
-    let hls = start_hls(name, &args, &hub, &storage, jobs.as_ref());
-    let tus = start_tus(&args, &storage, jobs.as_ref());
+    let hls = start_hls(name, &args, &hub, &storage, jobs.as_ref(), &hooks);
+    let tus = start_tus(&args, &storage, jobs.as_ref(), &hooks);
     if let Some(url) = &args.event_hook {
-        spawn_event_webhook(&hub, url.clone());
+        spawn_event_webhook(&hub, hooks.clone(), url.clone());
     }
     let http = tokio::net::TcpListener::bind(args.http).await?;
     println!("{name}: storage {}", storage.root().display());
@@ -312,7 +323,12 @@ fn open_storage(args: &MediaArgs) -> Result<(Storage, Housekeeper), Box<dyn std:
 }
 
 /// The tus service at `/files/`, and its expiration sweeper.
-fn start_tus(args: &MediaArgs, storage: &Storage, jobs: Option<&crate::jobs::Jobs>) -> TusService {
+fn start_tus(
+    args: &MediaArgs,
+    storage: &Storage,
+    jobs: Option<&crate::jobs::Jobs>,
+    hooks: &HookClient,
+) -> TusService {
     let store = FileStore::new(storage.clone(), SyncPolicy::default());
     if let Some(jobs) = jobs {
         let (jobs, store) = (jobs.clone(), store.clone());
@@ -331,6 +347,7 @@ fn start_tus(args: &MediaArgs, storage: &Storage, jobs: Option<&crate::jobs::Job
             ..TusConfig::default()
         },
         crate::uploads::hooks(
+            hooks,
             args.upload_hook.clone(),
             args.event_hook.clone(),
             jobs.cloned(),
@@ -360,25 +377,28 @@ fn start_hls(
     hub: &Hub,
     storage: &Storage,
     jobs: Option<&crate::jobs::Jobs>,
+    hooks: &HookClient,
 ) -> HlsService {
-    let recovered = recover_recordings(storage);
-    let hls = HlsService::start(
-        hub,
-        storage.clone(),
-        HlsSettings {
-            live: args.hls,
-            live_apps: args.hls_apps.clone(),
-            segment: Duration::from_millis(args.hls_segment_ms.max(100)),
-            window: args.hls_window.max(1),
-            record_apps: args.record_apps.clone(),
-            record_flv: args.record_flv,
-        },
-    );
+    let segment = Duration::from_millis(args.hls_segment_ms.max(100));
+    let mut live = HlsConfig::default();
+    live.apps.clone_from(&args.hls_apps);
+    live.segment = segment;
+    live.window = args.hls_window.max(1);
+    let live = LiveHls::new(live);
+    if args.hls {
+        live.attach(hub);
+    }
+    let mut rec = RecorderConfig::default();
+    rec.apps.clone_from(&args.record_apps);
+    rec.flv = args.record_flv;
+    rec.segment = segment;
+    let recordings = Recordings::new(storage.clone(), rec);
+    recordings.attach(hub);
     if let Some(url) = &args.event_hook {
-        hls.spawn_recording_webhook(url.clone());
+        recordings.spawn_webhook(hooks.clone(), url.clone());
     }
     // Closed recordings (the recovered ones too) become jobs.
-    let mut closed = hls.recordings();
+    let mut closed = recordings.events();
     let jobs = jobs.cloned();
     tokio::spawn(async move {
         let Some(jobs) = jobs else { return };
@@ -397,16 +417,15 @@ fn start_hls(
             }
         }
     });
-    for ev in recovered {
+    for ev in recordings.recover() {
         println!(
             "{name}: closed recording {} left open by a crash ({} segments, {:.1} s)",
             ev.id,
             ev.segments,
             ev.duration.as_secs_f64()
         );
-        hls.announce(ev);
     }
-    hls
+    HlsService::new(storage.clone(), live.origin().clone())
 }
 
 pub(crate) async fn shutdown_signal() {

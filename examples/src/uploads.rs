@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
-use videopick_rtmp::auth::{json_str, post_json_with_retries};
+use videopick_hooks::HookClient;
 use videopick_tus::Upload;
 use videopick_tus::hooks::{HookFuture, Hooks, HttpHooks, Rejection, RequestInfo};
 
@@ -27,6 +27,7 @@ pub struct UploadFinished {
 #[derive(Debug, Clone)]
 pub struct UploadEvents {
     app: Option<HttpHooks>,
+    client: HookClient,
     event_hook: Option<String>,
     jobs: Option<crate::jobs::Jobs>,
     finished: broadcast::Sender<UploadFinished>,
@@ -37,11 +38,13 @@ impl UploadEvents {
     /// (with `jobs`) and announce it to `event_hook`.
     pub fn new(
         app: Option<HttpHooks>,
+        client: HookClient,
         event_hook: Option<String>,
         jobs: Option<crate::jobs::Jobs>,
     ) -> UploadEvents {
         UploadEvents {
             app,
+            client,
             event_hook,
             jobs,
             finished: broadcast::channel(256).0,
@@ -92,17 +95,17 @@ impl Hooks for UploadEvents {
             };
             let _ = self.finished.send(ev.clone());
             if let Some(url) = &self.event_hook {
-                let body = format!(
-                    "{{\"event\":\"upload\",\"id\":{},\"length\":{},\"metadata\":{},\"path\":{},\"job\":{}}}",
-                    json_str(&ev.id),
-                    ev.length,
-                    json_str(&ev.metadata),
-                    json_str(&ev.path.to_string_lossy()),
-                    job.map_or_else(|| "null".to_string(), |j| j.to_string())
-                );
-                let url = url.clone();
+                let body = serde_json::json!({
+                    "event": "upload",
+                    "id": ev.id,
+                    "length": ev.length,
+                    "metadata": ev.metadata,
+                    "path": ev.path.to_string_lossy(),
+                    "job": job,
+                });
+                let (url, client) = (url.clone(), self.client.clone());
                 tokio::spawn(async move {
-                    post_json_with_retries(&url, &body).await;
+                    let _ = client.deliver(&url, &body).await;
                 });
             }
             if let Some(h) = &self.app {
@@ -120,12 +123,14 @@ impl Hooks for UploadEvents {
 
 /// Keep `Arc` in the public signature simple for the binaries.
 pub fn hooks(
+    client: &HookClient,
     app: Option<String>,
     event_hook: Option<String>,
     jobs: Option<crate::jobs::Jobs>,
 ) -> Arc<UploadEvents> {
     Arc::new(UploadEvents::new(
-        app.map(|u| HttpHooks::new(u, std::time::Duration::from_secs(5))),
+        app.map(|u| HttpHooks::new(u, client.clone())),
+        client.clone(),
         event_hook,
         jobs,
     ))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{event_sink, http, http_flv_marks, publisher, send_frames, start_server};
 use tokio::io::AsyncReadExt;
 use videopick_flv::TagKind;
-use videopick_rtmp::net_client::RtmpClient;
+use videopick_live::rtmp_client::RtmpClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn republish_kick_events_and_hostile_clients() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{http_flv_frames, publisher, send_frames_sized, start_server};
 use tokio::io::AsyncWriteExt;
 use videopick_flv::TagKind;
-use videopick_rtmp::net_client::RtmpClient;
+use videopick_live::rtmp_client::RtmpClient;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

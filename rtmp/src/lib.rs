@@ -57,20 +57,12 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "tokio")]
-pub mod auth;
 pub mod chunk;
 mod client;
 mod conn;
 mod error;
 pub mod handshake;
-#[cfg(feature = "tokio")]
-pub mod hub;
 pub mod message;
-#[cfg(feature = "tokio")]
-pub mod net;
-#[cfg(feature = "tokio")]
-pub mod net_client;
 mod server;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};

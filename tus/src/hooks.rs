@@ -6,11 +6,11 @@
 //! of its bytes), [`Hooks::post_terminate`] of a deleted one. [`HttpHooks`] posts them to
 //! a URL as JSON.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::time::Duration;
+
+use videopick_hooks::HookClient;
 
 use crate::store::Upload;
 
@@ -66,35 +66,81 @@ pub struct NoHooks;
 impl Hooks for NoHooks {}
 
 /// POSTs each hook as JSON (`{"type": "authorize" | "pre-create" | "post-finish" |
-/// "post-terminate", …}`) to an `http://` URL. For `authorize` and `pre-create`, a 2xx
-/// answer allows; any other status rejects with that status and the answer's body as the
-/// message (no answer within the timeout rejects with 503). `post-*` hooks are told once,
-/// best effort. `progress` is not sent (it would be one request per chunk).
+/// "post-terminate", …}`) through the one [`HookClient`] (`http://` or `https://`). For
+/// `authorize` and `pre-create`, a 2xx answer allows; any other status rejects with that
+/// status and the answer's body as the message (no answer within the client's timeout
+/// rejects with 503). `post-*` hooks are told once, best effort. `progress` is not sent (it
+/// would be one request per chunk).
 #[derive(Debug, Clone)]
 pub struct HttpHooks {
     url: String,
-    timeout: Duration,
+    client: HookClient,
+}
+
+/// An upload as the hooks' JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UploadBody<'a> {
+    /// Upload id.
+    pub id: &'a str,
+    /// Bytes stored.
+    pub offset: u64,
+    /// Declared length (`null` while deferred).
+    pub length: Option<u64>,
+    /// The `Upload-Metadata` header as received (canonical form).
+    pub metadata: &'a str,
+    /// Whether every byte is stored.
+    pub complete: bool,
+}
+
+impl<'a> From<&'a Upload> for UploadBody<'a> {
+    fn from(u: &'a Upload) -> UploadBody<'a> {
+        UploadBody {
+            id: u.info.id.as_str(),
+            offset: u.offset,
+            length: u.info.length,
+            metadata: &u.info.metadata,
+            complete: u.is_complete(),
+        }
+    }
+}
+
+/// The hooks' JSON bodies, tagged by `type`.
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum HookBody<'a> {
+    Authorize {
+        method: &'a str,
+        path: &'a str,
+        upload: Option<&'a str>,
+        authorization: Option<&'a str>,
+    },
+    PreCreate {
+        upload: UploadBody<'a>,
+    },
+    PostFinish {
+        upload: UploadBody<'a>,
+        path: String,
+    },
+    PostTerminate {
+        id: &'a str,
+    },
 }
 
 impl HttpHooks {
-    /// Hooks posted to `url`.
-    pub fn new(url: impl Into<String>, timeout: Duration) -> HttpHooks {
+    /// Hooks posted to `url` through `client`.
+    pub fn new(url: impl Into<String>, client: HookClient) -> HttpHooks {
         HttpHooks {
             url: url.into(),
-            timeout,
+            client,
         }
     }
 
-    async fn post(&self, body: String) -> Result<(u16, String), String> {
-        crate::http_client::post_json(&self.url, &body, self.timeout).await
-    }
-
-    async fn decide(&self, body: String) -> Result<(), Rejection> {
-        match self.post(body).await {
-            Ok((code, _)) if (200..300).contains(&code) => Ok(()),
-            Ok((code, msg)) => Err(Rejection {
-                status: code,
-                message: msg,
+    async fn decide(&self, body: HookBody<'_>) -> Result<(), Rejection> {
+        match self.client.post_json(&self.url, &body).await {
+            Ok(a) if a.is_success() => Ok(()),
+            Ok(a) => Err(Rejection {
+                status: a.status,
+                message: a.text(),
             }),
             Err(e) => Err(Rejection {
                 status: 503,
@@ -104,76 +150,39 @@ impl HttpHooks {
     }
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn opt(s: Option<&str>) -> String {
-    s.map_or("null".into(), json_str)
-}
-
-/// An upload as JSON (id, offset, length, metadata header, complete).
-pub fn upload_json(u: &Upload) -> String {
-    format!(
-        "{{\"id\":{},\"offset\":{},\"length\":{},\"metadata\":{},\"complete\":{}}}",
-        json_str(u.info.id.as_str()),
-        u.offset,
-        u.info.length.map_or("null".into(), |l| l.to_string()),
-        json_str(&u.info.metadata),
-        u.is_complete()
-    )
-}
-
 impl Hooks for HttpHooks {
     fn authorize<'a>(&'a self, req: &'a RequestInfo) -> HookFuture<'a, Result<(), Rejection>> {
-        Box::pin(self.decide(format!(
-            "{{\"type\":\"authorize\",\"method\":{},\"path\":{},\"upload\":{},\"authorization\":{}}}",
-            json_str(&req.method),
-            json_str(&req.path),
-            opt(req.upload.as_deref()),
-            opt(req.authorization.as_deref())
-        )))
+        Box::pin(self.decide(HookBody::Authorize {
+            method: &req.method,
+            path: &req.path,
+            upload: req.upload.as_deref(),
+            authorization: req.authorization.as_deref(),
+        }))
     }
 
     fn pre_create<'a>(&'a self, upload: &'a Upload) -> HookFuture<'a, Result<(), Rejection>> {
-        Box::pin(self.decide(format!(
-            "{{\"type\":\"pre-create\",\"upload\":{}}}",
-            upload_json(upload)
-        )))
+        Box::pin(self.decide(HookBody::PreCreate {
+            upload: upload.into(),
+        }))
     }
 
     fn post_finish<'a>(&'a self, upload: &'a Upload, data: &'a Path) -> HookFuture<'a, ()> {
         Box::pin(async move {
-            let _ = self
-                .post(format!(
-                    "{{\"type\":\"post-finish\",\"upload\":{},\"path\":{}}}",
-                    upload_json(upload),
-                    json_str(&data.to_string_lossy())
-                ))
-                .await;
+            let body = HookBody::PostFinish {
+                upload: upload.into(),
+                path: data.to_string_lossy().into_owned(),
+            };
+            let _ = self.client.post_json(&self.url, &body).await;
         })
     }
 
     fn post_terminate(&self, id: &str) {
         let hooks = self.clone();
-        let body = format!("{{\"type\":\"post-terminate\",\"id\":{}}}", json_str(id));
+        let id = id.to_string();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let _ = hooks.post(body).await;
+                let body = HookBody::PostTerminate { id: &id };
+                let _ = hooks.client.post_json(&hooks.url, &body).await;
             });
         }
     }

@@ -35,8 +35,6 @@ pub mod headers;
 #[cfg(feature = "server")]
 pub mod hooks;
 #[cfg(feature = "server")]
-mod http_client;
-#[cfg(feature = "server")]
 pub mod service;
 pub mod store;
 

@@ -900,10 +900,8 @@ fn http_hooks_post_json_and_relay_the_answer() {
     });
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path().join("data")).unwrap();
-    let hooks = std::sync::Arc::new(videopick_tus::hooks::HttpHooks::new(
-        url,
-        Duration::from_secs(5),
-    ));
+    let client = videopick_hooks::HookClient::new(videopick_hooks::HookConfig::default()).unwrap();
+    let hooks = std::sync::Arc::new(videopick_tus::hooks::HttpHooks::new(url, client));
     let (s, _svc) = server_with(storage, 1 << 20, dir, hooks);
     let r = req(
         &s,

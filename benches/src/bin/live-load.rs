@@ -20,7 +20,7 @@ use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use videopick_benches::proc_sample;
 use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
-use videopick_rtmp::net_client::RtmpClient;
+use videopick_live::rtmp_client::RtmpClient;
 
 /// Command line.
 #[derive(Debug, Parser)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
-use videopick_rtmp::net_client::{RtmpClient, RtmpPublisher};
+use videopick_live::rtmp_client::{RtmpClient, RtmpPublisher};
 
 /// A running `media-server`, killed on drop.
 pub(crate) struct Server {

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
 use videopick_flv::{AudioData, Tag, TagKind, VideoData};
 
-use crate::chunk::{RawMessage, encode_standalone, msg_type};
+use videopick_rtmp::chunk::{RawMessage, encode_standalone, msg_type};
 
 /// Settings of a [`Hub`].
 #[derive(Debug, Clone)]
@@ -252,20 +252,32 @@ pub trait StreamTap: Send {
     fn ended(self: Box<Self>) {}
 }
 
-/// Makes the tap of a new stream: given the key and the publish's recording choice
-/// ([`LiveEvent::record`]); `None` for no tap.
-pub type TapFactory = Arc<dyn Fn(&str, Option<bool>) -> Option<Box<dyn StreamTap>> + Send + Sync>;
+/// What a [`TapFactory`] is told of a new stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TapContext {
+    /// `app/stream`.
+    pub key: String,
+    /// The publish's recording choice ([`LiveEvent::record`]).
+    pub record: Option<bool>,
+    /// When the stream was published (the same for every tap of the stream: recorders
+    /// name their files after it).
+    pub started: std::time::SystemTime,
+}
 
+/// Makes a tap for a new stream; `None` when this kind of tap does not apply to it.
+pub type TapFactory = Arc<dyn Fn(&TapContext) -> Option<Box<dyn StreamTap>> + Send + Sync>;
+
+/// The taps of a stream: `None` until its first publish made them.
 #[derive(Default)]
-struct TapSlot(Option<Box<dyn StreamTap>>);
+struct TapSlot(Option<Vec<Box<dyn StreamTap>>>);
 
 impl std::fmt::Debug for TapSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "TapSlot(tap)"
-        } else {
-            "TapSlot(none)"
-        })
+        match &self.0 {
+            Some(taps) => write!(f, "TapSlot({} taps)", taps.len()),
+            None => f.write_str("TapSlot(not made)"),
+        }
     }
 }
 
@@ -313,7 +325,7 @@ struct HubInner {
     streams: Mutex<HashMap<String, Arc<StreamInner>>>,
     next_publisher: AtomicU64,
     events: broadcast::Sender<LiveEvent>,
-    tap_factory: Mutex<Option<TapFactory>>,
+    tap_factories: Mutex<Vec<TapFactory>>,
 }
 
 impl std::fmt::Debug for HubInner {
@@ -389,14 +401,16 @@ impl Hub {
                 streams: Mutex::new(HashMap::new()),
                 next_publisher: AtomicU64::new(1),
                 events: broadcast::channel(1024).0,
-                tap_factory: Mutex::new(None),
+                tap_factories: Mutex::new(Vec::new()),
             }),
         }
     }
 
-    /// Give every new stream a tap made by `factory` (replacing any earlier factory).
-    pub fn set_tap_factory(&self, factory: TapFactory) {
-        *lock(&self.inner.tap_factory) = Some(factory);
+    /// Give every stream published from now on a tap made by `factory`, beside the taps of
+    /// the factories added before (live HLS, a TS recorder and an FLV recorder are three
+    /// factories; a stream gets one tap from each that applies).
+    pub fn add_tap_factory(&self, factory: TapFactory) {
+        lock(&self.inner.tap_factories).push(factory);
     }
 
     /// The configuration.
@@ -450,7 +464,7 @@ impl Hub {
         self.publish_with(key, None)
     }
 
-    /// [`Hub::publish`], telling the tap factory whether to record (see
+    /// [`Hub::publish`], telling the tap factories whether to record (see
     /// [`LiveEvent::record`]).
     pub fn publish_with(&self, key: &str, record: Option<bool>) -> Result<Publisher, HubError> {
         let mut streams = lock(&self.inner.streams);
@@ -477,11 +491,18 @@ impl Hub {
         state.publisher = Some(id);
         state.cache = Cache::default();
         state.unpublished_at = None;
-        if let Some(tap) = state.tap.0.as_mut() {
-            tap.republished();
+        if let Some(taps) = state.tap.0.as_mut() {
+            for tap in taps {
+                tap.republished();
+            }
         } else {
-            let factory = lock(&self.inner.tap_factory).clone();
-            state.tap.0 = factory.and_then(|f| f(key, record));
+            let factories = lock(&self.inner.tap_factories).clone();
+            let ctx = TapContext {
+                key: key.to_string(),
+                record,
+                started: std::time::SystemTime::now(),
+            };
+            state.tap.0 = Some(factories.iter().filter_map(|f| f(&ctx)).collect());
         }
         let _ = stream.tx.send(HubItem::Published);
         drop(state);
@@ -542,7 +563,7 @@ impl Hub {
                 .unpublished_at
                 .is_some_and(|t| now.duration_since(t) < grace);
             if st.publisher.is_none() && !in_grace {
-                ended.extend(st.tap.0.take());
+                ended.extend(st.tap.0.take().into_iter().flatten());
             }
             st.publisher.is_some() || in_grace || s.tx.receiver_count() > 0
         });
@@ -608,7 +629,7 @@ impl Publisher {
             .bytes_in
             .fetch_add(len as u64, Ordering::Relaxed);
         self.stream.stats.tags_in.fetch_add(1, Ordering::Relaxed);
-        if let Some(tap) = state.tap.0.as_mut() {
+        for tap in state.tap.0.iter_mut().flatten() {
             tap.tag(&shared);
         }
         // Sent under the lock so a new subscriber's snapshot and its ring never overlap or
@@ -791,63 +812,6 @@ impl Subscription {
             }
         }
         Ok(())
-    }
-}
-
-/// When a viewer that just wrote should write next: `interval` from `now`, rounded up to
-/// the next of a grid of `interval / 8` steps shared by the whole process. Viewers then
-/// wake in groups (one runtime wake-up serves many writes) instead of each on its own
-/// timer, for at most an eighth of the interval of extra delay.
-pub fn next_write_slot(now: Instant, interval: Duration) -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    let step = (interval / 8).max(Duration::from_millis(1));
-    let due = (now + interval).saturating_duration_since(epoch);
-    let slot = due.as_nanos().div_ceil(step.as_nanos()) * step.as_nanos();
-    epoch + Duration::from_nanos(u64::try_from(slot).unwrap_or(u64::MAX))
-}
-
-/// Stream a subscription as an FLV byte stream (file header, then every tag's shared FLV
-/// form) to `w`, batching at most one vectored write per `interval`, until the stream ends,
-/// the viewer falls too far behind, or a write fails. This is HTTP-FLV's body (and an FLV
-/// recorder's file). Returns the bytes written.
-pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
-    sub: &mut Subscription,
-    w: &mut W,
-    interval: Duration,
-    max_batch: usize,
-) -> std::io::Result<u64> {
-    let header = videopick_flv::FlvHeader {
-        version: 1,
-        has_audio: true,
-        has_video: true,
-    };
-    let mut out: Vec<Bytes> = vec![Bytes::copy_from_slice(&header.to_bytes())];
-    let mut total = crate::net::write_all_vectored(w, &mut out).await? as u64;
-    sub.count_out(total as usize);
-    let mut batch = Vec::new();
-    let mut next_write = Instant::now();
-    loop {
-        tokio::time::sleep_until(next_write.into()).await;
-        let Ok(first) = sub.recv().await else {
-            return Ok(total);
-        };
-        batch.push(first);
-        let more = sub.try_recv_ready(max_batch, &mut batch);
-        out.extend(batch.drain(..).filter_map(|item| match item {
-            HubItem::Tag(t) => Some(t.flv_bytes().clone()),
-            HubItem::Unpublished | HubItem::Published => None,
-        }));
-        let n = crate::net::write_all_vectored(w, &mut out).await?;
-        // The first batch (the GOP cache) is large; keep only a small capacity after it.
-        out.shrink_to(32);
-        batch.shrink_to(32);
-        sub.count_out(n);
-        total += n as u64;
-        if more.is_err() {
-            return Ok(total);
-        }
-        next_write = next_write_slot(Instant::now(), interval);
     }
 }
 

@@ -8,8 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use videopick_flv::{FlvDemuxer, FlvItem, Tag};
 
-use crate::client::{ClientConfig, ClientEvent, ClientSession};
-use crate::server::PublishMode;
+use videopick_rtmp::{ClientConfig, ClientEvent, ClientSession, PublishMode};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +22,7 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     /// The server broke the protocol.
     #[error(transparent)]
-    Protocol(#[from] crate::RtmpError),
+    Protocol(#[from] videopick_rtmp::RtmpError),
     /// The server refused (status code and description).
     #[error("refused: {code}: {description}")]
     Refused {

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use videopick_flv::{Tag, TagKind};
-use videopick_rtmp::hub::{Hub, HubConfig};
-use videopick_rtmp::net::{AllowAll, NetConfig, RtmpServer};
-use videopick_rtmp::net_client::RtmpClient;
+use videopick_live::auth::AllowAll;
+use videopick_live::hub::{Hub, HubConfig};
+use videopick_live::rtmp_client::RtmpClient;
+use videopick_live::rtmp_server::{NetConfig, RtmpServer};
 
 const FPS: u32 = 25;
 

@@ -7,22 +7,24 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use videopick_rtmp::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
+
+use crate::auth::{Action, AuthRequest, Authorize};
 use crate::hub::{
     Hub, HubItem, LiveEvent, LiveEventKind, Publisher, SHARED_CHUNK_SIZE, SHARED_STREAM_ID,
-    Subscription, SubscriptionEnd, next_write_slot,
+    Subscription, SubscriptionEnd,
 };
-use crate::server::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
+use crate::io::{next_write_slot, write_all_vectored};
 
 /// Settings of the tokio server.
 #[derive(Debug, Clone)]
@@ -81,70 +83,14 @@ impl NetConfig {
     }
 }
 
-/// Publish or play.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// A publisher wants to send a stream.
-    Publish,
-    /// A viewer wants to receive one.
-    Play,
-}
-
-/// What an [`Authorize`] implementation decides on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthRequest {
-    /// Publish or play.
-    pub action: Action,
-    /// Application (`live`).
-    pub app: String,
-    /// Stream name without the query (`cam`).
-    pub stream: String,
-    /// Query string of the stream name (`key=…`, `sign=…`).
-    pub query: Option<String>,
-    /// The connection's `tcUrl`.
-    pub tc_url: Option<String>,
-    /// The peer's address.
-    pub peer: SocketAddr,
-}
-
-/// A boxed future, as [`Authorize`] returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Decides each publish and play. `Err` carries the reason sent to the client.
-pub trait Authorize: Send + Sync + 'static {
-    /// Allow (with what the grant says) or deny `req` (with the reason).
-    fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, String>>;
-}
-
-/// What an allowed publish or play comes with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Grant {
-    /// Record this publish (`Some(true)`), don't (`Some(false)`), or leave it to the
-    /// server's configuration (`None`).
-    pub record: Option<bool>,
-}
-
-impl Grant {
-    /// Combine two grants: a "don't record" wins over "record", which wins over no opinion.
-    #[must_use]
-    pub fn and(self, other: Grant) -> Grant {
-        let record = match (self.record, other.record) {
-            (Some(false), _) | (_, Some(false)) => Some(false),
-            (Some(true), _) | (_, Some(true)) => Some(true),
-            _ => None,
-        };
-        Grant { record }
-    }
-}
-
-/// Allows everything. Use only on loopback or behind another gate.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AllowAll;
-
-impl Authorize for AllowAll {
-    fn authorize<'a>(&'a self, _req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, String>> {
-        Box::pin(async { Ok(Grant::default()) })
-    }
+/// Handshake random bytes of one session: a fresh seed from the operating system for each
+/// connection (a peer cannot predict another session's bytes from its own).
+fn session_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        // No OS randomness (should not happen on Linux): fall back to the hasher's keys.
+        use std::hash::{BuildHasher as _, RandomState};
+        RandomState::new().hash_one(Instant::now())
+    })
 }
 
 /// Server-wide counters.
@@ -253,39 +199,6 @@ impl RtmpServer {
     }
 }
 
-/// Write every buffer with vectored writes (at most 64 slices per call); `bufs` is left
-/// empty. Returns the bytes written.
-pub async fn write_all_vectored<W: tokio::io::AsyncWrite + Unpin>(
-    wr: &mut W,
-    bufs: &mut Vec<Bytes>,
-) -> std::io::Result<usize> {
-    let total: usize = bufs.iter().map(Bytes::len).sum();
-    let mut start = 0;
-    while start < bufs.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = bufs[start..]
-            .iter()
-            .take(64)
-            .map(|b| std::io::IoSlice::new(b))
-            .collect();
-        let mut n = wr.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 {
-            let first = &mut bufs[start];
-            if n >= first.len() {
-                n -= first.len();
-                start += 1;
-            } else {
-                first.advance(n);
-                n = 0;
-            }
-        }
-    }
-    bufs.clear();
-    Ok(total)
-}
-
 struct Conn {
     session: ServerSession,
     wr: OwnedWriteHalf,
@@ -332,7 +245,7 @@ impl Conn {
     }
 
     /// Queue one hub item for the player on `sid`.
-    fn queue_item(&mut self, sid: u32, item: HubItem) -> crate::Result<()> {
+    fn queue_item(&mut self, sid: u32, item: HubItem) -> videopick_rtmp::Result<()> {
         match item {
             HubItem::Tag(t) => {
                 let shared =
@@ -369,14 +282,18 @@ impl Conn {
         }
     }
 
-    async fn on_publish(&mut self, ctx: &Ctx, req: &crate::PublishRequest) -> crate::Result<()> {
+    async fn on_publish(
+        &mut self,
+        ctx: &Ctx,
+        req: &videopick_rtmp::PublishRequest,
+    ) -> videopick_rtmp::Result<()> {
         let auth = self.auth_request(Action::Publish, &req.name, req.query.as_ref());
         let grant = match ctx.auth.authorize(&auth).await {
             Ok(g) => g,
             Err(why) => {
                 return self
                     .session
-                    .reject_publish(req.id, &PublishRejection::Unauthorized(why));
+                    .reject_publish(req.id, &PublishRejection::Unauthorized(why.to_string()));
             }
         };
         // `?record=1` / `?record=0` on the publish URL, else what the authorizer said.
@@ -411,10 +328,14 @@ impl Conn {
         }
     }
 
-    async fn on_play(&mut self, ctx: &Ctx, req: &crate::PlayRequest) -> crate::Result<()> {
+    async fn on_play(
+        &mut self,
+        ctx: &Ctx,
+        req: &videopick_rtmp::PlayRequest,
+    ) -> videopick_rtmp::Result<()> {
         let auth = self.auth_request(Action::Play, &req.name, req.query.as_ref());
         if let Err(why) = ctx.auth.authorize(&auth).await {
-            return self.session.reject_play(req.id, &why);
+            return self.session.reject_play(req.id, &why.to_string());
         }
         let key = format!("{}/{}", self.app, req.name);
         match (self.player.is_some(), ctx.hub.subscribe(&key)) {
@@ -433,7 +354,7 @@ impl Conn {
         }
     }
 
-    async fn handle_events(&mut self, ctx: &Ctx, buf: &mut BytesMut) -> crate::Result<()> {
+    async fn handle_events(&mut self, ctx: &Ctx, buf: &mut BytesMut) -> videopick_rtmp::Result<()> {
         loop {
             let mut answered = false;
             while let Some(ev) = self.session.poll_event() {
@@ -495,7 +416,12 @@ async fn connection(
     let _ = sock.set_nodelay(true);
     let (mut rd, wr) = sock.into_split();
     let mut conn = Conn {
-        session: ServerSession::new(ctx.config.session.clone()),
+        session: ServerSession::new(
+            ctx.config
+                .session
+                .clone()
+                .handshake(ctx.config.session.handshake_epoch, session_seed()),
+        ),
         wr,
         peer,
         app: String::new(),
@@ -523,8 +449,8 @@ enum End {
     Timeout,
 }
 
-impl From<crate::RtmpError> for End {
-    fn from(_: crate::RtmpError) -> End {
+impl From<videopick_rtmp::RtmpError> for End {
+    fn from(_: videopick_rtmp::RtmpError) -> End {
         End::Protocol
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::Command;
-use videopick_rtmp::hub::{Hub, HubConfig};
-use videopick_rtmp::net::{AllowAll, NetConfig, RtmpServer};
+use videopick_live::auth::AllowAll;
+use videopick_live::hub::{Hub, HubConfig};
+use videopick_live::rtmp_server::{NetConfig, RtmpServer};
 
 fn workdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("videopick-live-{name}-{}", std::process::id()));
@@ -201,7 +202,7 @@ async fn ffmpeg_publishes_and_ffmpeg_plays_over_rtmp() {
 
 async fn start_with(
     hub: Hub,
-    auth: Arc<dyn videopick_rtmp::net::Authorize>,
+    auth: Arc<dyn videopick_live::auth::Authorize>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let server = RtmpServer::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -224,7 +225,7 @@ async fn start_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_keys_gate_publishing() {
-    use videopick_rtmp::auth::SignedKeys;
+    use videopick_live::auth::SignedKeys;
     let hub = Hub::default();
     let (addr, stop) = start_with(
         hub.clone(),
