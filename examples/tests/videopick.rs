@@ -26,7 +26,7 @@ fn start(args: &[&str]) -> (Child, String, String) {
         if let Some(a) = line.strip_prefix("videopick: listening on http://") {
             addr = Some(a.to_string());
         }
-        if let Some(a) = line.strip_prefix("videopick chat: listening on http://") {
+        if let Some(a) = line.strip_prefix("videopick: chat on http://") {
             chat = Some(a.to_string());
         }
     }

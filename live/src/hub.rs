@@ -551,6 +551,26 @@ impl Hub {
         v
     }
 
+    /// Sweep every `every` in a task of its own (ending streams whose grace period passed,
+    /// which closes their recordings), until the hub is dropped.
+    pub fn spawn_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                Hub { inner }.sweep(Instant::now());
+            }
+        })
+    }
+
+    /// End every stream that has no publisher now, grace period or not (a server that is
+    /// shutting down closes its recordings).
+    pub fn end_all(&self) {
+        let far = Instant::now() + self.inner.config.republish_grace + Duration::from_secs(1);
+        self.sweep(far);
+    }
+
     /// Forget streams whose publisher left more than the grace period before `now` and that
     /// nobody watches.
     /// Streams whose grace period passed have their tap ended.

@@ -111,6 +111,30 @@ struct Inner {
     storage: Storage,
     config: RecorderConfig,
     events: broadcast::Sender<RecordingEvent>,
+    /// Recording tasks running, and a wake-up when one ends (for [`Recordings::drain`]).
+    active: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Held by a recording task: counts it as active until it ends.
+struct Active(Arc<Inner>);
+
+impl Active {
+    fn new(inner: &Arc<Inner>) -> Active {
+        inner
+            .active
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Active(inner.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.idle.notify_waiters();
+    }
 }
 
 impl Recordings {
@@ -121,8 +145,25 @@ impl Recordings {
                 storage,
                 config,
                 events: broadcast::channel(256).0,
+                active: std::sync::atomic::AtomicUsize::new(0),
+                idle: tokio::sync::Notify::new(),
             }),
         }
+    }
+
+    /// Wait (at most `timeout`) until every recording task has finished its writes: after
+    /// [`Hub::end_all`], the recordings are closed when this returns true.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let idle = self.inner.idle.notified();
+                if self.inner.active.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
     }
 
     /// Record the streams of `hub` published from now on that the configuration or the
@@ -185,6 +226,7 @@ impl Recordings {
         }
         let (tx, rx) = mpsc::channel(RECORDER_QUEUE);
         let job = TsJob {
+            _active: Active::new(&self.inner),
             storage: self.inner.storage.clone(),
             key: ctx.key.clone(),
             started: ctx.started,
@@ -206,7 +248,9 @@ impl Recordings {
         let (tx, rx) = mpsc::channel(RECORDER_QUEUE);
         let storage = self.inner.storage.clone();
         let (key, started) = (ctx.key.clone(), ctx.started);
+        let active = Active::new(&self.inner);
         tokio::spawn(async move {
+            let _active = active;
             if let Err(e) = write_flv_recording(storage, &key, started, rx).await {
                 tracing::warn!(stream = %key, error = %e, "flv recording stopped");
             }
@@ -397,6 +441,8 @@ async fn write_flv_recording(
 
 /// What a TS recording task needs.
 struct TsJob {
+    /// Counts this task as writing until it ends.
+    _active: Active,
     storage: Storage,
     key: String,
     started: SystemTime,

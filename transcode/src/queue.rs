@@ -353,3 +353,57 @@ mod tests {
         assert_eq!(b.delay(u32::MAX), Duration::from_secs(60));
     }
 }
+
+/// Either queue behind one type: the embedded one or PostgreSQL, chosen at run time.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone)]
+pub enum AnyQueue {
+    /// The embedded queue.
+    File(FileQueue),
+    /// PostgreSQL.
+    Pg(PgQueue),
+}
+
+#[cfg(feature = "postgres")]
+macro_rules! delegate {
+    ($self:ident, $q:ident => $e:expr) => {
+        match $self {
+            AnyQueue::File($q) => $e,
+            AnyQueue::Pg($q) => $e,
+        }
+    };
+}
+
+#[cfg(feature = "postgres")]
+impl JobQueue for AnyQueue {
+    async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
+        delegate!(self, q => q.enqueue(job).await)
+    }
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, QueueError> {
+        delegate!(self, q => q.claim(worker, lease).await)
+    }
+    async fn heartbeat(&self, c: &Claim, lease: Duration, p: f64) -> Result<Lease, QueueError> {
+        delegate!(self, q => q.heartbeat(c, lease, p).await)
+    }
+    async fn complete(&self, c: &Claim, result: Value) -> Result<bool, QueueError> {
+        delegate!(self, q => q.complete(c, result).await)
+    }
+    async fn fail(&self, c: &Claim, error: &str) -> Result<Option<JobState>, QueueError> {
+        delegate!(self, q => q.fail(c, error).await)
+    }
+    async fn cancel(&self, id: JobId) -> Result<bool, QueueError> {
+        delegate!(self, q => q.cancel(id).await)
+    }
+    async fn retry(&self, id: JobId) -> Result<bool, QueueError> {
+        delegate!(self, q => q.retry(id).await)
+    }
+    async fn get(&self, id: JobId) -> Result<Option<Job>, QueueError> {
+        delegate!(self, q => q.get(id).await)
+    }
+    async fn list(&self, state: Option<JobState>, limit: usize) -> Result<Vec<Job>, QueueError> {
+        delegate!(self, q => q.list(state, limit).await)
+    }
+    async fn wait(&self, timeout: Duration) {
+        delegate!(self, q => q.wait(timeout).await);
+    }
+}

@@ -140,7 +140,7 @@ pub async fn serve<H, F>(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    eprintln!("videopick: accept failed: {e}");
+                    tracing::warn!(error = %e, "http: accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }

@@ -87,7 +87,7 @@ impl Hooks for UploadEvents {
                 metadata: upload.info.metadata.clone(),
                 path: data.to_path_buf(),
             };
-            println!("videopick: upload {} finished ({} bytes)", ev.id, ev.length);
+            tracing::info!(upload = %ev.id, bytes = ev.length, "upload finished");
             // Queued (durably) before the client hears the upload is complete.
             let job = match &self.jobs {
                 Some(j) => j.upload_finished(&ev.id, &ev.path).await,

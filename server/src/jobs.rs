@@ -14,17 +14,19 @@ use serde_json::{Value, json};
 use videopick_storage::{Storage, UploadId, VideoId};
 use videopick_transcode::plan::{LadderConfig, SegmentType};
 use videopick_transcode::queue::{
-    Backoff, Claim, FileQueue, Job, JobId, JobQueue, JobState, Lease, NewJob, PgQueue, QueueError,
+    AnyQueue, Backoff, FileQueue, JobId, JobQueue, JobState, NewJob, PgQueue, QueueError,
 };
 use videopick_transcode::runner::{Runner, RunnerConfig};
 use videopick_transcode::worker::{Worker, WorkerConfig, ladder_job, remux_job};
 use videopick_transcode::{Transcoder, TranscoderConfig};
 use videopick_tus::store::{ConcatRole, FileStore};
 
+use crate::config::JobsConfig;
 use crate::http::{Body, HttpResponse, respond};
 
 /// What happens to a finished recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RecordingJobs {
     /// Nothing.
     None,
@@ -34,89 +36,15 @@ pub enum RecordingJobs {
     Ladder,
 }
 
-/// Transcoding settings (flags of the media server).
-#[derive(Debug, Clone, clap::Args)]
-pub struct JobArgs {
-    /// PostgreSQL URL of a job queue shared by several machines; default: the embedded
-    /// queue in `<storage>/queue`.
-    #[arg(long, env = "VIDEOPICK_JOBS_DB")]
-    pub jobs_db: Option<String>,
-    /// Workers in this process (0: only enqueue; workers run elsewhere).
-    #[arg(long, env = "VIDEOPICK_TRANSCODE_WORKERS", default_value_t = 1)]
-    pub transcode_workers: usize,
-    /// ffmpeg processes at once in this process.
-    #[arg(long, env = "VIDEOPICK_FFMPEG_CONCURRENCY", default_value_t = 1)]
-    pub ffmpeg_concurrency: usize,
-    /// What a finished recording becomes.
-    #[arg(long, env = "VIDEOPICK_TRANSCODE_RECORDINGS", value_enum, default_value_t = RecordingJobs::Remux)]
-    pub transcode_recordings: RecordingJobs,
-    /// Ladder rungs by short side in pixels, comma-separated.
-    #[arg(
-        long,
-        env = "VIDEOPICK_LADDER",
-        value_delimiter = ',',
-        default_value = "1080,720,480,360"
-    )]
-    pub ladder: Vec<u32>,
-    /// Use fMP4 segments for the ladder (default MPEG-TS).
-    #[arg(long, env = "VIDEOPICK_LADDER_FMP4")]
-    pub ladder_fmp4: bool,
-    /// Time limit of one job attempt, in minutes.
-    #[arg(long, env = "VIDEOPICK_JOB_TIMEOUT_MINS", default_value_t = 360)]
-    pub job_timeout_mins: u64,
-    /// Attempts per job.
-    #[arg(long, env = "VIDEOPICK_JOB_ATTEMPTS", default_value_t = 3)]
-    pub job_attempts: u32,
-}
-
-/// Either queue behind one type.
-#[derive(Debug, Clone)]
-pub enum AnyQueue {
-    /// The embedded queue.
-    File(FileQueue),
-    /// PostgreSQL.
-    Pg(PgQueue),
-}
-
-macro_rules! delegate {
-    ($self:ident, $q:ident => $e:expr) => {
-        match $self {
-            AnyQueue::File($q) => $e,
-            AnyQueue::Pg($q) => $e,
+impl std::str::FromStr for RecordingJobs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RecordingJobs, String> {
+        match s {
+            "none" => Ok(RecordingJobs::None),
+            "remux" => Ok(RecordingJobs::Remux),
+            "ladder" => Ok(RecordingJobs::Ladder),
+            other => Err(format!("{other:?}: expected none, remux or ladder")),
         }
-    };
-}
-
-impl JobQueue for AnyQueue {
-    async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
-        delegate!(self, q => q.enqueue(job).await)
-    }
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, QueueError> {
-        delegate!(self, q => q.claim(worker, lease).await)
-    }
-    async fn heartbeat(&self, c: &Claim, lease: Duration, p: f64) -> Result<Lease, QueueError> {
-        delegate!(self, q => q.heartbeat(c, lease, p).await)
-    }
-    async fn complete(&self, c: &Claim, result: Value) -> Result<bool, QueueError> {
-        delegate!(self, q => q.complete(c, result).await)
-    }
-    async fn fail(&self, c: &Claim, error: &str) -> Result<Option<JobState>, QueueError> {
-        delegate!(self, q => q.fail(c, error).await)
-    }
-    async fn cancel(&self, id: JobId) -> Result<bool, QueueError> {
-        delegate!(self, q => q.cancel(id).await)
-    }
-    async fn retry(&self, id: JobId) -> Result<bool, QueueError> {
-        delegate!(self, q => q.retry(id).await)
-    }
-    async fn get(&self, id: JobId) -> Result<Option<Job>, QueueError> {
-        delegate!(self, q => q.get(id).await)
-    }
-    async fn list(&self, state: Option<JobState>, limit: usize) -> Result<Vec<Job>, QueueError> {
-        delegate!(self, q => q.list(state, limit).await)
-    }
-    async fn wait(&self, timeout: Duration) {
-        delegate!(self, q => q.wait(timeout).await);
     }
 }
 
@@ -145,18 +73,18 @@ impl Jobs {
     /// embedded queue is held by another process on the same storage: only one process
     /// can use it; several share a queue through `--jobs-db`.
     pub async fn start(
-        args: &JobArgs,
+        args: &JobsConfig,
         storage: &Storage,
         api_token: Option<String>,
-    ) -> Result<Option<Jobs>, Box<dyn std::error::Error>> {
+    ) -> Result<Option<Jobs>, crate::Error> {
         let queue = match &args.jobs_db {
             Some(url) => AnyQueue::Pg(PgQueue::connect(url, Backoff::default()).await?),
             None => match FileQueue::open(storage.root().join("queue")) {
                 Ok(q) => AnyQueue::File(q),
                 Err(QueueError::Locked(dir)) => {
-                    eprintln!(
-                        "videopick: the job queue in {dir} is held by another process: this one \
-                         queues no transcoding jobs (use --jobs-db to share a queue)"
+                    tracing::warn!(
+                        queue = %dir,
+                        "the job queue is held by another process: this one queues no transcoding jobs (use --jobs-db to share a queue)"
                     );
                     return Ok(None);
                 }
@@ -222,8 +150,10 @@ impl Jobs {
         })
         .await;
         if !matches!(written, Ok(Ok(_))) {
-            eprintln!(
-                "videopick: upload {upload_id}: job {id} queued, but its marker was not written"
+            tracing::warn!(
+                upload = upload_id,
+                job = id,
+                "job queued, but its marker was not written"
             );
         }
         Some(id)
@@ -273,11 +203,11 @@ impl Jobs {
         let kind = job.kind.clone();
         match self.inner.queue.enqueue(job).await {
             Ok(j) => {
-                println!("videopick: {what} {id}: {kind} job {j} queued");
+                tracing::info!(source = what, id, kind, job = j, "job queued");
                 Some(j)
             }
             Err(e) => {
-                eprintln!("videopick: {what} {id}: cannot queue a {kind} job: {e}");
+                tracing::warn!(source = what, id, kind, error = %e, "cannot queue a job");
                 None
             }
         }

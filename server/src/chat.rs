@@ -1,0 +1,202 @@
+//! The chat role: `chat-proto`'s Engine.IO/Socket.IO server with the chat app (or the
+//! protocol test suite's echo handlers) at `/socket.io/`, plus `/metrics` and `/healthz`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use videopick_chat_proto::bus::Bus;
+use videopick_chat_proto::chat::ChatLimits;
+use videopick_chat_proto::chat_app::{ChatApp, ChatConfig as AppConfig, EchoApp};
+use videopick_chat_proto::redis_bus::{RedisBus, RedisConfig};
+use videopick_chat_proto::server::{App, Server};
+use videopick_chat_proto::session::EngineConfig;
+
+use crate::config::ChatConfig;
+use crate::media::Error;
+
+/// A bound chat role, ready to [`ChatServer::run`].
+pub struct ChatServer {
+    listener: tokio::net::TcpListener,
+    config: ChatConfig,
+}
+
+impl std::fmt::Debug for ChatServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatServer")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatServer {
+    /// Check the configuration and bind the listener.
+    pub fn bind(config: ChatConfig) -> Result<ChatServer, Error> {
+        if config.jwt_secret.is_none() && !config.anonymous && !config.test_suite {
+            return Err("the chat needs a jwt_secret (--jwt-secret), or anonymous read-only chat (--anonymous)".into());
+        }
+        let listener = listen(config.listen, config.reuse_port)?;
+        tracing::info!(addr = %listener.local_addr()?, "chat role listening");
+        Ok(ChatServer { listener, config })
+    }
+
+    /// The listener's address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let ChatServer { listener, config } = self;
+        if config.test_suite {
+            let engine = EngineConfig {
+                ping_interval: Duration::from_millis(300),
+                ping_timeout: Duration::from_millis(200),
+                max_payload: 1_000_000,
+                connect_timeout: Duration::from_millis(1500),
+                ..EngineConfig::default()
+            };
+            serve(
+                listener,
+                Server::new(EchoApp, engine),
+                Arc::new(|_: &Server<EchoApp>| String::new()),
+                shutdown,
+            )
+            .await;
+            return Ok(());
+        }
+        let secret = config.jwt_secret.clone().unwrap_or_default().into_bytes();
+        run_chat(listener, &config, secret, shutdown).await
+    }
+}
+
+/// Bind and run the chat role until `shutdown` completes.
+pub async fn run(
+    config: ChatConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    ChatServer::bind(config)?.run(shutdown).await
+}
+
+async fn run_chat(
+    listener: tokio::net::TcpListener,
+    args: &ChatConfig,
+    secret: Vec<u8>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let engine = EngineConfig {
+        ping_interval: Duration::from_millis(args.ping_interval_ms.max(10)),
+        ping_timeout: Duration::from_millis(args.ping_timeout_ms.max(10)),
+        max_payload: args.max_payload.max(1024),
+        max_queue: args.queue.max(1),
+        max_dropped: u32::try_from(args.queue).unwrap_or(u32::MAX),
+        ..EngineConfig::default()
+    };
+    let config = AppConfig {
+        jwt_secret: secret,
+        anonymous: args.anonymous,
+        limits: ChatLimits {
+            max_len: args.max_message_len,
+            rate_burst: args.rate,
+            rate_window: Duration::from_secs(args.rate_window_secs.max(1)),
+            max_rooms: args.max_rooms,
+            history: args.history,
+        },
+        max_connections_per_ip: args.max_connections_per_ip,
+        flush_interval: Duration::from_millis(args.flush_ms),
+    };
+    let app = match &args.redis {
+        None => ChatApp::new(config),
+        Some(url) => {
+            let bus = RedisBus::start(RedisConfig {
+                url: url.clone(),
+                prefix: args.redis_prefix.clone(),
+                node: args.node_id.clone(),
+                ..RedisConfig::default()
+            })?;
+            tracing::info!(node = %bus.node(), "chat on the redis bus");
+            ChatApp::with_bus(config, Arc::new(bus))
+        }
+    };
+    let metrics = Arc::new(|s: &Server<ChatApp>| s.app().render_metrics(s.connections()));
+    serve(listener, Server::new(app, engine), metrics, shutdown).await;
+    Ok(())
+}
+
+/// A listening socket on `addr` (backlog 4096), shared with other processes when
+/// `reuse_port`.
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+type Metrics<A> = Arc<dyn Fn(&Server<A>) -> String + Send + Sync>;
+
+async fn serve<A: App>(
+    listener: tokio::net::TcpListener,
+    server: Server<A>,
+    metrics: Metrics<A>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "chat: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (server, metrics) = (server.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (server, metrics) = (server.clone(), metrics.clone());
+                async move {
+                    let path = req.uri().path();
+                    let resp = if path == "/socket.io/" || path == "/socket.io" {
+                        server.handle(req, peer).await
+                    } else if path == "/metrics" {
+                        text(StatusCode::OK, metrics(&server))
+                    } else if path == "/healthz" {
+                        text(StatusCode::OK, "ok\n".into())
+                    } else {
+                        text(StatusCode::NOT_FOUND, "not found\n".into())
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(16 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}

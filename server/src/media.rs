@@ -1,0 +1,401 @@
+//! The media role: RTMP ingest/play, HTTP-FLV, live HLS and recordings, tus uploads,
+//! transcoding jobs and VOD files, stream stats, storage housekeeping and metrics.
+//!
+//! [`MediaServer::bind`] opens storage and both listeners (so their addresses are known,
+//! even for port 0); [`MediaServer::run`] serves until the shutdown future completes, then
+//! drains: publishers and players get a clean end, open recordings are closed to their
+//! last complete segment, then it returns.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use videopick_hooks::{HookClient, HookConfig};
+use videopick_live::auth::{AllOf, AllowAll, Authorize, HttpHook, SignedKeys, StaticKeys};
+use videopick_live::events::spawn_event_webhook;
+use videopick_live::hls::{HlsConfig, LiveHls};
+use videopick_live::hub::{Hub, HubConfig};
+use videopick_live::recorder::{RecorderConfig, Recordings};
+use videopick_live::rtmp_server::{NetConfig, RtmpServer};
+use videopick_storage::{RetentionPolicy, Storage, StorageOptions, SyncPolicy};
+use videopick_tus::FileStore;
+use videopick_tus::service::{TusConfig, TusService};
+
+use crate::config::MediaConfig;
+use crate::hls_http::HlsService;
+use crate::housekeeping::Housekeeper;
+use crate::http::{respond, serve};
+use crate::streams::LiveHttp;
+
+impl MediaConfig {
+    fn hub_config(&self) -> HubConfig {
+        let mut c = HubConfig::default();
+        c.gop_cache = self.gop_cache;
+        c.republish_grace = Duration::from_secs(self.republish_grace_secs);
+        c
+    }
+
+    /// The authorization to use: the one chosen, or allow-all when every listener is on
+    /// loopback; an error for public listeners without a choice.
+    fn authorization(&self, hooks: &HookClient) -> Result<Arc<dyn Authorize>, Error> {
+        if let Some(a) = self.authorizer(hooks)? {
+            return Ok(a);
+        }
+        for (what, addr) in [("--rtmp", self.rtmp), ("--http", self.http)] {
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "{what} {addr} is not a loopback address: choose who may publish and play (--publish-keys, --sign-secret, --auth-hook, or --allow-all)"
+                )
+                .into());
+            }
+        }
+        Ok(Arc::new(AllowAll))
+    }
+
+    /// The authorization the flags ask for; `None` when none was chosen.
+    fn authorizer(&self, hooks: &HookClient) -> Result<Option<Arc<dyn Authorize>>, Error> {
+        let mut all: Vec<Arc<dyn Authorize>> = Vec::new();
+        if let Some(path) = &self.publish_keys {
+            all.push(Arc::new(StaticKeys::load(path)?));
+        }
+        if let Some(secret) = &self.sign_secret {
+            all.push(Arc::new(SignedKeys::new(
+                secret.as_bytes().to_vec(),
+                self.sign_play,
+            )));
+        }
+        if let Some(url) = &self.auth_hook {
+            all.push(Arc::new(HttpHook::new(url.clone(), hooks.clone())));
+        }
+        Ok(match all.len() {
+            0 if self.allow_all => Some(Arc::new(AllowAll)),
+            0 => None,
+            1 => all.pop(),
+            _ => Some(Arc::new(AllOf(all))),
+        })
+    }
+}
+
+/// Any error of the roles (start-up: storage, listeners, configuration).
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A bound media role, ready to [`MediaServer::run`].
+pub struct MediaServer {
+    rtmp: RtmpServer,
+    http: tokio::net::TcpListener,
+    hub: Hub,
+    handler: Handler,
+    takeover: Arc<dyn crate::http::Takeover>,
+    read_max: usize,
+    storage: Storage,
+    recordings: Recordings,
+}
+
+impl std::fmt::Debug for MediaServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaServer")
+            .field("rtmp", &self.rtmp.local_addr().ok())
+            .field("http", &self.http.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+type Handler = Arc<
+    dyn Fn(
+            hyper::Request<hyper::body::Incoming>,
+            SocketAddr,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::http::HttpResponse> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl MediaServer {
+    /// Open the storage, the job queue and both listeners, and start the background work
+    /// (housekeeping, hub sweep, workers, hooks). Fails on a configuration that would be
+    /// unsafe (public listeners without authorization or API token) or unusable.
+    pub async fn bind(config: MediaConfig) -> Result<MediaServer, Error> {
+        let hooks = HookClient::new(HookConfig::default())?;
+        let auth = config.authorization(&hooks)?;
+        let (storage, keeper) = open_storage(&config)?;
+
+        let hub = Hub::new(config.hub_config());
+        hub.spawn_sweeper(Duration::from_secs(1));
+        let write_interval = Duration::from_millis(config.write_interval_ms);
+        let rtmp = RtmpServer::bind(
+            config.rtmp,
+            hub.clone(),
+            auth,
+            NetConfig::default()
+                .write_interval(write_interval)
+                .handshake_timeout(Duration::from_secs(config.handshake_timeout_secs)),
+        )
+        .await?;
+        let live = LiveHttp::new(
+            hub.clone(),
+            rtmp.stats(),
+            write_interval,
+            config.api_token.clone(),
+        );
+        let live_takeover = live.clone();
+        let jobs =
+            crate::jobs::Jobs::start(&config.jobs, &storage, config.api_token.clone()).await?;
+        let (hls, recordings) = start_hls(&config, &hub, &storage, jobs.as_ref(), &hooks);
+        let tus = start_tus(&config, &storage, jobs.as_ref(), &hooks);
+        if let Some(url) = &config.event_hook {
+            spawn_event_webhook(&hub, hooks.clone(), url.clone());
+        }
+        let http = tokio::net::TcpListener::bind(config.http).await?;
+        tracing::info!(storage = %storage.root().display(), rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "media role listening");
+
+        let handler: Handler = Arc::new(
+            move |req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
+                let sync =
+                    live.route(&req, peer)
+                        .or_else(|| match (req.method(), req.uri().path()) {
+                            (&hyper::Method::GET, "/metrics") => {
+                                let mut text = keeper.render_metrics();
+                                text.push_str(&live.render_metrics());
+                                text.push_str(&tus.render_metrics());
+                                Some(respond(
+                                    StatusCode::OK,
+                                    "text/plain; version=0.0.4; charset=utf-8",
+                                    text,
+                                ))
+                            }
+                            (&hyper::Method::GET, "/healthz") => {
+                                Some(respond(StatusCode::OK, "text/plain", "ok\n"))
+                            }
+                            _ => None,
+                        });
+                let hls = hls.clone();
+                let tus = tus.clone();
+                let jobs = jobs.clone();
+                Box::pin(async move {
+                    if let Some(r) = sync {
+                        return r;
+                    }
+                    if tus.owns(req.uri().path()) {
+                        return tus.handle(req).await;
+                    }
+                    if let Some(jobs) = &jobs
+                        && let Some(r) = jobs.route(&req).await
+                    {
+                        return r;
+                    }
+                    match hls.route(&req).await {
+                        Some(r) => r,
+                        None => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+                    }
+                })
+            },
+        );
+        Ok(MediaServer {
+            rtmp,
+            http,
+            hub,
+            handler,
+            takeover: Arc::new(live_takeover),
+            read_max: usize::from(config.http_read_kib) * 1024,
+            storage,
+            recordings,
+        })
+    }
+
+    /// The RTMP listener's address.
+    pub fn rtmp_addr(&self) -> std::io::Result<SocketAddr> {
+        self.rtmp.local_addr()
+    }
+
+    /// The HTTP listener's address.
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The stream hub (live streams, events).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Serve until `shutdown` completes, then drain (at most a few seconds) and return.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut rtmp_stop = stop_rx.clone();
+        let rtmp_task = tokio::spawn(self.rtmp.serve(
+            async move {
+                let _ = rtmp_stop.changed().await;
+            },
+            Duration::from_secs(3),
+        ));
+        let mut http_stop = stop_rx;
+        let handler = self.handler;
+        let http_task = tokio::spawn(serve(
+            self.http,
+            move |req, peer| handler(req, peer),
+            Some(self.takeover),
+            self.read_max,
+            async move {
+                let _ = http_stop.changed().await;
+            },
+        ));
+        shutdown.await;
+        tracing::info!("media role draining");
+        let _ = stop_tx.send(true);
+        let _ = rtmp_task.await;
+        let _ = http_task.await;
+        // Streams whose publishers left end now: their recordings close.
+        self.hub.end_all();
+        if !self.recordings.drain(Duration::from_secs(10)).await {
+            tracing::warn!("recordings still writing at exit: the next start closes them");
+        }
+        tracing::info!("media role stopped");
+    }
+}
+
+/// Bind and run the media role until `shutdown` completes (see [`MediaServer`]).
+pub async fn run(
+    config: MediaConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    MediaServer::bind(config).await?.run(shutdown).await;
+    Ok(())
+}
+
+/// Open the storage root and start its housekeeping (tmp sweep, recording retention).
+fn open_storage(args: &MediaConfig) -> Result<(Storage, Housekeeper), Error> {
+    let options = StorageOptions::default()
+        .min_free_bytes(args.min_free_bytes)
+        .tmp_ttl(Duration::from_secs(args.tmp_ttl_secs));
+    let storage = Storage::open_with(&args.storage, options)?;
+    let retention = RetentionPolicy {
+        max_age: args
+            .recordings_max_age_days
+            .map(|d| Duration::from_secs(d * 86_400)),
+        max_total_bytes: args.recordings_max_bytes,
+    };
+    let keeper = Housekeeper::new(storage.clone(), retention);
+    tokio::spawn(
+        keeper
+            .clone()
+            .run_every(Duration::from_secs(args.housekeeping_secs.max(1))),
+    );
+    Ok((storage, keeper))
+}
+
+/// The tus service at `/files/`, and its expiration sweeper.
+fn start_tus(
+    args: &MediaConfig,
+    storage: &Storage,
+    jobs: Option<&crate::jobs::Jobs>,
+    hooks: &HookClient,
+) -> TusService {
+    let store = FileStore::new(storage.clone(), SyncPolicy::default());
+    if let Some(jobs) = jobs {
+        let (jobs, store) = (jobs.clone(), store.clone());
+        tokio::spawn(async move {
+            let n = jobs.queue_missed_uploads(&store).await;
+            if n > 0 {
+                tracing::info!(
+                    uploads = n,
+                    "queued finished uploads that had no transcoding job"
+                );
+            }
+        });
+    }
+    let tus = TusService::with_hooks(
+        store,
+        TusConfig {
+            max_size: args.tus_max_size,
+            expiration: Some(Duration::from_secs(args.tus_expiration_hours.max(1) * 3600)),
+            ..TusConfig::default()
+        },
+        crate::uploads::hooks(
+            hooks,
+            args.upload_hook.clone(),
+            args.event_hook.clone(),
+            jobs.cloned(),
+        ),
+    );
+    let sweeper = tus.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            match sweeper.sweep_expired().await {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::info!(uploads = gone.len(), "removed expired uploads");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "upload expiration sweep failed"),
+            }
+        }
+    });
+    tus
+}
+
+/// Close recordings a crash left open, then start live HLS and recording (and the
+/// recording webhook, which also hears of the recovered ones).
+fn start_hls(
+    args: &MediaConfig,
+    hub: &Hub,
+    storage: &Storage,
+    jobs: Option<&crate::jobs::Jobs>,
+    hooks: &HookClient,
+) -> (HlsService, Recordings) {
+    let segment = Duration::from_millis(args.hls_segment_ms.max(100));
+    let mut live = HlsConfig::default();
+    live.apps.clone_from(&args.hls_apps);
+    live.segment = segment;
+    live.window = args.hls_window.max(1);
+    let live = LiveHls::new(live);
+    if args.hls {
+        live.attach(hub);
+    }
+    let mut rec = RecorderConfig::default();
+    rec.apps.clone_from(&args.record_apps);
+    rec.flv = args.record_flv;
+    rec.segment = segment;
+    let recordings = Recordings::new(storage.clone(), rec);
+    recordings.attach(hub);
+    if let Some(url) = &args.event_hook {
+        recordings.spawn_webhook(hooks.clone(), url.clone());
+    }
+    // Closed recordings (the recovered ones too) become jobs.
+    let mut closed = recordings.events();
+    let jobs = jobs.cloned();
+    tokio::spawn(async move {
+        let Some(jobs) = jobs else { return };
+        loop {
+            match closed.recv().await {
+                Ok(ev) => {
+                    jobs.recording_finished(&ev.id, &ev.dir.join("index.m3u8"))
+                        .await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        recordings = n,
+                        "closed recordings were not queued for transcoding (too many at once)"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    for ev in recordings.recover() {
+        tracing::info!(
+            recording = %ev.id,
+            segments = ev.segments,
+            seconds = ev.duration.as_secs_f64(),
+            "closed a recording left open by a crash"
+        );
+    }
+    (
+        HlsService::new(storage.clone(), live.origin().clone()),
+        recordings,
+    )
+}
