@@ -2,8 +2,9 @@
 //! algorithm and expiry checked (time injected), claims read into a chat [`Identity`].
 //!
 //! Claims: `sub` (user id, required), `name` (display name, defaults to `sub`), `role`
-//! (`viewer` default, `moderator`, `broadcaster`), `exp` / `nbf` (seconds since the Unix
-//! epoch, optional).
+//! (`viewer` default, `moderator`, `broadcaster`), `exp` (seconds since the Unix epoch,
+//! **required**: a token that never expires is refused), `nbf` (optional). Both are checked
+//! with [`LEEWAY_SECS`] of tolerance for clocks that disagree a little.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
@@ -11,6 +12,9 @@ use sha2::Sha256;
 
 /// Longest token accepted.
 pub const MAX_TOKEN: usize = 4096;
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 30;
 
 /// What a user may do in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,6 +84,9 @@ pub enum TokenError {
     /// Past `exp`.
     #[error("token expired")]
     Expired,
+    /// No `exp` claim: tokens must expire.
+    #[error("token has no expiry (exp)")]
+    MissingExpiry,
     /// Before `nbf`.
     #[error("token not yet valid")]
     NotYetValid,
@@ -144,10 +151,11 @@ pub fn verify(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity, Tok
                 .ok_or(TokenError::Claims),
         }
     };
-    if time("exp")?.is_some_and(|exp| now_secs >= exp) {
+    let exp = time("exp")?.ok_or(TokenError::MissingExpiry)?;
+    if now_secs >= exp.saturating_add(LEEWAY_SECS) {
         return Err(TokenError::Expired);
     }
-    if time("nbf")?.is_some_and(|nbf| now_secs < nbf) {
+    if time("nbf")?.is_some_and(|nbf| now_secs.saturating_add(LEEWAY_SECS) < nbf) {
         return Err(TokenError::NotYetValid);
     }
     let id = claims
@@ -200,16 +208,12 @@ mod tests {
 
     #[test]
     fn a_known_token_from_jwt_io() {
-        // jwt.io's default HS256 example (secret "your-256-bit-secret"), signed elsewhere.
+        // jwt.io's default HS256 example (secret "your-256-bit-secret"), signed elsewhere:
+        // its signature checks out, but it has no `exp`, so it is refused.
         let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
-        let id = verify(token, b"your-256-bit-secret", 1_700_000_000).unwrap();
         assert_eq!(
-            id,
-            Identity {
-                id: "1234567890".into(),
-                name: "John Doe".into(),
-                role: Role::Viewer
-            }
+            verify(token, b"your-256-bit-secret", 1_700_000_000),
+            Err(TokenError::MissingExpiry)
         );
         assert_eq!(verify(token, b"other", 0), Err(TokenError::Signature));
     }
@@ -223,8 +227,21 @@ mod tests {
         );
         let id = verify(&t, secret, 1500).unwrap();
         assert_eq!((id.role, id.name.as_str()), (Role::Moderator, "Mod"));
-        assert_eq!(verify(&t, secret, 2000), Err(TokenError::Expired));
-        assert_eq!(verify(&t, secret, 999), Err(TokenError::NotYetValid));
+        // A little clock skew is tolerated, more is not.
+        assert!(verify(&t, secret, 2000 + LEEWAY_SECS - 1).is_ok());
+        assert_eq!(
+            verify(&t, secret, 2000 + LEEWAY_SECS),
+            Err(TokenError::Expired)
+        );
+        assert!(verify(&t, secret, 1000 - LEEWAY_SECS).is_ok());
+        assert_eq!(
+            verify(&t, secret, 999 - LEEWAY_SECS),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            verify(&sign(&json!({"sub": "u1"}), secret), secret, 0),
+            Err(TokenError::MissingExpiry)
+        );
         let mut parts: Vec<String> = t.split('.').map(String::from).collect();
         parts[1] = sign(&json!({"sub": "u1", "role": "broadcaster"}), secret)
             .split('.')
@@ -238,12 +255,16 @@ mod tests {
         let none = format!("{}.{}.", "eyJhbGciOiJub25lIn0", parts[1]);
         assert_eq!(verify(&none, secret, 1500), Err(TokenError::Algorithm));
         assert_eq!(
-            verify(&sign(&json!({"role": "viewer"}), secret), secret, 0),
+            verify(
+                &sign(&json!({"role": "viewer", "exp": 10}), secret),
+                secret,
+                0
+            ),
             Err(TokenError::Claims)
         );
         assert_eq!(
             verify(
-                &sign(&json!({"sub": "x", "role": "admin"}), secret),
+                &sign(&json!({"sub": "x", "role": "admin", "exp": 10}), secret),
                 secret,
                 0
             ),

@@ -99,7 +99,7 @@ impl Client {
         assert!(c.recv().await.starts_with('0'));
         c.send(&format!(
             "40{}",
-            json!({"token": sign(&json!({"sub": user}), SECRET)})
+            json!({"token": sign(&json!({"sub": user, "exp": 4_000_000_000u64}), SECRET)})
         ))
         .await;
         assert!(c.recv().await.starts_with("40{"));

@@ -363,7 +363,7 @@ fn a_recording_interrupted_by_kill_9_is_closed_at_the_next_start() {
     let announced = wait_for(
         "the recovered recording event",
         Duration::from_secs(10),
-        || events.lock().unwrap().first().cloned(),
+        || events.bodies().first().cloned(),
     );
     assert!(announced.contains(r#""recovered":true"#), "{announced}");
     assert!(

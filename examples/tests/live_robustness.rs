@@ -193,7 +193,7 @@ async fn republish_kick_events_and_hostile_clients() {
 
     // The webhook saw the lifecycle.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let ev = events.lock().unwrap().join("\n");
+    let ev = events.bodies().join("\n");
     for needle in [
         "\"event\":\"publish\",\"key\":\"live/cam\",\"protocol\":\"rtmp\"",
         "\"event\":\"unpublish\",\"key\":\"live/cam\"",

@@ -14,39 +14,6 @@ fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js")
 }
 
-fn make_video(dir: &Path) -> PathBuf {
-    let out = dir.join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-y",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc2=size=854x480:rate=30:duration=4")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=4"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-        ])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg is installed");
-    assert!(status.success());
-    out
-}
-
 /// Poll `GET /api/jobs/<id>` until the job ends; its JSON.
 fn wait_job(addr: &str, id: u64, limit: Duration) -> serde_json::Value {
     let start = Instant::now();
@@ -74,7 +41,7 @@ fn an_uploaded_video_becomes_a_playable_ladder() {
         "run `npm ci` in clients/js (scripts/test.sh does)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let video = make_video(dir.path());
+    let video = videopick_testkit::ffmpeg::make_input(dir.path(), "clip.mp4", "854x480", 4);
     let (hook, events) = event_sink();
     let server = start_server(
         &dir.path().join("data"),

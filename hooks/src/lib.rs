@@ -327,21 +327,37 @@ impl HookClient {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(bad());
         }
-        let req = http::Request::post(uri)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::USER_AGENT, "videopick-hooks")
-            .body(Full::new(body))
-            .map_err(|_| bad())?;
+        let request = || {
+            http::Request::post(uri.clone())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::USER_AGENT, "videopick-hooks")
+                .body(Full::new(body.clone()))
+                .map_err(|_| bad())
+        };
         let limit = self.config.max_answer;
         let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| HookError::Connect {
-                    url: url.to_string(),
-                    reason: error_chain(&e),
-                })?;
+            let resp = match self.client.request(request()?).await {
+                Ok(r) => r,
+                // A pooled keep-alive connection the server had already closed (without
+                // saying `Connection: close`): the request never reached it; send it once
+                // more on a new connection.
+                Err(e) if closed_before_answer(&e) => {
+                    tracing::debug!(url, "hook connection was closed by the server; resending");
+                    self.client
+                        .request(request()?)
+                        .await
+                        .map_err(|e| HookError::Connect {
+                            url: url.to_string(),
+                            reason: error_chain(&e),
+                        })?
+                }
+                Err(e) => {
+                    return Err(HookError::Connect {
+                        url: url.to_string(),
+                        reason: error_chain(&e),
+                    });
+                }
+            };
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             let mut buf = BytesMut::new();
@@ -373,6 +389,19 @@ impl HookClient {
                 timeout: self.config.timeout,
             })?
     }
+}
+
+/// Whether `e` says the connection closed before any answer began: the race of reusing a
+/// pooled connection that the server closed meanwhile.
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        if let Some(h) = inner.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        src = inner.source();
+    }
+    false
 }
 
 /// An error and its sources, for a readable message ("client error (Connect): tcp connect

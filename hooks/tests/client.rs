@@ -226,3 +226,42 @@ async fn slow_and_oversized_answers_are_bounded() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_drops_idle_connections_loses_no_hook() {
+    // Answers the first request of a connection (without `Connection: close`), then drops
+    // the connection unanswered when the next request comes — a server whose keep-alive
+    // timeout fires just as a pooled connection is reused.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let served2 = served.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let served = served2.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                served.fetch_add(1, Ordering::SeqCst);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                // The next request on this connection is read, then dropped unanswered.
+                let _ = s.read(&mut buf);
+            });
+        }
+    });
+    let client = HookClient::new(HookConfig::default()).unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    for i in 0..20 {
+        let a = client.post_json(&url, &i).await.unwrap();
+        assert_eq!((a.status, &a.body[..]), (200, &b"ok"[..]));
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 20);
+}

@@ -1,16 +1,16 @@
 //! Helpers shared by the `media-server` end-to-end tests.
-#![allow(dead_code)] // each test file uses a subset
+#![allow(dead_code, unused_imports)] // each test file uses a subset
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
 use videopick_live::rtmp_client::{RtmpClient, RtmpPublisher};
+use videopick_testkit::HookSink;
 
 /// A running `media-server`, killed on drop.
 pub(crate) struct Server {
@@ -44,13 +44,9 @@ impl Drop for ChatServer {
     }
 }
 
-/// A chat sign-in token for user `sub` (also its display name) with `role`.
-pub(crate) fn chat_token(sub: &str, role: &str, secret: &str) -> String {
-    videopick_chat_proto::auth::sign(
-        &serde_json::json!({"sub": sub, "name": sub, "role": role}),
-        secret.as_bytes(),
-    )
-}
+pub(crate) use videopick_testkit::chat_token;
+pub(crate) use videopick_testkit::ffmpeg::decode_warnings;
+pub(crate) use videopick_testkit::tags::{frame, frame_sized, headers};
 
 /// Start `chat-server` on 127.0.0.1 port 0 with `args`; returns once it listens.
 pub(crate) fn start_chat_server(args: &[&str]) -> ChatServer {
@@ -125,31 +121,6 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, extra: &str) -> (u16, S
             .map(|x| x.1.to_string())
             .unwrap_or_default(),
     )
-}
-
-/// AVC and AAC sequence headers.
-pub(crate) fn headers() -> Vec<Tag> {
-    vec![
-        Tag::new(
-            TagKind::Video,
-            0,
-            &b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f\xff\xe1\x00\x00\x01\x00\x00"[..],
-        ),
-        Tag::new(TagKind::Audio, 0, &b"\xaf\x00\x12\x10"[..]),
-    ]
-}
-
-/// Frame `i` (25 fps, key every second) whose payload bytes are all `mark`.
-pub(crate) fn frame(i: u32, mark: u8) -> Tag {
-    frame_sized(i, mark, 2000)
-}
-
-/// Frame `i` with `size` payload bytes all equal to `mark`.
-pub(crate) fn frame_sized(i: u32, mark: u8, size: usize) -> Tag {
-    let key = i.is_multiple_of(25);
-    let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-    v.extend(std::iter::repeat_n(mark, size));
-    Tag::new(TagKind::Video, i * 40, Bytes::from(v))
 }
 
 /// Connect, publish `live/<key>` and send the sequence headers.
@@ -247,78 +218,13 @@ pub(crate) async fn http_flv_frames(addr: String, key: &str) -> Vec<(Tag, Instan
     }
 }
 
-/// A tiny HTTP endpoint recording POST bodies (the event webhook target).
-pub(crate) fn event_sink() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/events", l.local_addr().unwrap());
-    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
-    let b = bodies.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut buf = vec![0u8; 8192];
-            let mut got = Vec::new();
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got);
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length: ")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        b.lock().unwrap().push(body.to_string());
-                        break;
-                    }
-                }
-            }
-            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
-        }
-    });
-    (url, bodies)
+/// A webhook receiver (the event hook target): its URL and the receiver.
+pub(crate) fn event_sink() -> (String, HookSink) {
+    let sink = HookSink::start();
+    (sink.url().to_string(), sink)
 }
 
 /// The first webhook body announcing `"event":"<kind>"`, waiting up to `limit` for it.
-pub(crate) fn wait_event(events: &Mutex<Vec<String>>, kind: &str, limit: Duration) -> String {
-    let marker = format!(r#""event":"{kind}""#);
-    let start = Instant::now();
-    loop {
-        if let Some(e) = events.lock().unwrap().iter().find(|b| b.contains(&marker)) {
-            return e.clone();
-        }
-        assert!(start.elapsed() < limit, "no {kind} event within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `ffmpeg -v warning -i <input> -f null -`: its stderr (empty means a clean decode).
-pub(crate) fn decode_warnings(input: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "warning",
-            "-i",
-            input,
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+pub(crate) fn wait_event(events: &HookSink, kind: &str, limit: Duration) -> String {
+    events.wait_event(kind, limit)
 }
