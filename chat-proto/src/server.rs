@@ -611,13 +611,27 @@ impl<A: App> Server<A> {
         };
         let conn = match &sid {
             Some(sid) => match self.conn(sid) {
-                Some(c) if c.state().session.transport() == Transport::Polling => c,
-                _ => return error(1, "Session ID unknown"),
+                Some(c) if c.state().session.transport() == Transport::Polling => Some(c),
+                // A second upgrade of a session that already upgraded: complete the
+                // handshake and close that socket at once (as the reference server does),
+                // leaving the session on its first WebSocket.
+                Some(_) => None,
+                None => return error(1, "Session ID unknown"),
             },
-            None => self.new_conn(Transport::WebSocket, peer),
+            None => Some(self.new_conn(Transport::WebSocket, peer)),
         };
         let server = self.clone();
         tokio::spawn(async move {
+            let Some(conn) = conn else {
+                if let Ok(upgraded) = hyper::upgrade::on(req).await {
+                    let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                    // A close frame (1000, normal closure), then the end of the stream.
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut io, &[0x88, 0x02, 0x03, 0xe8])
+                        .await;
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+                }
+                return;
+            };
             let Ok(upgraded) = hyper::upgrade::on(req).await else {
                 if sid.is_none() {
                     conn.close();

@@ -249,7 +249,14 @@ fn should_ignore_websocket_connection_with_same_sid_after_upgrade() {
     ws.text("5");
     let _ = ws.recv();
     std::thread::sleep(Duration::from_millis(20));
-    assert!(Ws::open(addr(), &format!("EIO=4&transport=websocket&sid={sid}")).is_none());
+    // As the suite's `ws` client sees it: the handshake completes (no HTTP error, which
+    // `ws` raises as an uncaught error), then the socket is closed.
+    let mut second = Ws::open(addr(), &format!("EIO=4&transport=websocket&sid={sid}"))
+        .expect("the second upgrade's handshake completes");
+    expect_close(&mut second);
+    // The session goes on over its first WebSocket: the server's next ping comes there.
+    assert_eq!(ws.recv(), Frame::Text("2".into()));
+    ws.text("3");
 }
 
 // ---- Socket.IO protocol: connect ----

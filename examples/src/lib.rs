@@ -247,6 +247,14 @@ pub struct MediaFlags {
     /// [default: 32]
     #[arg(long, env = "VIDEOPICK_HTTP_READ_KIB", value_parser = clap::value_parser!(u16).range(8..=1024), help_heading = "Listeners and storage")]
     pub http_read_kib: Option<u16>,
+    /// Seconds an HTTP connection has to send a complete request head, from its opening or
+    /// from its previous response when it idles on keep-alive. [default: 10]
+    #[arg(
+        long,
+        env = "VIDEOPICK_HTTP_HEADER_TIMEOUT_SECS",
+        help_heading = "Listeners and storage"
+    )]
+    pub http_header_timeout_secs: Option<u64>,
 }
 
 impl MediaFlags {
@@ -338,6 +346,9 @@ impl MediaFlags {
         }
         if let Some(v) = self.http_read_kib {
             c.http_read_kib = v;
+        }
+        if let Some(v) = self.http_header_timeout_secs {
+            c.http_header_timeout_secs = v;
         }
     }
 }
@@ -489,6 +500,10 @@ pub struct ChatFlags {
     /// 1.5 s connect timeout.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub test_suite: Option<bool>,
+    /// Seconds a connection has to send a complete request head, from its opening or from
+    /// its previous response when it idles on keep-alive. [default: 10]
+    #[arg(long, env = "VIDEOPICK_CHAT_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
 }
 
 impl ChatFlags {
@@ -550,6 +565,9 @@ impl ChatFlags {
         }
         if let Some(v) = self.test_suite {
             c.test_suite = v;
+        }
+        if let Some(v) = self.header_timeout_secs {
+            c.header_timeout_secs = v;
         }
     }
 }

@@ -116,6 +116,26 @@ fn socket_io_client_chats_over_websocket_only() {
     );
 }
 
+/// The Socket.IO v5 protocol test suite's "should ignore WebSocket connection with same sid
+/// after upgrade", with the suite's own WebSocket client (`ws`, pinned in clients/js): the
+/// second upgrade's handshake completes, then that socket closes; the session lives on.
+#[test]
+fn a_second_upgrade_of_a_session_completes_then_closes_for_the_ws_client() {
+    let server = start_chat_server(&["--test-suite"]);
+    let out = Command::new("node")
+        .arg(clients_dir().join("ws-double-upgrade.mjs"))
+        .arg(format!("http://{}/", server.addr))
+        .output()
+        .expect("node is installed");
+    assert!(
+        out.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
 fn common_http(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();

@@ -182,10 +182,7 @@ fn a_recording_is_remuxed_to_a_served_mp4() {
     let job_id = loop {
         let (_, list) = http(&server.http, "GET", "/api/jobs", "");
         let jobs: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
-        if let Some(j) = jobs
-            .iter()
-            .find(|j| j["payload"]["video_id"] == rec_id.as_str())
-        {
+        if let Some(j) = jobs.iter().find(|j| j["video_id"] == rec_id.as_str()) {
             assert_eq!(j["kind"], "remux");
             break j["id"].as_u64().unwrap();
         }
@@ -197,8 +194,16 @@ fn a_recording_is_remuxed_to_a_served_mp4() {
     };
     let job = wait_job(&server.http, job_id, Duration::from_secs(60));
     assert_eq!(job["state"], "succeeded", "{job}");
-
     let path = format!("/vod/{rec_id}/video.mp4");
+    // The public answer names the public URL, never a server path.
+    assert_eq!(job["result"]["mp4"], path.as_str(), "{job}");
+    let (_, list) = http(&server.http, "GET", "/api/jobs", "");
+    let root = dir.path().to_string_lossy().to_string();
+    assert!(
+        !list.contains(&root) && !list.contains("\"input\""),
+        "{list}"
+    );
+
     let url = format!("http://{}{path}", server.http);
     let warnings = decode_warnings(&url);
     assert!(warnings.is_empty(), "{warnings}");
@@ -289,7 +294,7 @@ fn a_finished_upload_without_a_job_is_queued_at_start() {
         "only the whole upload, not the partial: {jobs:?}"
     );
     assert_eq!(jobs[0]["kind"], "ladder");
-    assert_eq!(jobs[0]["payload"]["video_id"], ids[0].as_str());
+    assert_eq!(jobs[0]["video_id"], ids[0].as_str());
     drop(server);
     // Once queued it is not queued again.
     let server = start_server(&data, &[]);

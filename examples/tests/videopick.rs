@@ -199,4 +199,32 @@ fn refuses_public_listeners_without_authorization() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address"), "{err}");
     assert!(err.contains("--sign-secret"), "{err}");
+
+    // A public HTTP listener needs an API token too, even when publishing is open.
+    let public_http = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_videopick"))
+            .args(["--storage", dir.path().to_str().unwrap()])
+            .args(["--rtmp", "127.0.0.1:0", "--http", "0.0.0.0:0"])
+            .args(["--chat-listen", "127.0.0.1:0", "--allow-all"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = public_http(&[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--api-token"), "{err}");
+    // With one it starts (and says where it listens).
+    let mut child = public_http(&["--api-token", "t0ken"]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.starts_with("videopick: rtmp on rtmp://"), "{line}");
 }

@@ -50,3 +50,64 @@ pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
         next_write = next_write_slot(Instant::now(), interval);
     }
 }
+
+/// A subscription as a stream of FLV byte batches: the file header, then at most one batch
+/// per `interval` (each the concatenated FLV form of the tags that arrived), until the
+/// stream ends or the viewer falls too far behind. For HTTP servers that write a body
+/// frame by frame (a request that cannot take its connection over, e.g. not the first on
+/// a keep-alive connection); [`write_flv`] is the cheaper path that owns the socket.
+pub fn flv_stream(
+    sub: Subscription,
+    interval: Duration,
+    max_batch: usize,
+) -> impl futures_util::Stream<Item = Bytes> + Send {
+    struct State {
+        sub: Subscription,
+        header: Option<Bytes>,
+        next: Instant,
+        batch: Vec<HubItem>,
+        done: bool,
+    }
+    let header = videopick_flv::FlvHeader {
+        version: 1,
+        has_audio: true,
+        has_video: true,
+    };
+    let state = State {
+        sub,
+        header: Some(Bytes::copy_from_slice(&header.to_bytes())),
+        next: Instant::now(),
+        batch: Vec::new(),
+        done: false,
+    };
+    futures_util::stream::unfold(state, move |mut st| async move {
+        if let Some(h) = st.header.take() {
+            st.sub.count_out(h.len());
+            return Some((h, st));
+        }
+        // Batches of only control items (publish/unpublish) carry no bytes: wait for more
+        // (an empty frame would end a chunked body).
+        loop {
+            if st.done {
+                return None;
+            }
+            tokio::time::sleep_until(st.next.into()).await;
+            let first = st.sub.recv().await.ok()?;
+            st.batch.push(first);
+            let more = st.sub.try_recv_ready(max_batch, &mut st.batch);
+            let mut out = bytes::BytesMut::new();
+            for item in st.batch.drain(..) {
+                if let HubItem::Tag(t) = item {
+                    out.extend_from_slice(t.flv_bytes());
+                }
+            }
+            st.batch.shrink_to(32);
+            st.sub.count_out(out.len());
+            st.done = more.is_err();
+            st.next = next_write_slot(Instant::now(), interval);
+            if !out.is_empty() {
+                return Some((out.freeze(), st));
+            }
+        }
+    })
+}

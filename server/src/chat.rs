@@ -67,6 +67,7 @@ impl ChatServer {
                 listener,
                 Server::new(EchoApp, engine),
                 Arc::new(|_: &Server<EchoApp>| String::new()),
+                Duration::from_secs(config.header_timeout_secs.max(1)),
                 shutdown,
             )
             .await;
@@ -126,7 +127,15 @@ async fn run_chat(
         }
     };
     let metrics = Arc::new(|s: &Server<ChatApp>| s.app().render_metrics(s.connections()));
-    serve(listener, Server::new(app, engine), metrics, shutdown).await;
+    let header_timeout = Duration::from_secs(args.header_timeout_secs.max(1));
+    serve(
+        listener,
+        Server::new(app, engine),
+        metrics,
+        header_timeout,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
@@ -152,6 +161,7 @@ async fn serve<A: App>(
     listener: tokio::net::TcpListener,
     server: Server<A>,
     metrics: Metrics<A>,
+    header_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -187,6 +197,8 @@ async fn serve<A: App>(
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .max_buf_size(16 * 1024)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .with_upgrades()

@@ -110,6 +110,9 @@ pub struct MediaConfig {
     /// arrive in frames up to this size. 32 keeps an active upload near 210 KiB of server
     /// memory; 64 uploads ~15 % faster for twice the memory.
     pub http_read_kib: u16,
+    /// Seconds an HTTP connection has to send a complete request head, from its opening or
+    /// from its previous response when it idles on keep-alive; then it is closed.
+    pub http_header_timeout_secs: u64,
     /// Transcoding (the `[jobs]` table of a config file).
     #[serde(skip)]
     pub jobs: JobsConfig,
@@ -147,6 +150,7 @@ impl Default for MediaConfig {
             tus_expiration_hours: 24,
             upload_hook: None,
             http_read_kib: 32,
+            http_header_timeout_secs: 10,
             jobs: JobsConfig::default(),
         }
     }
@@ -243,6 +247,9 @@ pub struct ChatConfig {
     /// echo handlers, a `/custom` namespace, 300 ms pings with a 200 ms timeout, and a
     /// 1.5 s connect timeout.
     pub test_suite: bool,
+    /// Seconds a connection has to send a complete request head, from its opening or from
+    /// its previous response when it idles on keep-alive; then it is closed.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for ChatConfig {
@@ -267,6 +274,7 @@ impl Default for ChatConfig {
             flush_ms: 20,
             reuse_port: false,
             test_suite: false,
+            header_timeout_secs: 10,
         }
     }
 }

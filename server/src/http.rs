@@ -80,9 +80,9 @@ impl tokio::io::AsyncWrite for Prefixed {
     }
 }
 
-/// Read a connection's first request head (up to 8 KiB, 10 s). Returns what was read, which
-/// may include more than the head.
-async fn read_head(stream: &mut TcpStream) -> Option<BytesMut> {
+/// Read a connection's first request head (up to 8 KiB, within `limit`). Returns what was
+/// read, which may include more than the head; `None` when the peer stalled or left.
+async fn read_head(stream: &mut TcpStream, limit: std::time::Duration) -> Option<BytesMut> {
     let mut buf = BytesMut::with_capacity(1024);
     let read = async {
         loop {
@@ -95,9 +95,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<BytesMut> {
             }
         }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(10), read)
-        .await
-        .ok()?;
+    tokio::time::timeout(limit, read).await.ok()?;
     Some(buf)
 }
 
@@ -121,12 +119,15 @@ pub trait Takeover: Send + Sync + 'static {
 
 /// Serve `handler` (given each request and the client's address) on `listener` until
 /// `shutdown` completes; then stop accepting. Reads from a connection are at most
-/// `max_read` bytes (at least 8 KiB), which bounds each request-body frame.
+/// `max_read` bytes (at least 8 KiB), which bounds each request-body frame. A connection
+/// that has not sent a complete request head within `header_timeout` of opening — or of
+/// its previous response, when it idles on keep-alive — is closed.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     takeover: Option<Arc<dyn Takeover>>,
     max_read: usize,
+    header_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
@@ -153,7 +154,7 @@ pub async fn serve<H, F>(
             let mut stream = stream;
             let mut prefix = Bytes::new();
             if let Some(t) = takeover {
-                let Some(head) = read_head(&mut stream).await else {
+                let Some(head) = read_head(&mut stream, header_timeout).await else {
                     return;
                 };
                 let line = head[..].split(|&b| b == b'\r').next().unwrap_or_default();
@@ -179,6 +180,8 @@ pub async fn serve<H, F>(
             // Request bodies arrive in frames of at most `max_read` bytes (uploads stream
             // through a small bounded queue, so memory per upload stays small).
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .max_buf_size(max_read.max(8192))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

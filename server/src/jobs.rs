@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use videopick_storage::{Storage, UploadId, VideoId};
 use videopick_transcode::plan::{LadderConfig, SegmentType};
 use videopick_transcode::queue::{
-    AnyQueue, Backoff, FileQueue, JobId, JobQueue, JobState, NewJob, PgQueue, QueueError,
+    AnyQueue, Backoff, FileQueue, Job, JobId, JobQueue, JobState, NewJob, PgQueue, QueueError,
 };
 use videopick_transcode::runner::{Runner, RunnerConfig};
 use videopick_transcode::worker::{Worker, WorkerConfig, ladder_job, remux_job};
@@ -249,13 +249,16 @@ impl Jobs {
                     .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("state=")))
                     .and_then(JobState::parse);
                 match q.list(state, 100).await {
-                    Ok(jobs) => json_resp(StatusCode::OK, json!(jobs)),
+                    Ok(jobs) => json_resp(
+                        StatusCode::OK,
+                        Value::Array(jobs.iter().map(|j| self.public_job(j)).collect()),
+                    ),
                     Err(e) => failed(e),
                 }
             }
             (&Method::GET, [id]) if !id.is_empty() => match id.parse::<JobId>() {
                 Ok(id) => match q.get(id).await {
-                    Ok(Some(job)) => json_resp(StatusCode::OK, json!(job)),
+                    Ok(Some(job)) => json_resp(StatusCode::OK, self.public_job(&job)),
                     Ok(None) => json_resp(StatusCode::NOT_FOUND, json!({"error": "no such job"})),
                     Err(e) => failed(e),
                 },
@@ -282,6 +285,47 @@ impl Jobs {
             }
             _ => json_resp(StatusCode::NOT_FOUND, json!({"error": "not found"})),
         }
+    }
+
+    /// A job as the public API shows it: ids, state, progress and public URLs — never the
+    /// server's file-system paths (inputs, output directories), which stay in the logs.
+    fn public_job(&self, job: &Job) -> Value {
+        let root = self.inner.storage.root().to_string_lossy().into_owned();
+        let video = job.payload.get("video_id").and_then(Value::as_str);
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        let result = job.result.as_ref().map(|r| {
+            let mut out = serde_json::Map::new();
+            for key in ["master", "duration_ms", "rungs", "ladder_job"] {
+                if let Some(v) = r.get(key) {
+                    out.insert(key.to_string(), v.clone());
+                }
+            }
+            if r.get("mp4").is_some()
+                && let Some(v) = video
+            {
+                out.insert("mp4".into(), json!(format!("/vod/{v}/video.mp4")));
+            }
+            Value::Object(out)
+        });
+        json!({
+            "id": job.id,
+            "kind": job.kind,
+            "video_id": video,
+            "state": job.state,
+            "priority": job.priority,
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "progress": job.progress,
+            // Errors quote ffmpeg, which names files: the storage root is masked.
+            "last_error": job.last_error.as_ref().map(|e| e.replace(&root, "<storage>")),
+            "result": result,
+            "run_after_ms": ms(job.run_after),
+            "created_at_ms": ms(job.created_at),
+            "updated_at_ms": ms(job.updated_at),
+        })
     }
 
     fn authorized(&self, req: &Request<hyper::body::Incoming>) -> bool {

@@ -39,6 +39,15 @@ impl MediaConfig {
     /// The authorization to use: the one chosen, or allow-all when every listener is on
     /// loopback; an error for public listeners without a choice.
     fn authorization(&self, hooks: &HookClient) -> Result<Arc<dyn Authorize>, Error> {
+        // The API's writes (kick a publisher, cancel or retry jobs) need a token on a
+        // listener others can reach.
+        if !self.http.ip().is_loopback() && self.api_token.as_deref().is_none_or(str::is_empty) {
+            return Err(format!(
+                "--http {} is not a loopback address: set --api-token (it guards kicking publishers and the jobs API)",
+                self.http
+            )
+            .into());
+        }
         if let Some(a) = self.authorizer(hooks)? {
             return Ok(a);
         }
@@ -88,6 +97,7 @@ pub struct MediaServer {
     handler: Handler,
     takeover: Arc<dyn crate::http::Takeover>,
     read_max: usize,
+    header_timeout: Duration,
     storage: Storage,
     recordings: Recordings,
 }
@@ -198,6 +208,7 @@ impl MediaServer {
             handler,
             takeover: Arc::new(live_takeover),
             read_max: usize::from(config.http_read_kib) * 1024,
+            header_timeout: Duration::from_secs(config.http_header_timeout_secs.max(1)),
             storage,
             recordings,
         })
@@ -240,6 +251,7 @@ impl MediaServer {
             move |req, peer| handler(req, peer),
             Some(self.takeover),
             self.read_max,
+            self.header_timeout,
             async move {
                 let _ = http_stop.changed().await;
             },

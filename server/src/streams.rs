@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use hyper::{Method, StatusCode};
 use videopick_flv::{
     AudioData, AudioSpecificConfig, AvcConfig, HevcConfig, OnMetaData, Tag, VideoCodec, VideoData,
@@ -88,6 +89,36 @@ fn describe(meta: Option<&Tag>, video: Option<&Tag>, audio: Option<&Tag>) -> Str
     fields.join(",")
 }
 
+/// One HTTP-FLV viewer's lifetime: counted and announced (`play`) when it starts,
+/// uncounted and announced (`stop`) when dropped.
+struct FlvViewer {
+    http: LiveHttp,
+    key: String,
+    peer: std::net::SocketAddr,
+}
+
+impl FlvViewer {
+    fn start(http: &LiveHttp, key: &str, peer: std::net::SocketAddr) -> FlvViewer {
+        http.http_viewers.fetch_add(1, Ordering::Relaxed);
+        http.hub
+            .emit(LiveEventKind::Play, key, "http-flv", Some(peer));
+        FlvViewer {
+            http: http.clone(),
+            key: key.to_string(),
+            peer,
+        }
+    }
+}
+
+impl Drop for FlvViewer {
+    fn drop(&mut self) {
+        self.http.http_viewers.fetch_sub(1, Ordering::Relaxed);
+        self.http
+            .hub
+            .emit(LiveEventKind::Stop, &self.key, "http-flv", Some(self.peer));
+    }
+}
+
 impl LiveHttp {
     /// HTTP routes over `hub`; `rtmp` are the RTMP server's counters (for `/metrics`).
     /// `api_token` guards `DELETE /api/streams/…` (`Authorization: Bearer <token>`); without
@@ -144,14 +175,36 @@ impl LiveHttp {
         if key.split('/').count() != 2 || key.split('/').any(str::is_empty) {
             return None;
         }
-        // Live streams are taken over before hyper sees them (see `Takeover`); a stream that
-        // is not live gets a 404 here.
-        let _ = peer;
-        Some(with_cors(respond(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            format!("{key} is not live\n"),
-        )))
+        // The first request of a connection is taken over before hyper sees it (see
+        // `Takeover`: the bytes go straight to the socket). A later request on a keep-alive
+        // connection (a page that fetched /api/streams first) is streamed through hyper.
+        let Some(mut sub) = self.hub.subscribe(key) else {
+            return Some(with_cors(respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("{key} is not live\n"),
+            )));
+        };
+        sub.set_protocol(Protocol::HttpFlv);
+        let viewer = FlvViewer::start(self, key, peer);
+        let body =
+            videopick_live::http_flv::flv_stream(sub, self.write_interval, 512).map(move |bytes| {
+                let _ = &viewer; // ends (Stop event, counters) when the body is dropped
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes))
+            });
+        let mut r = hyper::Response::new(http_body_util::BodyExt::boxed(
+            http_body_util::StreamBody::new(body),
+        ));
+        let h = r.headers_mut();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("video/x-flv"),
+        );
+        h.insert(
+            hyper::header::CACHE_CONTROL,
+            hyper::header::HeaderValue::from_static("no-cache"),
+        );
+        Some(with_cors(r))
     }
 
     fn kick<B>(&self, req: &hyper::Request<B>, key: &str) -> HttpResponse {
@@ -327,9 +380,7 @@ impl Takeover for LiveHttp {
         Some(Box::new(move |mut stream: tokio::net::TcpStream| {
             Box::pin(async move {
                 use tokio::io::AsyncWriteExt;
-                this.http_viewers.fetch_add(1, Ordering::Relaxed);
-                this.hub
-                    .emit(LiveEventKind::Play, &key, "http-flv", Some(peer));
+                let viewer = FlvViewer::start(&this, &key, peer);
                 let head = format!(
                     "HTTP/1.{} 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: content-length, content-type\r\nConnection: close\r\n\r\n",
                     u8::from(!http10)
@@ -339,9 +390,7 @@ impl Takeover for LiveHttp {
                 }
                 let _ = stream.shutdown().await;
                 drop(sub);
-                this.http_viewers.fetch_sub(1, Ordering::Relaxed);
-                this.hub
-                    .emit(LiveEventKind::Stop, &key, "http-flv", Some(peer));
+                drop(viewer);
             })
         }))
     }

@@ -51,6 +51,7 @@ pub(crate) use videopick_testkit::tags::{frame, frame_sized, headers};
 /// Start `chat-server` on 127.0.0.1 port 0 with `args`; returns once it listens.
 pub(crate) fn start_chat_server(args: &[&str]) -> ChatServer {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .env("RUST_LOG", "warn")
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
@@ -77,6 +78,7 @@ pub(crate) fn start_server(storage: &std::path::Path, extra: &[&str]) -> Server 
         &["--transcode-workers", "0"]
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_media-server"))
+        .env("RUST_LOG", "warn")
         .args([
             "--storage",
             storage.to_str().unwrap(),
