@@ -255,6 +255,19 @@ pub struct MediaFlags {
         help_heading = "Listeners and storage"
     )]
     pub http_header_timeout_secs: Option<u64>,
+    /// Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For /
+    /// Forwarded (HTTP) and PROXY protocol header (RTMP, with --proxy-protocol) name the
+    /// real client.
+    #[arg(
+        long,
+        env = "VIDEOPICK_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        help_heading = "Access"
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// RTMP connections from trusted proxies start with a PROXY protocol header (v1 or v2).
+    #[arg(long, env = "VIDEOPICK_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Access")]
+    pub proxy_protocol: Option<bool>,
 }
 
 impl MediaFlags {
@@ -349,6 +362,12 @@ impl MediaFlags {
         }
         if let Some(v) = self.http_header_timeout_secs {
             c.http_header_timeout_secs = v;
+        }
+        if let Some(v) = self.trusted_proxies {
+            c.trusted_proxies = v;
+        }
+        if let Some(v) = self.proxy_protocol {
+            c.proxy_protocol = v;
         }
     }
 }
@@ -504,6 +523,10 @@ pub struct ChatFlags {
     /// its previous response when it idles on keep-alive. [default: 10]
     #[arg(long, env = "VIDEOPICK_CHAT_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
+    /// Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For /
+    /// Forwarded name the real client.
+    #[arg(long, env = "VIDEOPICK_CHAT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl ChatFlags {
@@ -568,6 +591,9 @@ impl ChatFlags {
         }
         if let Some(v) = self.header_timeout_secs {
             c.header_timeout_secs = v;
+        }
+        if let Some(v) = self.trusted_proxies {
+            c.trusted_proxies = v;
         }
     }
 }

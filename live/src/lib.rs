@@ -52,6 +52,7 @@ pub mod hls;
 pub mod http_flv;
 pub mod hub;
 pub mod io;
+pub mod proxy;
 pub mod recorder;
 pub mod rtmp_client;
 pub mod rtmp_server;

@@ -25,6 +25,7 @@ use crate::hub::{
     Subscription, SubscriptionEnd,
 };
 use crate::io::{next_write_slot, write_all_vectored};
+use crate::proxy::{ProxyHeader, TrustedProxies, parse_proxy_header};
 
 /// Settings of the tokio server.
 #[derive(Debug, Clone)]
@@ -42,6 +43,12 @@ pub struct NetConfig {
     pub write_interval: Duration,
     /// Most tags written in one batch (default 512).
     pub max_batch: usize,
+    /// Peers whose word on the real client is believed (see [`NetConfig::proxy_protocol`]).
+    pub trusted_proxies: TrustedProxies,
+    /// Connections from trusted proxies start with a PROXY protocol header (v1 or v2, as
+    /// HAProxy or Nginx `proxy_protocol on` send it); the client's address in it becomes
+    /// the peer of auth requests, events and logs. Others connect as usual.
+    pub proxy_protocol: bool,
 }
 
 impl Default for NetConfig {
@@ -51,6 +58,8 @@ impl Default for NetConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             write_interval: Duration::from_millis(20),
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
             max_batch: 512,
         }
     }
@@ -414,6 +423,31 @@ async fn connection(
     ctx.stats.connections_total.fetch_add(1, Ordering::Relaxed);
     ctx.stats.connections_open.fetch_add(1, Ordering::Relaxed);
     let _ = sock.set_nodelay(true);
+    let mut sock = sock;
+    let mut peer = peer;
+    let mut input = BytesMut::with_capacity(4096);
+    if ctx.config.proxy_protocol && ctx.config.trusted_proxies.trusts(peer.ip()) {
+        let header = tokio::time::timeout(
+            ctx.config.handshake_timeout,
+            read_proxy_header(&mut sock, &mut input),
+        )
+        .await;
+        match header {
+            Ok(Ok(ProxyHeader::Proxied { source, .. })) => peer = source,
+            Ok(Ok(ProxyHeader::Local)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "rtmp: bad PROXY header");
+                ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+                ctx.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            Err(_) => {
+                ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+                ctx.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
     let (mut rd, wr) = sock.into_split();
     let mut conn = Conn {
         session: ServerSession::new(
@@ -430,7 +464,7 @@ async fn connection(
         player: None,
         pending_writes: Vec::new(),
     };
-    let result = run(&mut conn, &mut rd, &ctx, &mut stop).await;
+    let result = run(&mut conn, &mut rd, input, &ctx, &mut stop).await;
     if result.is_err() {
         ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -440,6 +474,23 @@ async fn connection(
     let _ = conn.flush(&ctx.stats).await;
     let _ = conn.wr.shutdown().await;
     ctx.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Read a PROXY header from `sock`; bytes after it stay in `buf`.
+async fn read_proxy_header(
+    sock: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<ProxyHeader, crate::proxy::ProxyError> {
+    loop {
+        if let Some((header, used)) = parse_proxy_header(buf)? {
+            let _ = buf.split_to(used);
+            return Ok(header);
+        }
+        match sock.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(crate::proxy::ProxyError::Malformed("connection closed")),
+            Ok(_) => {}
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -492,14 +543,18 @@ const SMALL_BATCH: usize = 32;
 async fn run(
     conn: &mut Conn,
     rd: &mut tokio::net::tcp::OwnedReadHalf,
+    // Bytes already read (after a PROXY header); players send little (acks, pings): a small
+    // buffer keeps a thousand of them cheap; a publisher's buffer grows to 64 KiB reads.
+    mut buf: BytesMut,
     ctx: &Ctx,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), End> {
     let cfg = &ctx.config;
-    // Players send little (acks, pings): a small buffer keeps a thousand of them cheap; a
-    // publisher's buffer grows to 64 KiB reads.
-    let mut buf = BytesMut::with_capacity(4096);
     let start = Instant::now();
+    if !buf.is_empty() {
+        conn.session.handle_input(start, &mut buf)?;
+        conn.handle_events(ctx, &mut buf).await?;
+    }
     let mut last_input = start;
     let mut write_due = start;
     let mut batch: Vec<HubItem> = Vec::new();

@@ -18,6 +18,7 @@ use videopick_chat_proto::session::EngineConfig;
 
 use crate::config::ChatConfig;
 use crate::media::Error;
+use videopick_live::proxy::TrustedProxies;
 
 /// A bound chat role, ready to [`ChatServer::run`].
 pub struct ChatServer {
@@ -55,6 +56,7 @@ impl ChatServer {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), Error> {
         let ChatServer { listener, config } = self;
+        let trusted = crate::config::trusted_proxies(&config.trusted_proxies)?;
         if config.test_suite {
             let engine = EngineConfig {
                 ping_interval: Duration::from_millis(300),
@@ -68,6 +70,7 @@ impl ChatServer {
                 Server::new(EchoApp, engine),
                 Arc::new(|_: &Server<EchoApp>| String::new()),
                 Duration::from_secs(config.header_timeout_secs.max(1)),
+                Arc::new(trusted),
                 shutdown,
             )
             .await;
@@ -133,6 +136,7 @@ async fn run_chat(
         Server::new(app, engine),
         metrics,
         header_timeout,
+        Arc::new(crate::config::trusted_proxies(&args.trusted_proxies)?),
         shutdown,
     )
     .await;
@@ -162,6 +166,7 @@ async fn serve<A: App>(
     server: Server<A>,
     metrics: Metrics<A>,
     header_timeout: Duration,
+    trusted: Arc<TrustedProxies>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -178,10 +183,13 @@ async fn serve<A: App>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (server, metrics) = (server.clone(), metrics.clone());
+        let (server, metrics, trusted) = (server.clone(), metrics.clone(), trusted.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let (server, metrics) = (server.clone(), metrics.clone());
+                let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+                let peer =
+                    trusted.client_addr(peer, header("forwarded"), header("x-forwarded-for"));
                 async move {
                     let path = req.uri().path();
                     let resp = if path == "/socket.io/" || path == "/socket.io" {

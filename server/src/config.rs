@@ -20,6 +20,11 @@ pub struct FileConfig {
     pub chat: ChatConfig,
 }
 
+/// Parse a list of trusted proxies (addresses or CIDR networks).
+pub fn trusted_proxies(list: &[String]) -> Result<videopick_live::proxy::TrustedProxies, String> {
+    list.join(",").parse()
+}
+
 impl FileConfig {
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<FileConfig, String> {
@@ -113,6 +118,12 @@ pub struct MediaConfig {
     /// Seconds an HTTP connection has to send a complete request head, from its opening or
     /// from its previous response when it idles on keep-alive; then it is closed.
     pub http_header_timeout_secs: u64,
+    /// Proxies (addresses or CIDR networks, e.g. the Nginx in front) whose word on the real
+    /// client is believed: `X-Forwarded-For` / `Forwarded` on HTTP, the PROXY protocol on
+    /// RTMP with `proxy_protocol`. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<String>,
+    /// RTMP connections from trusted proxies start with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol: bool,
     /// Transcoding (the `[jobs]` table of a config file).
     #[serde(skip)]
     pub jobs: JobsConfig,
@@ -151,6 +162,8 @@ impl Default for MediaConfig {
             upload_hook: None,
             http_read_kib: 32,
             http_header_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             jobs: JobsConfig::default(),
         }
     }
@@ -250,6 +263,9 @@ pub struct ChatConfig {
     /// Seconds a connection has to send a complete request head, from its opening or from
     /// its previous response when it idles on keep-alive; then it is closed.
     pub header_timeout_secs: u64,
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` / `Forwarded` name the
+    /// real client (for the per-address connection limit and logs).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -275,6 +291,7 @@ impl Default for ChatConfig {
             reuse_port: false,
             test_suite: false,
             header_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use videopick_live::proxy::TrustedProxies;
 
 /// Body type of every response.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -99,6 +100,22 @@ async fn read_head(stream: &mut TcpStream, limit: std::time::Duration) -> Option
     Some(buf)
 }
 
+/// The value of header `name` (lower case) in a raw request head, if present once or more
+/// (several lines are joined with `, `).
+fn head_field(head: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(head).ok()?;
+    let text = text.split("\r\n\r\n").next()?;
+    let values: Vec<&str> = text
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
 /// A task that owns a taken-over connection.
 pub type ConnectionTask =
     Box<dyn FnOnce(TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -128,12 +145,14 @@ pub async fn serve<H, F>(
     takeover: Option<Arc<dyn Takeover>>,
     max_read: usize,
     header_timeout: std::time::Duration,
+    trusted: TrustedProxies,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
     let handler = Arc::new(handler);
+    let trusted = Arc::new(trusted);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -150,6 +169,7 @@ pub async fn serve<H, F>(
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
         let takeover = takeover.clone();
+        let trusted = Arc::clone(&trusted);
         tokio::spawn(async move {
             let mut stream = stream;
             let mut prefix = Bytes::new();
@@ -162,7 +182,17 @@ pub async fn serve<H, F>(
                 let (method, target, version) = (parts.next(), parts.next(), parts.next());
                 if let (Some(m), Some(target), Some(v)) = (method, target, version) {
                     let path = target.split('?').next().unwrap_or(target);
-                    if let Some(task) = t.take(m, path, v == "HTTP/1.0", peer) {
+                    let client = if trusted.trusts(peer.ip()) {
+                        let header = |name: &str| head_field(&head, name);
+                        trusted.client_addr(
+                            peer,
+                            header("forwarded").as_deref(),
+                            header("x-forwarded-for").as_deref(),
+                        )
+                    } else {
+                        peer
+                    };
+                    if let Some(task) = t.take(m, path, v == "HTTP/1.0", client) {
                         task(stream).await;
                         return;
                     }
@@ -174,7 +204,10 @@ pub async fn serve<H, F>(
                 inner: stream,
             };
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let resp = handler(req, peer);
+                let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+                let client =
+                    trusted.client_addr(peer, header("forwarded"), header("x-forwarded-for"));
+                let resp = handler(req, client);
                 async move { Ok::<_, Infallible>(resp.await) }
             });
             // Request bodies arrive in frames of at most `max_read` bytes (uploads stream

@@ -98,6 +98,7 @@ pub struct MediaServer {
     takeover: Arc<dyn crate::http::Takeover>,
     read_max: usize,
     header_timeout: Duration,
+    trusted: videopick_live::proxy::TrustedProxies,
     storage: Storage,
     recordings: Recordings,
 }
@@ -133,15 +134,13 @@ impl MediaServer {
         let hub = Hub::new(config.hub_config());
         hub.spawn_sweeper(Duration::from_secs(1));
         let write_interval = Duration::from_millis(config.write_interval_ms);
-        let rtmp = RtmpServer::bind(
-            config.rtmp,
-            hub.clone(),
-            auth,
-            NetConfig::default()
-                .write_interval(write_interval)
-                .handshake_timeout(Duration::from_secs(config.handshake_timeout_secs)),
-        )
-        .await?;
+        let trusted = crate::config::trusted_proxies(&config.trusted_proxies)?;
+        let mut net = NetConfig::default()
+            .write_interval(write_interval)
+            .handshake_timeout(Duration::from_secs(config.handshake_timeout_secs));
+        net.trusted_proxies = trusted.clone();
+        net.proxy_protocol = config.proxy_protocol;
+        let rtmp = RtmpServer::bind(config.rtmp, hub.clone(), auth, net).await?;
         let live = LiveHttp::new(
             hub.clone(),
             rtmp.stats(),
@@ -209,6 +208,7 @@ impl MediaServer {
             takeover: Arc::new(live_takeover),
             read_max: usize::from(config.http_read_kib) * 1024,
             header_timeout: Duration::from_secs(config.http_header_timeout_secs.max(1)),
+            trusted,
             storage,
             recordings,
         })
@@ -252,6 +252,7 @@ impl MediaServer {
             Some(self.takeover),
             self.read_max,
             self.header_timeout,
+            self.trusted,
             async move {
                 let _ = http_stop.changed().await;
             },
