@@ -116,9 +116,28 @@ fn head_field(head: &[u8], name: &str) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
+/// Tells a taken-over connection that the server is draining: it should end cleanly (at a
+/// message boundary) soon. `changed()` completes when draining starts.
+pub type Drain = tokio::sync::watch::Receiver<bool>;
+
 /// A task that owns a taken-over connection.
 pub type ConnectionTask =
-    Box<dyn FnOnce(TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+    Box<dyn FnOnce(TcpStream, Drain) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// How [`serve`] treats connections.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Largest read from a connection (at least 8 KiB): bounds each request-body frame.
+    pub max_read: usize,
+    /// A connection that has not sent a complete request head within this long of opening
+    /// — or of its previous response, when it idles on keep-alive — is closed.
+    pub header_timeout: std::time::Duration,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` name the client.
+    pub trusted: TrustedProxies,
+    /// On shutdown, how long open connections get to finish (in-flight requests complete,
+    /// taken-over streams end at a tag boundary) before they are closed.
+    pub drain: std::time::Duration,
+}
 
 /// Takes over a whole connection for some requests (HTTP-FLV streams are written straight
 /// to the socket, without hyper's per-frame chunked encoding).
@@ -135,28 +154,27 @@ pub trait Takeover: Send + Sync + 'static {
 }
 
 /// Serve `handler` (given each request and the client's address) on `listener` until
-/// `shutdown` completes; then stop accepting. Reads from a connection are at most
-/// `max_read` bytes (at least 8 KiB), which bounds each request-body frame. A connection
-/// that has not sent a complete request head within `header_timeout` of opening — or of
-/// its previous response, when it idles on keep-alive — is closed.
+/// `shutdown` completes; then stop accepting and drain the open connections (see
+/// [`ServeOptions`]).
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
     takeover: Option<Arc<dyn Takeover>>,
-    max_read: usize,
-    header_timeout: std::time::Duration,
-    trusted: TrustedProxies,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
     let handler = Arc::new(handler);
-    let trusted = Arc::new(trusted);
+    let options = Arc::new(options);
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -169,9 +187,44 @@ pub async fn serve<H, F>(
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
         let takeover = takeover.clone();
-        let trusted = Arc::clone(&trusted);
-        tokio::spawn(async move {
-            let mut stream = stream;
+        let options = Arc::clone(&options);
+        let drain = drain_rx.clone();
+        conns.spawn(connection(stream, peer, handler, takeover, options, drain));
+    }
+    drop(listener);
+    let _ = drain_tx.send(true);
+    let open = conns.len();
+    let drained = tokio::time::timeout(options.drain, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        tracing::info!(
+            open,
+            left = conns.len(),
+            "http: closing connections still open after the drain"
+        );
+        conns.abort_all();
+    }
+}
+
+async fn connection<H, F>(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    handler: Arc<H>,
+    takeover: Option<Arc<dyn Takeover>>,
+    options: Arc<ServeOptions>,
+    mut drain: Drain,
+) where
+    H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let trusted = &options.trusted;
+    let header_timeout = options.header_timeout;
+    let max_read = options.max_read;
+    {
+        {
             let mut prefix = Bytes::new();
             if let Some(t) = takeover {
                 let Some(head) = read_head(&mut stream, header_timeout).await else {
@@ -193,7 +246,7 @@ pub async fn serve<H, F>(
                         peer
                     };
                     if let Some(task) = t.take(m, path, v == "HTTP/1.0", client) {
-                        task(stream).await;
+                        task(stream, drain).await;
                         return;
                     }
                 }
@@ -203,21 +256,33 @@ pub async fn serve<H, F>(
                 prefix,
                 inner: stream,
             };
+            let options2 = Arc::clone(&options);
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-                let client =
-                    trusted.client_addr(peer, header("forwarded"), header("x-forwarded-for"));
+                let client = options2.trusted.client_addr(
+                    peer,
+                    header("forwarded"),
+                    header("x-forwarded-for"),
+                );
                 let resp = handler(req, client);
                 async move { Ok::<_, Infallible>(resp.await) }
             });
             // Request bodies arrive in frames of at most `max_read` bytes (uploads stream
             // through a small bounded queue, so memory per upload stays small).
-            let _ = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(max_read.max(8192))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = drain.changed() => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        }
     }
 }

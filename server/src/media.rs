@@ -250,9 +250,12 @@ impl MediaServer {
             self.http,
             move |req, peer| handler(req, peer),
             Some(self.takeover),
-            self.read_max,
-            self.header_timeout,
-            self.trusted,
+            crate::http::ServeOptions {
+                max_read: self.read_max,
+                header_timeout: self.header_timeout,
+                trusted: self.trusted,
+                drain: Duration::from_secs(5),
+            },
             async move {
                 let _ = http_stop.changed().await;
             },

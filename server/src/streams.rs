@@ -377,21 +377,27 @@ impl Takeover for LiveHttp {
         sub.set_protocol(Protocol::HttpFlv);
         let key = key.to_string();
         let this = self.clone();
-        Some(Box::new(move |mut stream: tokio::net::TcpStream| {
-            Box::pin(async move {
-                use tokio::io::AsyncWriteExt;
-                let viewer = FlvViewer::start(&this, &key, peer);
-                let head = format!(
-                    "HTTP/1.{} 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: content-length, content-type\r\nConnection: close\r\n\r\n",
-                    u8::from(!http10)
-                );
-                if stream.write_all(head.as_bytes()).await.is_ok() {
-                    let _ = write_flv(&mut sub, &mut stream, this.write_interval, 512).await;
-                }
-                let _ = stream.shutdown().await;
-                drop(sub);
-                drop(viewer);
-            })
-        }))
+        Some(Box::new(
+            move |mut stream: tokio::net::TcpStream, mut drain: crate::http::Drain| {
+                Box::pin(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let viewer = FlvViewer::start(&this, &key, peer);
+                    let head = format!(
+                        "HTTP/1.{} 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: content-length, content-type\r\nConnection: close\r\n\r\n",
+                        u8::from(!http10)
+                    );
+                    if stream.write_all(head.as_bytes()).await.is_ok() {
+                        let stop = async move {
+                            let _ = drain.changed().await;
+                        };
+                        let _ =
+                            write_flv(&mut sub, &mut stream, this.write_interval, 512, stop).await;
+                    }
+                    let _ = stream.shutdown().await;
+                    drop(sub);
+                    drop(viewer);
+                })
+            },
+        ))
     }
 }
