@@ -165,10 +165,29 @@ pub trait Bus: Send + Sync + 'static {
     fn history(&self, room: &str, n: usize) -> BusFuture<Option<Vec<ChatMessage>>>;
     /// Record that `local` members of `room` are here; the count across nodes.
     fn presence(&self, room: &str, local: usize) -> BusFuture<usize>;
-    /// Prometheus lines about the bus.
-    fn render_metrics(&self) -> String {
-        String::new()
+    /// Figures about the bus for `/metrics` (`None`: a bus with nothing to report).
+    fn metrics(&self) -> Option<BusMetrics> {
+        None
     }
+}
+
+/// Figures of a bus between nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusMetrics {
+    /// Whether the shared store is reachable now.
+    pub up: bool,
+    /// Rooms this node receives events of.
+    pub subscriptions: u64,
+    /// Reconnections to the store.
+    pub reconnects: u64,
+    /// Store operations that failed.
+    pub errors: u64,
+    /// Events published.
+    pub published: u64,
+    /// Events received.
+    pub received: u64,
+    /// This node's own events received back and dropped.
+    pub echoes_dropped: u64,
 }
 
 fn ready<T: Send + 'static>(v: Result<T, BusError>) -> BusFuture<T> {

@@ -5,7 +5,6 @@
 //! large rooms).
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -69,36 +68,6 @@ pub struct ChatMetrics {
     pub bus_fallbacks: AtomicU64,
     /// Disconnects by reason (`transport close`, `ping timeout`, …).
     pub disconnects: Mutex<HashMap<String, u64>>,
-}
-
-impl ChatMetrics {
-    /// Prometheus text for these counters.
-    pub fn render(&self, connections: usize, rooms: usize) -> String {
-        let mut s = format!(
-            "# TYPE videopick_chat_connections gauge\nvideopick_chat_connections {connections}\n\
-             # TYPE videopick_chat_rooms gauge\nvideopick_chat_rooms {rooms}\n\
-             # TYPE videopick_chat_messages_in_total counter\nvideopick_chat_messages_in_total {}\n\
-             # TYPE videopick_chat_messages_out_total counter\nvideopick_chat_messages_out_total {}\n\
-             # TYPE videopick_chat_drops_total counter\nvideopick_chat_drops_total {}\n\
-             # TYPE videopick_chat_refused_total counter\nvideopick_chat_refused_total {}\n\
-             # TYPE videopick_chat_bus_errors_total counter\nvideopick_chat_bus_errors_total {}\n\
-             # TYPE videopick_chat_bus_fallbacks_total counter\nvideopick_chat_bus_fallbacks_total {}\n\
-             # TYPE videopick_chat_disconnects_total counter\n",
-            self.messages_in.load(Ordering::Relaxed),
-            self.messages_out.load(Ordering::Relaxed),
-            self.drops.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-            self.bus_errors.load(Ordering::Relaxed),
-            self.bus_fallbacks.load(Ordering::Relaxed),
-        );
-        for (reason, n) in lock(&self.disconnects).iter() {
-            let _ = writeln!(
-                s,
-                "videopick_chat_disconnects_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        s
-    }
 }
 
 /// Per room: when presence was last sent to the members here, and what is pending.
@@ -225,11 +194,9 @@ impl ChatApp {
         self.core.members.rooms()
     }
 
-    /// Prometheus text: the chat's counters and the bus's.
-    pub fn render_metrics(&self, connections: usize) -> String {
-        let mut s = self.core.metrics.render(connections, self.room_count());
-        s.push_str(&self.core.bus.render_metrics());
-        s
+    /// The bus's figures, if it reports any.
+    pub fn bus_metrics(&self) -> Option<crate::bus::BusMetrics> {
+        self.core.bus.metrics()
     }
 }
 

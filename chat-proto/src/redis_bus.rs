@@ -16,7 +16,6 @@
 //!   (100 ms doubling to 5 s) and resubscribes. Nothing is buffered for Redis meanwhile.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -433,10 +432,8 @@ async fn supervise(shared: Arc<Shared>, mut ctl: mpsc::Receiver<Ctl>) {
             Ok(c) => c,
             Err(e) => {
                 if !logged_down {
-                    eprintln!(
-                        "chat bus: redis {} unreachable ({e}); serving local members, retrying",
-                        shared.config.url
-                    );
+                    // The URL is not logged: it may carry a password.
+                    tracing::warn!(error = %e, "chat bus: redis unreachable; serving local members, retrying");
                     logged_down = true;
                 }
                 // Keep answering the chat while waiting to retry.
@@ -453,10 +450,7 @@ async fn supervise(shared: Arc<Shared>, mut ctl: mpsc::Receiver<Ctl>) {
         if ever {
             shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
         }
-        eprintln!(
-            "chat bus: connected to redis {} as node {}",
-            shared.config.url, shared.node
-        );
+        tracing::info!(node = %shared.node, "chat bus: connected to redis");
         ever = true;
         backoff = Duration::from_millis(100);
         let reason = loop {
@@ -493,7 +487,7 @@ async fn supervise(shared: Arc<Shared>, mut ctl: mpsc::Receiver<Ctl>) {
         };
         shared.up.store(false, Ordering::Relaxed);
         *lock(&shared.conn) = None;
-        eprintln!("chat bus: lost redis ({reason}); serving local members, reconnecting");
+        tracing::warn!(%reason, "chat bus: lost redis; serving local members, reconnecting");
         logged_down = true;
     }
 }
@@ -656,26 +650,16 @@ impl Bus for RedisBus {
         Box::pin(async move { shared.presence(&room, local).await })
     }
 
-    fn render_metrics(&self) -> String {
+    fn metrics(&self) -> Option<crate::bus::BusMetrics> {
         let m = &self.shared.metrics;
-        let mut s = String::new();
-        let _ = write!(
-            s,
-            "# TYPE videopick_chat_bus_up gauge\nvideopick_chat_bus_up {}\n\
-             # TYPE videopick_chat_bus_subscriptions gauge\nvideopick_chat_bus_subscriptions {}\n\
-             # TYPE videopick_chat_bus_reconnects_total counter\nvideopick_chat_bus_reconnects_total {}\n\
-             # TYPE videopick_chat_bus_redis_errors_total counter\nvideopick_chat_bus_redis_errors_total {}\n\
-             # TYPE videopick_chat_bus_published_total counter\nvideopick_chat_bus_published_total {}\n\
-             # TYPE videopick_chat_bus_received_total counter\nvideopick_chat_bus_received_total {}\n\
-             # TYPE videopick_chat_bus_echoes_dropped_total counter\nvideopick_chat_bus_echoes_dropped_total {}\n",
-            u8::from(self.shared.up.load(Ordering::Relaxed)),
-            lock(&self.shared.rooms).len(),
-            m.reconnects.load(Ordering::Relaxed),
-            m.errors.load(Ordering::Relaxed),
-            m.published.load(Ordering::Relaxed),
-            m.received.load(Ordering::Relaxed),
-            m.echoes.load(Ordering::Relaxed),
-        );
-        s
+        Some(crate::bus::BusMetrics {
+            up: self.shared.up.load(Ordering::Relaxed),
+            subscriptions: lock(&self.shared.rooms).len() as u64,
+            reconnects: m.reconnects.load(Ordering::Relaxed),
+            errors: m.errors.load(Ordering::Relaxed),
+            published: m.published.load(Ordering::Relaxed),
+            received: m.received.load(Ordering::Relaxed),
+            echoes_dropped: m.echoes.load(Ordering::Relaxed),
+        })
     }
 }

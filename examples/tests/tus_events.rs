@@ -57,7 +57,7 @@ fn finished_uploads_raise_an_event_and_count() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("videopick_tus_bytes_received_total 5\n"),
+        metrics.contains("videopick_tus_received_bytes_total 5\n"),
         "{metrics}"
     );
 }

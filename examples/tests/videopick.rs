@@ -58,6 +58,49 @@ fn age(path: &std::path::Path, by: Duration) {
     std::fs::File::open(path).unwrap().set_modified(t).unwrap();
 }
 
+/// One registry for both roles: either port shows the media and the chat figures, as
+/// OpenMetrics with HELP and TYPE on every family.
+fn check_one_registry(addr: &str, chat: &str) {
+    let (_, chat_metrics) = get(chat, "/metrics");
+    let (_, media_metrics) = get(addr, "/metrics");
+    for text in [&chat_metrics, &media_metrics] {
+        for needle in [
+            "videopick_build_info{version=\"",
+            "videopick_storage_area_bytes{area=\"vod\"} 8",
+            "videopick_chat_connections ",
+            "videopick_rtmp_connections_total 0",
+            "videopick_tus_received_bytes_total 0",
+            "videopick_http_request_duration_seconds_count{role=\"media\",route=\"healthz\",status=\"2xx\"} 1",
+            "videopick_http_request_duration_seconds_count{role=\"media\",route=\"other\",status=\"4xx\"} 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}"
+            );
+        }
+    }
+    let head = {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r.split("\r\n\r\n").next().unwrap().to_ascii_lowercase()
+    };
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{head}"
+    );
+}
+
 #[test]
 fn serves_storage_metrics_sweeps_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,6 +176,8 @@ fn serves_storage_metrics_sweeps_and_stops_cleanly() {
 
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_string()));
     assert_eq!(get(&addr, "/nope").0, 404);
+
+    check_one_registry(&addr, &chat);
 
     // The chat role: an Engine.IO handshake over long-polling, as socket.io-client opens.
     let (status, body) = get(&chat, "/socket.io/?EIO=4&transport=polling");

@@ -194,7 +194,15 @@ type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct HookClient {
     client: Client<Https, Full<Bytes>>,
     config: HookConfig,
+    durations: Option<HookDurations>,
 }
+
+/// Hook call durations by `outcome` (`success`, `refused` for a non-2xx answer, `error`,
+/// `timeout`).
+pub type HookDurations = prometheus_client::metrics::family::Family<
+    [(&'static str, &'static str); 1],
+    prometheus_client::metrics::histogram::Histogram,
+>;
 
 impl std::fmt::Debug for HookClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -263,7 +271,29 @@ impl HookClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(8)
             .build(https);
-        Ok(HookClient { client, config })
+        Ok(HookClient {
+            client,
+            config,
+            durations: None,
+        })
+    }
+
+    /// Observe every call's duration in `registry` (`videopick_hook_duration_seconds`, by
+    /// outcome; buckets from 5 ms to about 10 s).
+    #[must_use]
+    pub fn with_metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        let family = HookDurations::new_with_constructor(|| {
+            prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 12),
+            )
+        });
+        registry.register(
+            "videopick_hook_duration_seconds",
+            "Duration of outgoing hook calls (webhooks and auth hooks), by outcome.",
+            family.clone(),
+        );
+        self.durations = Some(family);
+        self
     }
 
     /// The configuration.
@@ -382,12 +412,25 @@ impl HookClient {
                 url: url.to_string(),
             })
         };
-        tokio::time::timeout(self.config.timeout, exchange)
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.config.timeout, exchange)
             .await
             .map_err(|_| HookError::Timeout {
                 url: url.to_string(),
                 timeout: self.config.timeout,
-            })?
+            })
+            .and_then(|r| r);
+        if let Some(d) = &self.durations {
+            let outcome = match &result {
+                Ok(a) if a.is_success() => "success",
+                Ok(_) => "refused",
+                Err(HookError::Timeout { .. }) => "timeout",
+                Err(_) => "error",
+            };
+            d.get_or_create(&[("outcome", outcome)])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
     }
 }
 

@@ -18,12 +18,14 @@ use videopick_chat_proto::session::EngineConfig;
 
 use crate::config::ChatConfig;
 use crate::media::Error;
+use crate::metrics::Metrics;
 use videopick_live::proxy::TrustedProxies;
 
 /// A bound chat role, ready to [`ChatServer::run`].
 pub struct ChatServer {
     listener: tokio::net::TcpListener,
     config: ChatConfig,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for ChatServer {
@@ -37,12 +39,22 @@ impl std::fmt::Debug for ChatServer {
 impl ChatServer {
     /// Check the configuration and bind the listener.
     pub fn bind(config: ChatConfig) -> Result<ChatServer, Error> {
+        ChatServer::bind_with(config, Metrics::new())
+    }
+
+    /// [`ChatServer::bind`], registering its metrics in `metrics` (shared with the
+    /// process's other roles).
+    pub fn bind_with(config: ChatConfig, metrics: Metrics) -> Result<ChatServer, Error> {
         if config.jwt_secret.is_none() && !config.anonymous && !config.test_suite {
             return Err("the chat needs a jwt_secret (--jwt-secret), or anonymous read-only chat (--anonymous)".into());
         }
         let listener = listen(config.listen, config.reuse_port)?;
         tracing::info!(addr = %listener.local_addr()?, "chat role listening");
-        Ok(ChatServer { listener, config })
+        Ok(ChatServer {
+            listener,
+            config,
+            metrics,
+        })
     }
 
     /// The listener's address.
@@ -55,7 +67,11 @@ impl ChatServer {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), Error> {
-        let ChatServer { listener, config } = self;
+        let ChatServer {
+            listener,
+            config,
+            metrics,
+        } = self;
         let trusted = crate::config::trusted_proxies(&config.trusted_proxies)?;
         if config.test_suite {
             let engine = EngineConfig {
@@ -68,7 +84,7 @@ impl ChatServer {
             serve(
                 listener,
                 Server::new(EchoApp, engine),
-                Arc::new(|_: &Server<EchoApp>| String::new()),
+                metrics,
                 Duration::from_secs(config.header_timeout_secs.max(1)),
                 Arc::new(trusted),
                 shutdown,
@@ -77,7 +93,7 @@ impl ChatServer {
             return Ok(());
         }
         let secret = config.jwt_secret.clone().unwrap_or_default().into_bytes();
-        run_chat(listener, &config, secret, shutdown).await
+        run_chat(listener, &config, secret, metrics, shutdown).await
     }
 }
 
@@ -93,6 +109,7 @@ async fn run_chat(
     listener: tokio::net::TcpListener,
     args: &ChatConfig,
     secret: Vec<u8>,
+    metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let engine = EngineConfig {
@@ -129,11 +146,12 @@ async fn run_chat(
             ChatApp::with_bus(config, Arc::new(bus))
         }
     };
-    let metrics = Arc::new(|s: &Server<ChatApp>| s.app().render_metrics(s.connections()));
+    let server = Server::new(app, engine);
+    metrics.register_collector(crate::metrics::ChatCollector(server.clone()));
     let header_timeout = Duration::from_secs(args.header_timeout_secs.max(1));
     serve(
         listener,
-        Server::new(app, engine),
+        server,
         metrics,
         header_timeout,
         Arc::new(crate::config::trusted_proxies(&args.trusted_proxies)?),
@@ -159,12 +177,10 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::Tcp
     socket.listen(4096)
 }
 
-type Metrics<A> = Arc<dyn Fn(&Server<A>) -> String + Send + Sync>;
-
 async fn serve<A: App>(
     listener: tokio::net::TcpListener,
     server: Server<A>,
-    metrics: Metrics<A>,
+    metrics: Metrics,
     header_timeout: Duration,
     trusted: Arc<TrustedProxies>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -191,16 +207,23 @@ async fn serve<A: App>(
                 let peer =
                     trusted.client_addr(peer, header("forwarded"), header("x-forwarded-for"));
                 async move {
+                    let started = std::time::Instant::now();
                     let path = req.uri().path();
-                    let resp = if path == "/socket.io/" || path == "/socket.io" {
-                        server.handle(req, peer).await
+                    let (route, resp) = if path == "/socket.io/" || path == "/socket.io" {
+                        ("socket_io", server.handle(req, peer).await)
                     } else if path == "/metrics" {
-                        text(StatusCode::OK, metrics(&server))
-                    } else if path == "/healthz" {
-                        text(StatusCode::OK, "ok\n".into())
+                        let mut r = text(StatusCode::OK, metrics.render());
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                        );
+                        ("metrics", r)
+                    } else if path == "/healthz" || path == "/readyz" {
+                        ("healthz", text(StatusCode::OK, "ok\n".into()))
                     } else {
-                        text(StatusCode::NOT_FOUND, "not found\n".into())
+                        ("other", text(StatusCode::NOT_FOUND, "not found\n".into()))
                     };
+                    metrics.observe_http("chat", route, resp.status().as_u16(), started.elapsed());
                     Ok::<_, Infallible>(resp)
                 }
             });

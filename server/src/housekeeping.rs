@@ -10,28 +10,38 @@
 //! let storage = Storage::open_with(dir.path(), StorageOptions::default().min_free_bytes(0)).unwrap();
 //! let keeper = Housekeeper::new(storage, RetentionPolicy::default());
 //! keeper.run_once(SystemTime::now()).unwrap();
-//! let text = keeper.render_metrics();
-//! assert!(text.contains("videopick_storage_area_bytes{area=\"vod\"} 0"));
+//! let figures = keeper.figures();
+//! assert_eq!(figures.runs, 1);
+//! assert!(figures.usage.iter().all(|(_, u)| u.bytes == 0));
 //! ```
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use videopick_storage::{Area, RetentionPolicy, Storage, StorageError, Usage};
 
-/// Last figures gathered by a [`Housekeeper`].
+/// Last figures gathered by a [`Housekeeper`] (served on `/metrics`).
 #[derive(Debug, Clone, Default)]
-struct Figures {
-    usage: Vec<(Area, Usage)>,
-    free_bytes: u64,
-    scan_seconds: f64,
-    tmp_removed: u64,
-    tmp_removed_bytes: u64,
-    recordings_removed: u64,
-    recordings_removed_bytes: u64,
-    runs: u64,
-    errors: u64,
+#[non_exhaustive]
+pub struct Figures {
+    /// Usage per storage area.
+    pub usage: Vec<(Area, Usage)>,
+    /// Bytes available on the file system.
+    pub free_bytes: u64,
+    /// Duration of the last pass.
+    pub scan_seconds: f64,
+    /// Stale `tmp/` entries removed.
+    pub tmp_removed: u64,
+    /// Their bytes.
+    pub tmp_removed_bytes: u64,
+    /// Recordings removed by retention.
+    pub recordings_removed: u64,
+    /// Their bytes.
+    pub recordings_removed_bytes: u64,
+    /// Passes run.
+    pub runs: u64,
+    /// Passes that failed.
+    pub errors: u64,
 }
 
 /// Periodic storage housekeeping: stale `tmp/` sweep, recording retention, usage figures for
@@ -108,93 +118,11 @@ impl Housekeeper {
         }
     }
 
-    /// The figures in Prometheus text exposition format.
-    pub fn render_metrics(&self) -> String {
-        let f = self
-            .figures
+    /// The last figures gathered.
+    pub fn figures(&self) -> Figures {
+        self.figures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
-        };
-        let per_area = |pick: fn(&Usage) -> u64| -> Vec<(String, String)> {
-            f.usage
-                .iter()
-                .map(|(a, u)| (format!("{{area=\"{a}\"}}"), pick(u).to_string()))
-                .collect()
-        };
-        let one = |v: String| vec![(String::new(), v)];
-        metric(
-            "videopick_storage_area_bytes",
-            "gauge",
-            "Bytes stored per storage area.",
-            &per_area(|u| u.bytes),
-        );
-        metric(
-            "videopick_storage_area_files",
-            "gauge",
-            "Files stored per storage area.",
-            &per_area(|u| u.files),
-        );
-        metric(
-            "videopick_storage_free_bytes",
-            "gauge",
-            "Bytes available on the storage file system.",
-            &one(f.free_bytes.to_string()),
-        );
-        metric(
-            "videopick_storage_reserved_bytes",
-            "gauge",
-            "Bytes held by live space reservations.",
-            &one(self.storage.reserved_bytes().to_string()),
-        );
-        metric(
-            "videopick_storage_sweep_removed_total",
-            "counter",
-            "Entries removed by the storage sweeps.",
-            &[
-                ("{sweep=\"tmp\"}".into(), f.tmp_removed.to_string()),
-                (
-                    "{sweep=\"recordings\"}".into(),
-                    f.recordings_removed.to_string(),
-                ),
-            ],
-        );
-        metric(
-            "videopick_storage_sweep_removed_bytes_total",
-            "counter",
-            "Bytes removed by the storage sweeps.",
-            &[
-                ("{sweep=\"tmp\"}".into(), f.tmp_removed_bytes.to_string()),
-                (
-                    "{sweep=\"recordings\"}".into(),
-                    f.recordings_removed_bytes.to_string(),
-                ),
-            ],
-        );
-        metric(
-            "videopick_storage_housekeeping_runs_total",
-            "counter",
-            "Housekeeping passes run.",
-            &one(f.runs.to_string()),
-        );
-        metric(
-            "videopick_storage_housekeeping_errors_total",
-            "counter",
-            "Housekeeping passes that failed.",
-            &one(f.errors.to_string()),
-        );
-        metric(
-            "videopick_storage_scan_seconds",
-            "gauge",
-            "Duration of the last housekeeping pass.",
-            &one(format!("{:.6}", f.scan_seconds)),
-        );
-        out
+            .clone()
     }
 }

@@ -76,6 +76,7 @@ impl Jobs {
         args: &JobsConfig,
         storage: &Storage,
         api_token: Option<String>,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Option<Jobs>, crate::Error> {
         let queue = match &args.jobs_db {
             Some(url) => AnyQueue::Pg(PgQueue::connect(url, Backoff::default()).await?),
@@ -112,9 +113,16 @@ impl Jobs {
             },
         );
         let host = hostname();
+        let mut durations = None;
+        if args.transcode_workers > 0 {
+            metrics.register(|r| {
+                durations = Some(videopick_transcode::worker::job_duration_metric(r));
+            });
+        }
         for i in 0..args.transcode_workers {
             let mut config = WorkerConfig::named(format!("{host}-{}-{i}", std::process::id()));
             config.job_timeout = Some(Duration::from_secs(args.job_timeout_mins.max(1) * 60));
+            config.metrics.clone_from(&durations);
             let worker = Worker::new(queue.clone(), transcoder.clone(), config);
             tokio::spawn(async move { worker.run(std::future::pending()).await });
         }

@@ -61,6 +61,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod jobs;
 pub mod media;
+pub mod metrics;
 pub mod streams;
 pub mod uploads;
 

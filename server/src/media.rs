@@ -26,6 +26,7 @@ use crate::config::MediaConfig;
 use crate::hls_http::HlsService;
 use crate::housekeeping::Housekeeper;
 use crate::http::{respond, serve};
+use crate::metrics::Metrics;
 use crate::streams::LiveHttp;
 
 impl MediaConfig {
@@ -127,7 +128,14 @@ impl MediaServer {
     /// (housekeeping, hub sweep, workers, hooks). Fails on a configuration that would be
     /// unsafe (public listeners without authorization or API token) or unusable.
     pub async fn bind(config: MediaConfig) -> Result<MediaServer, Error> {
-        let hooks = HookClient::new(HookConfig::default())?;
+        MediaServer::bind_with(config, Metrics::new()).await
+    }
+
+    /// [`MediaServer::bind`], registering its metrics in `metrics` (shared with the
+    /// process's other roles: each role's `/metrics` shows them all).
+    pub async fn bind_with(config: MediaConfig, metrics: Metrics) -> Result<MediaServer, Error> {
+        let mut hooks = HookClient::new(HookConfig::default())?;
+        metrics.register(|r| hooks = hooks.clone().with_metrics(r));
         let auth = config.authorization(&hooks)?;
         let (storage, keeper) = open_storage(&config)?;
 
@@ -149,54 +157,55 @@ impl MediaServer {
         );
         let live_takeover = live.clone();
         let jobs =
-            crate::jobs::Jobs::start(&config.jobs, &storage, config.api_token.clone()).await?;
+            crate::jobs::Jobs::start(&config.jobs, &storage, config.api_token.clone(), &metrics)
+                .await?;
         let (hls, recordings) = start_hls(&config, &hub, &storage, jobs.as_ref(), &hooks);
         let tus = start_tus(&config, &storage, jobs.as_ref(), &hooks);
         if let Some(url) = &config.event_hook {
             spawn_event_webhook(&hub, hooks.clone(), url.clone());
         }
+        metrics.register_collector(live.clone());
+        metrics.register_collector(keeper);
+        metrics.register_collector(crate::metrics::TusCollector(tus.clone()));
         let http = tokio::net::TcpListener::bind(config.http).await?;
         tracing::info!(storage = %storage.root().display(), rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "media role listening");
 
         let handler: Handler = Arc::new(
             move |req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
+                let started = std::time::Instant::now();
+                let route = crate::metrics::media_route(req.uri().path());
                 let sync =
                     live.route(&req, peer)
                         .or_else(|| match (req.method(), req.uri().path()) {
-                            (&hyper::Method::GET, "/metrics") => {
-                                let mut text = keeper.render_metrics();
-                                text.push_str(&live.render_metrics());
-                                text.push_str(&tus.render_metrics());
-                                Some(respond(
-                                    StatusCode::OK,
-                                    "text/plain; version=0.0.4; charset=utf-8",
-                                    text,
-                                ))
-                            }
-                            (&hyper::Method::GET, "/healthz") => {
+                            (&hyper::Method::GET, "/metrics") => Some(metrics.response()),
+                            (&hyper::Method::GET, "/healthz" | "/readyz") => {
                                 Some(respond(StatusCode::OK, "text/plain", "ok\n"))
                             }
                             _ => None,
                         });
-                let hls = hls.clone();
-                let tus = tus.clone();
-                let jobs = jobs.clone();
+                let (hls, tus, jobs, metrics) =
+                    (hls.clone(), tus.clone(), jobs.clone(), metrics.clone());
                 Box::pin(async move {
-                    if let Some(r) = sync {
-                        return r;
+                    let resp = async {
+                        if let Some(r) = sync {
+                            return r;
+                        }
+                        if tus.owns(req.uri().path()) {
+                            return tus.handle(req).await;
+                        }
+                        if let Some(jobs) = &jobs
+                            && let Some(r) = jobs.route(&req).await
+                        {
+                            return r;
+                        }
+                        match hls.route(&req).await {
+                            Some(r) => r,
+                            None => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+                        }
                     }
-                    if tus.owns(req.uri().path()) {
-                        return tus.handle(req).await;
-                    }
-                    if let Some(jobs) = &jobs
-                        && let Some(r) = jobs.route(&req).await
-                    {
-                        return r;
-                    }
-                    match hls.route(&req).await {
-                        Some(r) => r,
-                        None => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
-                    }
+                    .await;
+                    metrics.observe_http("media", route, resp.status().as_u16(), started.elapsed());
+                    resp
                 })
             },
         );

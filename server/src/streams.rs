@@ -1,6 +1,5 @@
 //! Live streaming wiring: HTTP-FLV playback and stream stats over the RTMP hub.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -272,89 +271,14 @@ impl LiveHttp {
         format!("{{\"streams\":[{}]}}\n", items.join(","))
     }
 
-    /// Prometheus text for the live server.
-    pub fn render_metrics(&self) -> String {
-        let r = &self.rtmp;
-        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let streams = self.hub.streams();
-        let viewers: u64 = streams.iter().map(|s| g(&s.stats().subscribers)).sum();
-        let dropped: u64 = streams.iter().map(|s| g(&s.stats().dropped_slow)).sum();
-        let skipped: u64 = streams.iter().map(|s| g(&s.stats().skipped_tags)).sum();
-        let mut out = String::new();
-        for (name, kind, help, value) in [
-            (
-                "videopick_rtmp_connections_total",
-                "counter",
-                "RTMP connections accepted.",
-                g(&r.connections_total),
-            ),
-            (
-                "videopick_rtmp_connections_open",
-                "gauge",
-                "RTMP connections open.",
-                g(&r.connections_open),
-            ),
-            (
-                "videopick_rtmp_bytes_in_total",
-                "counter",
-                "Bytes read from RTMP clients.",
-                g(&r.bytes_in),
-            ),
-            (
-                "videopick_rtmp_bytes_out_total",
-                "counter",
-                "Bytes written to RTMP clients.",
-                g(&r.bytes_out),
-            ),
-            (
-                "videopick_rtmp_errors_total",
-                "counter",
-                "RTMP connections ended by an error or timeout.",
-                g(&r.errors),
-            ),
-            (
-                "videopick_rtmp_players",
-                "gauge",
-                "RTMP players attached.",
-                g(&r.players),
-            ),
-            (
-                "videopick_httpflv_viewers",
-                "gauge",
-                "HTTP-FLV viewers attached.",
-                g(&self.http_viewers),
-            ),
-            (
-                "videopick_live_streams",
-                "gauge",
-                "Live streams.",
-                streams.len() as u64,
-            ),
-            (
-                "videopick_live_viewers",
-                "gauge",
-                "Viewers of all live streams (all protocols).",
-                viewers,
-            ),
-            (
-                "videopick_live_slow_viewers_dropped_total",
-                "counter",
-                "Viewers dropped for falling behind.",
-                dropped,
-            ),
-            (
-                "videopick_live_skipped_tags_total",
-                "counter",
-                "Tags skipped by lagging viewers.",
-                skipped,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
-        out
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The RTMP listener's counters and the HTTP-FLV viewers attached now.
+    pub fn counters(&self) -> (Arc<NetStats>, u64) {
+        (self.rtmp.clone(), self.http_viewers.load(Ordering::Relaxed))
     }
 }
 

@@ -35,6 +35,31 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Time limit per job attempt.
     pub job_timeout: Option<Duration>,
+    /// Where attempt durations are observed, by job kind and result (see
+    /// [`job_duration_metric`]); `None`: not measured.
+    pub metrics: Option<JobDurations>,
+}
+
+/// Attempt durations by `kind` and `result` (`succeeded`, `failed`, `cancelled`).
+pub type JobDurations = prometheus_client::metrics::family::Family<
+    [(&'static str, String); 2],
+    prometheus_client::metrics::histogram::Histogram,
+>;
+
+/// A [`JobDurations`] family, registered in `registry` as `videopick_job_duration_seconds`
+/// (buckets from 1 s to about 3 h).
+pub fn job_duration_metric(registry: &mut prometheus_client::registry::Registry) -> JobDurations {
+    let family = JobDurations::new_with_constructor(|| {
+        prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 14),
+        )
+    });
+    registry.register(
+        "videopick_job_duration_seconds",
+        "Duration of transcoding job attempts, by kind and result.",
+        family.clone(),
+    );
+    family
 }
 
 impl WorkerConfig {
@@ -47,6 +72,7 @@ impl WorkerConfig {
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_secs(1),
             job_timeout: Some(Duration::from_secs(6 * 3600)),
+            metrics: None,
         }
     }
 }
@@ -120,10 +146,7 @@ impl<Q: JobQueue + Clone> Worker<Q> {
             Ok(Some(c)) => c,
             Ok(None) => return false,
             Err(e) => {
-                eprintln!(
-                    "videopick-transcode: worker {}: claim: {e}",
-                    self.config.name
-                );
+                tracing::warn!(worker = %self.config.name, error = %e, "claim failed");
                 return false;
             }
         };
@@ -155,11 +178,12 @@ impl<Q: JobQueue + Clone> Worker<Q> {
                             return;
                         }
                         // The database is away: keep working; the lease may still hold.
-                        Err(e) => eprintln!("videopick-transcode: heartbeat: {e}"),
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
                 }
             }
         };
+        let started = std::time::Instant::now();
         let work = self.execute(claim, &cancel, &progress);
         tokio::pin!(work);
         let outcome = tokio::select! {
@@ -168,21 +192,29 @@ impl<Q: JobQueue + Clone> Worker<Q> {
             // removed); there is nothing to report.
             () = beat => work.await,
         };
+        if let Some(m) = &self.config.metrics {
+            let result = match &outcome {
+                Ok(_) => "succeeded",
+                Err(_) if cancel.is_cancelled() => "cancelled",
+                Err(_) => "failed",
+            };
+            m.get_or_create(&[
+                ("kind", claim.job.kind.clone()),
+                ("result", result.to_string()),
+            ])
+            .observe(started.elapsed().as_secs_f64());
+        }
         let reported = match outcome {
             Ok(result) => self.queue.complete(claim, result).await.map(|_| ()),
             Err(_) if cancel.is_cancelled() => Ok(()),
             Err(e) => self.queue.fail(claim, &e).await.map(|state| {
                 if state == Some(JobState::Failed) {
-                    eprintln!(
-                        "videopick-transcode: job {} failed after {} attempts: {e}",
-                        claim.id(),
-                        claim.attempt()
-                    );
+                    tracing::warn!(job = claim.id(), attempts = claim.attempt(), error = %e, "job failed");
                 }
             }),
         };
         if let Err(e) = reported {
-            eprintln!("videopick-transcode: job {}: {e}", claim.id());
+            tracing::warn!(job = claim.id(), error = %e, "reporting the job's end failed");
         }
     }
 

@@ -184,15 +184,6 @@ impl TusService {
         }
     }
 
-    /// The Prometheus text of [`TusService::metrics`].
-    pub fn render_metrics(&self) -> String {
-        let m = self.metrics();
-        format!(
-            "# TYPE videopick_tus_uploads_created_total counter\nvideopick_tus_uploads_created_total {}\n# TYPE videopick_tus_uploads_finished_total counter\nvideopick_tus_uploads_finished_total {}\n# TYPE videopick_tus_uploads_terminated_total counter\nvideopick_tus_uploads_terminated_total {}\n# TYPE videopick_tus_bytes_received_total counter\nvideopick_tus_bytes_received_total {}\n# TYPE videopick_tus_active_uploads gauge\nvideopick_tus_active_uploads {}\n",
-            m.created, m.finished, m.terminated, m.bytes_received, m.active_uploads
-        )
-    }
-
     /// Count stored bytes, report progress, and completion.
     async fn after_write(&self, id: &UploadId, from: u64, resp: &Response<TusBody>) {
         let Some(now) = resp

@@ -58,10 +58,13 @@ async fn main() -> std::process::ExitCode {
             chat.redis = args.chat_redis;
         }
         chat.anonymous = chat.anonymous || chat.jwt_secret.is_none();
-        let media = videopick_server::media::MediaServer::bind(config.media)
+        // One metrics registry: /metrics of either role shows both.
+        let metrics = videopick_server::metrics::Metrics::new();
+        let media = videopick_server::media::MediaServer::bind_with(config.media, metrics.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let chat = videopick_server::chat::ChatServer::bind(chat).map_err(|e| e.to_string())?;
+        let chat = videopick_server::chat::ChatServer::bind_with(chat, metrics)
+            .map_err(|e| e.to_string())?;
         let addr = |r: std::io::Result<SocketAddr>| r.map_err(|e| e.to_string());
         println!("videopick: rtmp on rtmp://{}", addr(media.rtmp_addr())?);
         println!(
