@@ -74,7 +74,7 @@ pub async fn shutdown_signal() {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MediaFlags {
     /// Storage root (production: /mnt/storage).
-    /// [default: ./data]
+    /// (default: ./data)
     #[arg(
         long,
         env = "VIDEOPICK_STORAGE",
@@ -82,16 +82,16 @@ pub struct MediaFlags {
     )]
     pub storage: Option<PathBuf>,
     /// RTMP listen address (ingest and play).
-    /// [default: 127.0.0.1:1935]
+    /// (default: 127.0.0.1:1935)
     #[arg(long, env = "VIDEOPICK_RTMP", help_heading = "Listeners and storage")]
     pub rtmp: Option<SocketAddr>,
     /// HTTP listen address (HTTP-FLV, API, /metrics).
-    /// [default: 127.0.0.1:8000]
+    /// (default: 127.0.0.1:8000)
     #[arg(long, env = "VIDEOPICK_HTTP", help_heading = "Listeners and storage")]
     pub http: Option<SocketAddr>,
     /// Viewers' writes are batched: at most one write per this many milliseconds (RTMP and
     /// HTTP-FLV). Lower is less delay, higher is less CPU per viewer.
-    /// [default: 20]
+    /// (default: 20)
     #[arg(
         long,
         env = "VIDEOPICK_WRITE_INTERVAL_MS",
@@ -99,11 +99,11 @@ pub struct MediaFlags {
     )]
     pub write_interval_ms: Option<u64>,
     /// Keep the last GOP for new viewers (instant start).
-    /// [default: true]
+    /// (default: true)
     #[arg(long, env = "VIDEOPICK_GOP_CACHE", help_heading = "Live streaming", num_args = 0..=1, default_missing_value = "true")]
     pub gop_cache: Option<bool>,
     /// Seconds viewers stay attached waiting for a publisher to come back.
-    /// [default: 10]
+    /// (default: 10)
     #[arg(
         long,
         env = "VIDEOPICK_REPUBLISH_GRACE_SECS",
@@ -111,7 +111,7 @@ pub struct MediaFlags {
     )]
     pub republish_grace_secs: Option<u64>,
     /// Bytes always left free on the storage file system by space reservations.
-    /// [default: 1073741824]
+    /// (default: 1073741824)
     #[arg(
         long,
         env = "VIDEOPICK_MIN_FREE_BYTES",
@@ -119,7 +119,7 @@ pub struct MediaFlags {
     )]
     pub min_free_bytes: Option<u64>,
     /// Seconds after which an abandoned entry in tmp/ is swept.
-    /// [default: 86400]
+    /// (default: 86400)
     #[arg(
         long,
         env = "VIDEOPICK_TMP_TTL_SECS",
@@ -141,7 +141,7 @@ pub struct MediaFlags {
     )]
     pub recordings_max_bytes: Option<u64>,
     /// Seconds between storage housekeeping passes.
-    /// [default: 60]
+    /// (default: 60)
     #[arg(
         long,
         env = "VIDEOPICK_HOUSEKEEPING_SECS",
@@ -184,7 +184,7 @@ pub struct MediaFlags {
     )]
     pub api_token: Option<String>,
     /// Seconds a new connection has for the RTMP handshake and connect.
-    /// [default: 10]
+    /// (default: 10)
     #[arg(
         long,
         env = "VIDEOPICK_HANDSHAKE_TIMEOUT_SECS",
@@ -192,7 +192,7 @@ pub struct MediaFlags {
     )]
     pub handshake_timeout_secs: Option<u64>,
     /// Serve live HLS at `/<app>/<stream>.m3u8`.
-    /// [default: true]
+    /// (default: true)
     #[arg(long, env = "VIDEOPICK_HLS", help_heading = "Live streaming", num_args = 0..=1, default_missing_value = "true")]
     pub hls: Option<bool>,
     /// Apps with live HLS, comma-separated (default: every app).
@@ -204,7 +204,7 @@ pub struct MediaFlags {
     )]
     pub hls_apps: Option<Vec<String>>,
     /// Target HLS segment duration in milliseconds (segments are cut at key frames).
-    /// [default: 2000]
+    /// (default: 2000)
     #[arg(
         long,
         env = "VIDEOPICK_HLS_SEGMENT_MS",
@@ -212,7 +212,7 @@ pub struct MediaFlags {
     )]
     pub hls_segment_ms: Option<u64>,
     /// Segments listed in the live HLS playlist.
-    /// [default: 6]
+    /// (default: 6)
     #[arg(long, env = "VIDEOPICK_HLS_WINDOW", help_heading = "Live streaming")]
     pub hls_window: Option<usize>,
     /// Apps whose every publish is recorded to storage (`*` for all), comma-separated;
@@ -229,11 +229,11 @@ pub struct MediaFlags {
     #[arg(long, env = "VIDEOPICK_RECORD_FLV", help_heading = "Live streaming", num_args = 0..=1, default_missing_value = "true")]
     pub record_flv: Option<bool>,
     /// Largest tus upload accepted at `/files/` (bytes).
-    /// [default: 68719476736]
+    /// (default: 68719476736)
     #[arg(long, env = "VIDEOPICK_TUS_MAX_SIZE", help_heading = "Uploads")]
     pub tus_max_size: Option<u64>,
     /// Hours an unfinished tus upload lives after its last write.
-    /// [default: 24]
+    /// (default: 24)
     #[arg(long, env = "VIDEOPICK_TUS_EXPIRATION_HOURS", help_heading = "Uploads")]
     pub tus_expiration_hours: Option<u64>,
     /// Upload hook: every tus request (authorize), each new upload (pre-create) and each
@@ -244,11 +244,11 @@ pub struct MediaFlags {
     /// Largest read from an HTTP connection, in KiB (8–1024): request bodies (uploads)
     /// arrive in frames up to this size. 32 keeps an active upload near 210 KiB of server
     /// memory; 64 uploads ~15 % faster for twice the memory.
-    /// [default: 32]
+    /// (default: 32)
     #[arg(long, env = "VIDEOPICK_HTTP_READ_KIB", value_parser = clap::value_parser!(u16).range(8..=1024), help_heading = "Listeners and storage")]
     pub http_read_kib: Option<u16>,
     /// Seconds an HTTP connection has to send a complete request head, from its opening or
-    /// from its previous response when it idles on keep-alive. [default: 10]
+    /// from its previous response when it idles on keep-alive. (default: 10)
     #[arg(
         long,
         env = "VIDEOPICK_HTTP_HEADER_TIMEOUT_SECS",
@@ -380,30 +380,30 @@ pub struct JobFlags {
     #[arg(long, env = "VIDEOPICK_JOBS_DB", hide_env_values = true)]
     pub jobs_db: Option<String>,
     /// Workers in this process (0: only enqueue; workers run elsewhere).
-    /// [default: 1]
+    /// (default: 1)
     #[arg(long, env = "VIDEOPICK_TRANSCODE_WORKERS")]
     pub transcode_workers: Option<usize>,
     /// ffmpeg processes at once in this process.
-    /// [default: 1]
+    /// (default: 1)
     #[arg(long, env = "VIDEOPICK_FFMPEG_CONCURRENCY")]
     pub ffmpeg_concurrency: Option<usize>,
     /// What a finished recording becomes.
-    /// [default: remux]
+    /// (default: remux)
     #[arg(long, env = "VIDEOPICK_TRANSCODE_RECORDINGS")]
     pub transcode_recordings: Option<RecordingJobs>,
     /// Ladder rungs by short side in pixels, comma-separated.
-    /// [default: 1080,720,480,360]
+    /// (default: 1080,720,480,360)
     #[arg(long, env = "VIDEOPICK_LADDER", value_delimiter = ',')]
     pub ladder: Option<Vec<u32>>,
     /// Use fMP4 segments for the ladder (default MPEG-TS).
     #[arg(long, env = "VIDEOPICK_LADDER_FMP4", num_args = 0..=1, default_missing_value = "true")]
     pub ladder_fmp4: Option<bool>,
     /// Time limit of one job attempt, in minutes.
-    /// [default: 360]
+    /// (default: 360)
     #[arg(long, env = "VIDEOPICK_JOB_TIMEOUT_MINS")]
     pub job_timeout_mins: Option<u64>,
     /// Attempts per job.
-    /// [default: 3]
+    /// (default: 3)
     #[arg(long, env = "VIDEOPICK_JOB_ATTEMPTS")]
     pub job_attempts: Option<u32>,
 }
@@ -442,7 +442,7 @@ impl JobFlags {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ChatFlags {
     /// Address to listen on.
-    /// [default: 127.0.0.1:3001]
+    /// (default: 127.0.0.1:3001)
     #[arg(long, env = "VIDEOPICK_CHAT_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// HS256 secret of the connect tokens.
@@ -452,43 +452,43 @@ pub struct ChatFlags {
     #[arg(long, env = "VIDEOPICK_CHAT_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
     pub anonymous: Option<bool>,
     /// Longest message, in characters.
-    /// [default: 500]
+    /// (default: 500)
     #[arg(long, env = "VIDEOPICK_CHAT_MAX_LEN")]
     pub max_message_len: Option<usize>,
     /// Messages per user in a burst (refilled over `--rate-window-secs`).
-    /// [default: 20]
+    /// (default: 20)
     #[arg(long, env = "VIDEOPICK_CHAT_RATE")]
     pub rate: Option<u32>,
     /// The rate window in seconds.
-    /// [default: 30]
+    /// (default: 30)
     #[arg(long, env = "VIDEOPICK_CHAT_RATE_WINDOW_SECS")]
     pub rate_window_secs: Option<u64>,
     /// Rooms per connection.
-    /// [default: 10]
+    /// (default: 10)
     #[arg(long, env = "VIDEOPICK_CHAT_MAX_ROOMS")]
     pub max_rooms: Option<usize>,
     /// Messages of history per room.
-    /// [default: 50]
+    /// (default: 50)
     #[arg(long, env = "VIDEOPICK_CHAT_HISTORY")]
     pub history: Option<usize>,
     /// Connections per client IP address.
-    /// [default: 100]
+    /// (default: 100)
     #[arg(long, env = "VIDEOPICK_CHAT_MAX_CONNS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
     /// Engine.IO ping interval, ms.
-    /// [default: 25_000]
+    /// (default: 25_000)
     #[arg(long, env = "VIDEOPICK_CHAT_PING_INTERVAL_MS")]
     pub ping_interval_ms: Option<u64>,
     /// Engine.IO ping timeout, ms.
-    /// [default: 20_000]
+    /// (default: 20_000)
     #[arg(long, env = "VIDEOPICK_CHAT_PING_TIMEOUT_MS")]
     pub ping_timeout_ms: Option<u64>,
     /// Largest client payload, bytes.
-    /// [default: 100_000]
+    /// (default: 100_000)
     #[arg(long, env = "VIDEOPICK_CHAT_MAX_PAYLOAD")]
     pub max_payload: Option<usize>,
     /// Messages queued for a slow client before the oldest are dropped.
-    /// [default: 256]
+    /// (default: 256)
     #[arg(long, env = "VIDEOPICK_CHAT_QUEUE")]
     pub queue: Option<usize>,
     /// Redis URL: rooms span every `chat-server` on this Redis (Pub/Sub, shared history,
@@ -496,18 +496,18 @@ pub struct ChatFlags {
     #[arg(long, env = "VIDEOPICK_CHAT_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
     /// Prefix of the chat's Redis keys and channels.
-    /// [default: videopick:chat]
+    /// (default: videopick:chat)
     #[arg(long, env = "VIDEOPICK_CHAT_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
     /// This node's id on the bus (default: random).
-    /// [default: ]
+    /// (default: random)
     #[arg(long, env = "VIDEOPICK_CHAT_NODE_ID")]
     pub node_id: Option<String>,
     /// Broadcast batching, ms: in a busy room, what is broadcast within this interval
     /// reaches each member as one batch in one write (the first broadcast after a quiet
     /// interval goes at once). 0 sends each broadcast as it comes; under fan-out load,
     /// writes per second are what costs CPU.
-    /// [default: 20]
+    /// (default: 20)
     #[arg(long, env = "VIDEOPICK_CHAT_FLUSH_MS")]
     pub flush_ms: Option<u64>,
     /// Bind with SO_REUSEPORT: several chat-server processes share one port (the kernel
@@ -520,7 +520,7 @@ pub struct ChatFlags {
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub test_suite: Option<bool>,
     /// Seconds a connection has to send a complete request head, from its opening or from
-    /// its previous response when it idles on keep-alive. [default: 10]
+    /// its previous response when it idles on keep-alive. (default: 10)
     #[arg(long, env = "VIDEOPICK_CHAT_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
     /// Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For /

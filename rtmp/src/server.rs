@@ -929,7 +929,7 @@ impl ServerSession {
     }
 
     /// Account for tag bytes the caller wrote to the socket itself in the shared
-    /// pre-chunked form (see [`hub::SharedTag::rtmp_chunks`](crate::hub)): checks that
+    /// pre-chunked form (`SharedTag::rtmp_chunks` of the `videopick-live` hub): checks that
     /// `stream_id` is playing and the unacknowledged-bytes limit, and counts `len` as sent.
     pub fn prechunked_sent(&mut self, stream_id: u32, len: usize) -> Result<()> {
         if self.role(stream_id) != Some(Role::Playing) {
