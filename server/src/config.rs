@@ -7,6 +7,510 @@ use std::path::{Path, PathBuf};
 
 use crate::jobs::RecordingJobs;
 
+/// What a key's value is, on the command line and in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text (addresses, paths, URLs, secrets).
+    Text,
+    /// A whole number.
+    Number,
+    /// On or off (`--flag` alone means on).
+    Switch,
+    /// Comma-separated text.
+    TextList,
+    /// Comma-separated whole numbers.
+    NumberList,
+}
+
+/// One setting: its key in the file (the flag is `--` and the key with `-`), its
+/// environment variable, its kind, the help heading it is listed under, and its help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The key (`http_read_kib`).
+    pub name: &'static str,
+    /// The environment variable (empty: none).
+    pub env: &'static str,
+    /// Its kind.
+    pub kind: Kind,
+    /// The `--help` heading.
+    pub heading: &'static str,
+    /// What it does.
+    pub help: &'static str,
+    /// A secret: its value is never shown (in `--help`, logs or errors).
+    pub secret: bool,
+}
+
+impl Key {
+    const fn new(
+        name: &'static str,
+        env: &'static str,
+        kind: Kind,
+        heading: &'static str,
+        help: &'static str,
+    ) -> Key {
+        Key {
+            name,
+            env,
+            kind,
+            heading,
+            help,
+            secret: false,
+        }
+    }
+
+    const fn secret(
+        name: &'static str,
+        env: &'static str,
+        kind: Kind,
+        heading: &'static str,
+        help: &'static str,
+    ) -> Key {
+        Key {
+            secret: true,
+            ..Key::new(name, env, kind, heading, help)
+        }
+    }
+}
+
+/// The `[media]` keys.
+pub const MEDIA_KEYS: &[Key] = &[
+    Key::new(
+        "storage",
+        "VIDEOPICK_STORAGE",
+        Kind::Text,
+        "Listeners and storage",
+        "Storage root (production: /mnt/storage).",
+    ),
+    Key::new(
+        "rtmp",
+        "VIDEOPICK_RTMP",
+        Kind::Text,
+        "Listeners and storage",
+        "RTMP listen address (ingest and play).",
+    ),
+    Key::new(
+        "http",
+        "VIDEOPICK_HTTP",
+        Kind::Text,
+        "Listeners and storage",
+        "HTTP listen address (HTTP-FLV, API, /metrics).",
+    ),
+    Key::new(
+        "write_interval_ms",
+        "VIDEOPICK_WRITE_INTERVAL_MS",
+        Kind::Number,
+        "Live streaming",
+        "Viewers' writes are batched: at most one write per this many milliseconds (RTMP and HTTP-FLV). Lower is less delay, higher is less CPU per viewer.",
+    ),
+    Key::new(
+        "gop_cache",
+        "VIDEOPICK_GOP_CACHE",
+        Kind::Switch,
+        "Live streaming",
+        "Keep the last GOP for new viewers (instant start).",
+    ),
+    Key::new(
+        "republish_grace_secs",
+        "VIDEOPICK_REPUBLISH_GRACE_SECS",
+        Kind::Number,
+        "Live streaming",
+        "Seconds viewers stay attached waiting for a publisher to come back.",
+    ),
+    Key::new(
+        "min_free_bytes",
+        "VIDEOPICK_MIN_FREE_BYTES",
+        Kind::Number,
+        "Storage housekeeping",
+        "Bytes always left free on the storage file system by space reservations.",
+    ),
+    Key::new(
+        "tmp_ttl_secs",
+        "VIDEOPICK_TMP_TTL_SECS",
+        Kind::Number,
+        "Storage housekeeping",
+        "Seconds after which an abandoned entry in tmp/ is swept.",
+    ),
+    Key::new(
+        "recordings_max_age_days",
+        "VIDEOPICK_RECORDINGS_MAX_AGE_DAYS",
+        Kind::Number,
+        "Storage housekeeping",
+        "Remove recordings older than this many days (unset: keep forever).",
+    ),
+    Key::new(
+        "recordings_max_bytes",
+        "VIDEOPICK_RECORDINGS_MAX_BYTES",
+        Kind::Number,
+        "Storage housekeeping",
+        "Remove the oldest recordings beyond this many bytes in total (unset: no limit).",
+    ),
+    Key::new(
+        "housekeeping_secs",
+        "VIDEOPICK_HOUSEKEEPING_SECS",
+        Kind::Number,
+        "Storage housekeeping",
+        "Seconds between storage housekeeping passes.",
+    ),
+    Key::new(
+        "publish_keys",
+        "VIDEOPICK_PUBLISH_KEYS",
+        Kind::Text,
+        "Access",
+        "Key file: publishing `app/stream` needs `?key=<secret>` as listed (`app/stream secret` per line).",
+    ),
+    Key::secret(
+        "sign_secret",
+        "VIDEOPICK_SIGN_SECRET",
+        Kind::Text,
+        "Access",
+        "Shared secret for signed keys: publishing needs `?sign=<expiry>-<hmac-sha256 hex of \"/app/stream-expiry\">`.",
+    ),
+    Key::new(
+        "sign_play",
+        "VIDEOPICK_SIGN_PLAY",
+        Kind::Switch,
+        "Access",
+        "With --sign-secret: playing needs a signature too.",
+    ),
+    Key::new(
+        "auth_hook",
+        "VIDEOPICK_AUTH_HOOK",
+        Kind::Text,
+        "Access",
+        "HTTP hook: each publish and play is POSTed as JSON to this http(s):// URL; a 2xx answer allows it.",
+    ),
+    Key::new(
+        "allow_all",
+        "VIDEOPICK_ALLOW_ALL",
+        Kind::Switch,
+        "Access",
+        "Allow every publish and play even on public listeners (only behind another gate).",
+    ),
+    Key::new(
+        "event_hook",
+        "VIDEOPICK_EVENT_HOOK",
+        Kind::Text,
+        "Hooks",
+        "Lifecycle events (publish, unpublish, play, stop) are POSTed as JSON to this http(s):// URL, with retries.",
+    ),
+    Key::secret(
+        "api_token",
+        "VIDEOPICK_API_TOKEN",
+        Kind::Text,
+        "Access",
+        "Bearer token that guards `DELETE /api/streams/<app>/<stream>` (kick a publisher).",
+    ),
+    Key::new(
+        "handshake_timeout_secs",
+        "VIDEOPICK_HANDSHAKE_TIMEOUT_SECS",
+        Kind::Number,
+        "Live streaming",
+        "Seconds a new connection has for the RTMP handshake and connect.",
+    ),
+    Key::new(
+        "hls",
+        "VIDEOPICK_HLS",
+        Kind::Switch,
+        "Live streaming",
+        "Serve live HLS at `/<app>/<stream>.m3u8`.",
+    ),
+    Key::new(
+        "hls_apps",
+        "VIDEOPICK_HLS_APPS",
+        Kind::TextList,
+        "Live streaming",
+        "Apps with live HLS, comma-separated (default: every app).",
+    ),
+    Key::new(
+        "hls_segment_ms",
+        "VIDEOPICK_HLS_SEGMENT_MS",
+        Kind::Number,
+        "Live streaming",
+        "Target HLS segment duration in milliseconds (segments are cut at key frames).",
+    ),
+    Key::new(
+        "hls_window",
+        "VIDEOPICK_HLS_WINDOW",
+        Kind::Number,
+        "Live streaming",
+        "Segments listed in the live HLS playlist.",
+    ),
+    Key::new(
+        "record_apps",
+        "VIDEOPICK_RECORD_APPS",
+        Kind::TextList,
+        "Live streaming",
+        "Apps whose every publish is recorded to storage (`*` for all), comma-separated; `?record=1` on the publish URL or an auth-hook answer `{\"record\": true}` records others, `?record=0` opts out.",
+    ),
+    Key::new(
+        "record_flv",
+        "VIDEOPICK_RECORD_FLV",
+        Kind::Switch,
+        "Live streaming",
+        "Also write each recording as `stream.flv` beside its HLS segments.",
+    ),
+    Key::new(
+        "tus_max_size",
+        "VIDEOPICK_TUS_MAX_SIZE",
+        Kind::Number,
+        "Uploads",
+        "Largest tus upload accepted at `/files/` (bytes).",
+    ),
+    Key::new(
+        "tus_expiration_hours",
+        "VIDEOPICK_TUS_EXPIRATION_HOURS",
+        Kind::Number,
+        "Uploads",
+        "Hours an unfinished tus upload lives after its last write.",
+    ),
+    Key::new(
+        "upload_hook",
+        "VIDEOPICK_UPLOAD_HOOK",
+        Kind::Text,
+        "Hooks",
+        "Upload hook: every tus request (authorize), each new upload (pre-create) and each finished or terminated one are POSTed as JSON to this http(s):// URL; a non-2xx answer to the first two is relayed to the client.",
+    ),
+    Key::new(
+        "http_read_kib",
+        "VIDEOPICK_HTTP_READ_KIB",
+        Kind::Number,
+        "Listeners and storage",
+        "Largest read from an HTTP connection, in KiB (8–1024): request bodies (uploads) arrive in frames up to this size. 32 keeps an active upload near 210 KiB of server memory; 64 uploads ~15 % faster for twice the memory.",
+    ),
+    Key::new(
+        "http_header_timeout_secs",
+        "VIDEOPICK_HTTP_HEADER_TIMEOUT_SECS",
+        Kind::Number,
+        "Listeners and storage",
+        "Seconds an HTTP connection has to send a complete request head, from its opening or from its previous response when it idles on keep-alive.",
+    ),
+    Key::new(
+        "trusted_proxies",
+        "VIDEOPICK_TRUSTED_PROXIES",
+        Kind::TextList,
+        "Access",
+        "Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For / Forwarded (HTTP) and PROXY protocol header (RTMP, with --proxy-protocol) name the real client.",
+    ),
+    Key::new(
+        "proxy_protocol",
+        "VIDEOPICK_PROXY_PROTOCOL",
+        Kind::Switch,
+        "Access",
+        "RTMP connections from trusted proxies start with a PROXY protocol header (v1 or v2).",
+    ),
+];
+
+/// The `[jobs]` keys.
+pub const JOBS_KEYS: &[Key] = &[
+    Key::secret(
+        "jobs_db",
+        "VIDEOPICK_JOBS_DB",
+        Kind::Text,
+        "Transcoding",
+        "PostgreSQL URL of a job queue shared by several machines; default: the embedded queue in `<storage>/queue`.",
+    ),
+    Key::new(
+        "transcode_workers",
+        "VIDEOPICK_TRANSCODE_WORKERS",
+        Kind::Number,
+        "Transcoding",
+        "Workers in this process (0: only enqueue; workers run elsewhere).",
+    ),
+    Key::new(
+        "ffmpeg_concurrency",
+        "VIDEOPICK_FFMPEG_CONCURRENCY",
+        Kind::Number,
+        "Transcoding",
+        "ffmpeg processes at once in this process.",
+    ),
+    Key::new(
+        "transcode_recordings",
+        "VIDEOPICK_TRANSCODE_RECORDINGS",
+        Kind::Text,
+        "Transcoding",
+        "What a finished recording becomes.",
+    ),
+    Key::new(
+        "ladder",
+        "VIDEOPICK_LADDER",
+        Kind::NumberList,
+        "Transcoding",
+        "Ladder rungs by short side in pixels, comma-separated.",
+    ),
+    Key::new(
+        "ladder_fmp4",
+        "VIDEOPICK_LADDER_FMP4",
+        Kind::Switch,
+        "Transcoding",
+        "Use fMP4 segments for the ladder (default MPEG-TS).",
+    ),
+    Key::new(
+        "job_timeout_mins",
+        "VIDEOPICK_JOB_TIMEOUT_MINS",
+        Kind::Number,
+        "Transcoding",
+        "Time limit of one job attempt, in minutes.",
+    ),
+    Key::new(
+        "job_attempts",
+        "VIDEOPICK_JOB_ATTEMPTS",
+        Kind::Number,
+        "Transcoding",
+        "Attempts per job.",
+    ),
+];
+
+/// The `[chat]` keys.
+pub const CHAT_KEYS: &[Key] = &[
+    Key::new(
+        "listen",
+        "VIDEOPICK_CHAT_LISTEN",
+        Kind::Text,
+        "Chat",
+        "Address to listen on.",
+    ),
+    Key::secret(
+        "jwt_secret",
+        "VIDEOPICK_JWT_SECRET",
+        Kind::Text,
+        "Chat",
+        "HS256 secret of the connect tokens.",
+    ),
+    Key::new(
+        "anonymous",
+        "VIDEOPICK_CHAT_ANONYMOUS",
+        Kind::Switch,
+        "Chat",
+        "Let clients without a token read as anonymous viewers.",
+    ),
+    Key::new(
+        "max_message_len",
+        "VIDEOPICK_CHAT_MAX_LEN",
+        Kind::Number,
+        "Chat",
+        "Longest message, in characters.",
+    ),
+    Key::new(
+        "rate",
+        "VIDEOPICK_CHAT_RATE",
+        Kind::Number,
+        "Chat",
+        "Messages per user in a burst (refilled over `--rate-window-secs`).",
+    ),
+    Key::new(
+        "rate_window_secs",
+        "VIDEOPICK_CHAT_RATE_WINDOW_SECS",
+        Kind::Number,
+        "Chat",
+        "The rate window in seconds.",
+    ),
+    Key::new(
+        "max_rooms",
+        "VIDEOPICK_CHAT_MAX_ROOMS",
+        Kind::Number,
+        "Chat",
+        "Rooms per connection.",
+    ),
+    Key::new(
+        "history",
+        "VIDEOPICK_CHAT_HISTORY",
+        Kind::Number,
+        "Chat",
+        "Messages of history per room.",
+    ),
+    Key::new(
+        "max_connections_per_ip",
+        "VIDEOPICK_CHAT_MAX_CONNS_PER_IP",
+        Kind::Number,
+        "Chat",
+        "Connections per client IP address.",
+    ),
+    Key::new(
+        "ping_interval_ms",
+        "VIDEOPICK_CHAT_PING_INTERVAL_MS",
+        Kind::Number,
+        "Chat",
+        "Engine.IO ping interval, ms.",
+    ),
+    Key::new(
+        "ping_timeout_ms",
+        "VIDEOPICK_CHAT_PING_TIMEOUT_MS",
+        Kind::Number,
+        "Chat",
+        "Engine.IO ping timeout, ms.",
+    ),
+    Key::new(
+        "max_payload",
+        "VIDEOPICK_CHAT_MAX_PAYLOAD",
+        Kind::Number,
+        "Chat",
+        "Largest client payload, bytes.",
+    ),
+    Key::new(
+        "queue",
+        "VIDEOPICK_CHAT_QUEUE",
+        Kind::Number,
+        "Chat",
+        "Messages queued for a slow client before the oldest are dropped.",
+    ),
+    Key::secret(
+        "redis",
+        "VIDEOPICK_CHAT_REDIS",
+        Kind::Text,
+        "Chat",
+        "Redis URL: rooms span every `chat-server` on this Redis (Pub/Sub, shared history, presence and moderation). Without it the chat is one process.",
+    ),
+    Key::new(
+        "redis_prefix",
+        "VIDEOPICK_CHAT_REDIS_PREFIX",
+        Kind::Text,
+        "Chat",
+        "Prefix of the chat's Redis keys and channels.",
+    ),
+    Key::new(
+        "node_id",
+        "VIDEOPICK_CHAT_NODE_ID",
+        Kind::Text,
+        "Chat",
+        "This node's id on the bus (default: random).",
+    ),
+    Key::new(
+        "flush_ms",
+        "VIDEOPICK_CHAT_FLUSH_MS",
+        Kind::Number,
+        "Chat",
+        "Broadcast batching, ms: in a busy room, what is broadcast within this interval reaches each member as one batch in one write (the first broadcast after a quiet interval goes at once). 0 sends each broadcast as it comes; under fan-out load, writes per second are what costs CPU.",
+    ),
+    Key::new(
+        "reuse_port",
+        "VIDEOPICK_CHAT_REUSE_PORT",
+        Kind::Switch,
+        "Chat",
+        "Bind with SO_REUSEPORT: several chat-server processes share one port (the kernel spreads connections over them; with `--redis` their rooms are one).",
+    ),
+    Key::new(
+        "test_suite",
+        "",
+        Kind::Switch,
+        "Chat",
+        "Serve the Socket.IO v5 protocol test suite's configuration instead of the chat: echo handlers, a `/custom` namespace, 300 ms pings with a 200 ms timeout, and a 1.5 s connect timeout.",
+    ),
+    Key::new(
+        "header_timeout_secs",
+        "VIDEOPICK_CHAT_HEADER_TIMEOUT_SECS",
+        Kind::Number,
+        "Chat",
+        "Seconds a connection has to send a complete request head, from its opening or from its previous response when it idles on keep-alive.",
+    ),
+    Key::new(
+        "trusted_proxies",
+        "VIDEOPICK_CHAT_TRUSTED_PROXIES",
+        Kind::TextList,
+        "Chat",
+        "Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For / Forwarded name the real client.",
+    ),
+];
+
 /// A config file: every table optional, unknown keys refused.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,9 +532,32 @@ pub fn trusted_proxies(list: &[String]) -> Result<videopick_live::proxy::Trusted
 impl FileConfig {
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<FileConfig, String> {
-        let mut c: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        FileConfig::from_table(table)
+    }
+
+    /// The settings of a TOML table (`[media]`, `[jobs]`, `[chat]` tables inside).
+    pub fn from_table(table: toml::Table) -> Result<FileConfig, String> {
+        let mut c: FileConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?;
         c.media.jobs = c.jobs.clone();
         Ok(c)
+    }
+
+    /// The defaults as a TOML table (what `--help` shows as each key's default).
+    pub fn defaults() -> toml::Table {
+        let mut t = toml::Table::new();
+        for (name, value) in [
+            ("media", toml::Table::try_from(MediaConfig::default())),
+            ("jobs", toml::Table::try_from(JobsConfig::default())),
+            ("chat", toml::Table::try_from(ChatConfig::default())),
+        ] {
+            if let Ok(v) = value {
+                t.insert(name.into(), toml::Value::Table(v));
+            }
+        }
+        t
     }
 
     /// Read a TOML file.
@@ -41,7 +568,7 @@ impl FileConfig {
 }
 
 /// Settings of the media role (the `[media]` table of a config file).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 #[allow(clippy::struct_excessive_bools)] // on/off settings
@@ -170,7 +697,7 @@ impl Default for MediaConfig {
 }
 
 /// Transcoding settings of the media role (the `[jobs]` table of a config file).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 #[allow(clippy::struct_excessive_bools)] // on/off settings
@@ -210,7 +737,7 @@ impl Default for JobsConfig {
 }
 
 /// Settings of the chat role (the `[chat]` table of a config file).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 #[allow(clippy::struct_excessive_bools)] // on/off settings

@@ -25,7 +25,7 @@ use crate::config::JobsConfig;
 use crate::http::{Body, HttpResponse, respond};
 
 /// What happens to a finished recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingJobs {
     /// Nothing.

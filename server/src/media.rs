@@ -134,6 +134,9 @@ impl MediaServer {
     /// [`MediaServer::bind`], registering its metrics in `metrics` (shared with the
     /// process's other roles: each role's `/metrics` shows them all).
     pub async fn bind_with(config: MediaConfig, metrics: Metrics) -> Result<MediaServer, Error> {
+        if !(8..=1024).contains(&config.http_read_kib) {
+            return Err(format!("http_read_kib is {}: use 8 to 1024", config.http_read_kib).into());
+        }
         let mut hooks = HookClient::new(HookConfig::default())?;
         metrics.register(|r| hooks = hooks.clone().with_metrics(r));
         let auth = config.authorization(&hooks)?;

@@ -47,3 +47,46 @@ fn keys_set_fields_and_unknown_keys_are_refused() {
         "{err}"
     );
 }
+
+/// Every key offered as a flag is a field of its table, and every field is offered: a flag
+/// can never set something the file cannot, or the other way round.
+#[test]
+fn the_keys_tables_match_the_config_structs() {
+    use videopick_server::config::{CHAT_KEYS, JOBS_KEYS, Kind, MEDIA_KEYS};
+    let defaults = FileConfig::defaults();
+    for (table, keys) in [
+        ("media", MEDIA_KEYS),
+        ("jobs", JOBS_KEYS),
+        ("chat", CHAT_KEYS),
+    ] {
+        for key in keys {
+            let value = match key.kind {
+                Kind::Switch => "true".to_string(),
+                Kind::Number => match key.name {
+                    "http_read_kib" => "64".into(),
+                    _ => "7".into(),
+                },
+                Kind::Text => match key.name {
+                    "rtmp" | "http" | "listen" => "\"127.0.0.1:9\"".into(),
+                    "transcode_recordings" => "\"ladder\"".into(),
+                    _ => "\"x\"".into(),
+                },
+                Kind::TextList => "[\"a\", \"b\"]".into(),
+                Kind::NumberList => "[1, 2]".into(),
+            };
+            let text = format!("[{table}]\n{} = {value}\n", key.name);
+            assert!(
+                FileConfig::parse(&text).is_ok(),
+                "{text}: {:?}",
+                FileConfig::parse(&text)
+            );
+        }
+        let fields = defaults[table].as_table().unwrap();
+        for field in fields.keys() {
+            assert!(
+                keys.iter().any(|k| k.name == field),
+                "[{table}] {field} has no flag"
+            );
+        }
+    }
+}
