@@ -96,19 +96,11 @@ pub enum TokenError {
 }
 
 fn b64url(s: &str) -> Option<Vec<u8>> {
-    // base64url: `-` and `_` for `+` and `/`, no padding.
-    if s.contains(['+', '/', '=']) {
-        return None;
-    }
-    let std: String = s
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            c => c,
-        })
-        .collect();
-    crate::engineio::base64_decode(std.as_bytes())
+    use base64::Engine as _;
+    // base64url without padding, as JWTs are written.
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
 }
 
 /// Verify `token` with `secret` at `now_secs` (Unix time).
@@ -181,13 +173,8 @@ pub fn verify(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity, Tok
 /// Sign `claims` with `secret` (for tests and tools issuing tokens).
 pub fn sign(claims: &Value, secret: &[u8]) -> String {
     let enc = |b: &[u8]| {
-        let mut out = Vec::new();
-        crate::engineio::base64_encode(b, &mut out);
-        String::from_utf8(out)
-            .unwrap_or_default()
-            .trim_end_matches('=')
-            .replace('+', "-")
-            .replace('/', "_")
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
     };
     let head = enc(br#"{"alg":"HS256","typ":"JWT"}"#);
     let body = enc(claims.to_string().as_bytes());
