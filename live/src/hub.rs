@@ -316,6 +316,12 @@ impl StreamInfo {
     }
 }
 
+/// The hub's clock: the runtime's (so tests on tokio's paused, simulated time drive every
+/// policy), the system's outside a runtime.
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -478,7 +484,7 @@ impl Hub {
                     tx,
                     live_edge: AtomicU32::new(0),
                     stats: StreamStats::default(),
-                    created: Instant::now(),
+                    created: now(),
                     kick: tokio::sync::Notify::new(),
                 })
             })
@@ -531,11 +537,10 @@ impl Hub {
             stream,
             rx,
             initial: initial.into(),
-            skipping: false,
-            max_behind_ms: u32::try_from(self.inner.config.max_behind.as_millis())
-                .unwrap_or(u32::MAX),
-            grace: self.inner.config.republish_grace,
-            unpublished_at: None,
+            policy: ViewerPolicy::new(
+                self.inner.config.max_behind,
+                self.inner.config.republish_grace,
+            ),
             protocol: None,
         })
     }
@@ -559,7 +564,7 @@ impl Hub {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(inner) = weak.upgrade() else { return };
-                Hub { inner }.sweep(Instant::now());
+                Hub { inner }.sweep(now());
             }
         })
     }
@@ -567,7 +572,7 @@ impl Hub {
     /// End every stream that has no publisher now, grace period or not (a server that is
     /// shutting down closes its recordings).
     pub fn end_all(&self) {
-        let far = Instant::now() + self.inner.config.republish_grace + Duration::from_secs(1);
+        let far = now() + self.inner.config.republish_grace + Duration::from_secs(1);
         self.sweep(far);
     }
 
@@ -663,7 +668,7 @@ impl Drop for Publisher {
         let mut state = lock(&self.stream.state);
         if state.publisher == Some(self.id) {
             state.publisher = None;
-            state.unpublished_at = Some(Instant::now());
+            state.unpublished_at = Some(now());
             state.cache = Cache::default();
             let _ = self.stream.tx.send(HubItem::Unpublished);
         }
@@ -676,11 +681,102 @@ pub struct Subscription {
     stream: Arc<StreamInner>,
     rx: broadcast::Receiver<HubItem>,
     initial: std::collections::VecDeque<SharedTag>,
+    policy: ViewerPolicy,
+    protocol: Option<Protocol>,
+}
+
+/// What a viewer does with a live tag ([`ViewerPolicy::admit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Deliver it.
+    Deliver,
+    /// Skip it (waiting for a key frame after lagging or a republish).
+    Skip,
+    /// The viewer is too far behind the live edge: drop it.
+    TooSlow,
+}
+
+/// One viewer's lag and republish decisions, sans-IO: fed the tags, control items and the
+/// time, it says what to deliver and when the viewer's stream has ended.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use videopick_live::hub::{Admit, ViewerPolicy};
+///
+/// let t0 = Instant::now();
+/// let mut p = ViewerPolicy::new(Duration::from_secs(10), Duration::from_secs(5));
+/// assert_eq!(p.admit(1_000, 1_000, false, false), Admit::Deliver);
+/// p.lagged(); // it missed tags: the next ones wait for a key frame
+/// assert_eq!(p.admit(1_040, 1_040, false, false), Admit::Skip);
+/// assert_eq!(p.admit(2_000, 2_000, true, false), Admit::Deliver);
+/// assert_eq!(p.admit(2_000, 12_001, false, false), Admit::TooSlow);
+/// p.unpublished(t0); // the publisher left: the viewer waits out the grace period
+/// assert_eq!(p.deadline(), Some(t0 + Duration::from_secs(5)));
+/// assert!(!p.ended(t0 + Duration::from_secs(4)) && p.ended(t0 + Duration::from_secs(5)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ViewerPolicy {
     skipping: bool,
     max_behind_ms: u32,
     grace: Duration,
     unpublished_at: Option<Instant>,
-    protocol: Option<Protocol>,
+}
+
+impl ViewerPolicy {
+    /// A viewer dropped beyond `max_behind` of media time, waiting `grace` for a
+    /// republish.
+    pub fn new(max_behind: Duration, grace: Duration) -> ViewerPolicy {
+        ViewerPolicy {
+            skipping: false,
+            max_behind_ms: u32::try_from(max_behind.as_millis()).unwrap_or(u32::MAX),
+            grace,
+            unpublished_at: None,
+        }
+    }
+
+    /// A tag at `timestamp` (ms) when the live edge is at `edge`: deliver, skip (waiting
+    /// for a key frame), or drop the viewer. Headers and metadata always pass a skip.
+    pub fn admit(&mut self, timestamp: u32, edge: u32, keyframe: bool, header: bool) -> Admit {
+        if self.skipping {
+            if keyframe {
+                self.skipping = false;
+            } else if !header {
+                return Admit::Skip;
+            }
+        }
+        // A "negative" lag (timestamps ahead of the edge, e.g. audio) wraps to a huge value.
+        let behind = edge.wrapping_sub(timestamp);
+        if behind > self.max_behind_ms && behind < u32::MAX / 2 {
+            return Admit::TooSlow;
+        }
+        Admit::Deliver
+    }
+
+    /// The viewer missed tags (its queue overflowed): resume at the next key frame.
+    pub fn lagged(&mut self) {
+        self.skipping = true;
+    }
+
+    /// The publisher left at `now`.
+    pub fn unpublished(&mut self, now: Instant) {
+        self.unpublished_at = Some(now);
+    }
+
+    /// A publisher (re)started: the grace wait ends; resume at its first key frame.
+    pub fn published(&mut self) {
+        self.unpublished_at = None;
+        self.skipping = true;
+    }
+
+    /// When the grace period ends, while the publisher is away.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.unpublished_at.map(|t| t + self.grace)
+    }
+
+    /// Whether the stream has ended for this viewer at `now` (grace passed, no publisher).
+    pub fn ended(&self, now: Instant) -> bool {
+        self.deadline().is_some_and(|d| now >= d)
+    }
 }
 
 /// Which protocol a viewer uses, for per-protocol counts.
@@ -724,43 +820,36 @@ impl Subscription {
 
     /// Apply skip-to-key-frame and the lag limit to a live tag: `Ok(None)` means skip it.
     fn admit(&mut self, t: SharedTag) -> Result<Option<SharedTag>, SubscriptionEnd> {
-        if self.skipping {
-            // After lagging or a republish: resume at a key frame (headers always pass).
-            if t.is_keyframe() {
-                self.skipping = false;
-            } else if !t.is_sequence_header() && t.tag().kind != TagKind::Script {
+        let edge = self.stream.live_edge.load(Ordering::Relaxed);
+        let header = t.is_sequence_header() || t.tag().kind == TagKind::Script;
+        match self
+            .policy
+            .admit(t.tag().timestamp, edge, t.is_keyframe(), header)
+        {
+            Admit::Deliver => Ok(Some(t)),
+            Admit::Skip => {
                 self.stream
                     .stats
                     .skipped_tags
                     .fetch_add(1, Ordering::Relaxed);
-                return Ok(None);
+                Ok(None)
+            }
+            Admit::TooSlow => {
+                self.stream
+                    .stats
+                    .dropped_slow
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(SubscriptionEnd::TooSlow)
             }
         }
-        let behind = self
-            .stream
-            .live_edge
-            .load(Ordering::Relaxed)
-            .wrapping_sub(t.tag().timestamp);
-        // A "negative" lag (timestamps ahead of the edge, e.g. audio) wraps to a huge value.
-        if behind > self.max_behind_ms && behind < u32::MAX / 2 {
-            self.stream
-                .stats
-                .dropped_slow
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(SubscriptionEnd::TooSlow);
-        }
-        Ok(Some(t))
     }
 
     /// Note a control item, returning what to hand to the viewer.
     fn control(&mut self, item: HubItem) -> HubItem {
         match item {
-            HubItem::Unpublished => self.unpublished_at = Some(Instant::now()),
-            HubItem::Published => {
-                self.unpublished_at = None;
-                // The new publisher's headers come next; resume at its first key frame.
-                self.skipping = true;
-            }
+            HubItem::Unpublished => self.policy.unpublished(now()),
+            // The new publisher's headers come next; resume at its first key frame.
+            HubItem::Published => self.policy.published(),
             HubItem::Tag(_) => {}
         }
         item
@@ -771,7 +860,7 @@ impl Subscription {
             .stats
             .skipped_tags
             .fetch_add(n, Ordering::Relaxed);
-        self.skipping = true;
+        self.policy.lagged();
     }
 
     /// The next item: cached tags first, then live ones. After [`HubItem::Unpublished`],
@@ -782,9 +871,8 @@ impl Subscription {
             return Ok(HubItem::Tag(t));
         }
         loop {
-            let item = if let Some(since) = self.unpublished_at {
-                let left = self.grace.saturating_sub(since.elapsed());
-                match tokio::time::timeout(left, self.rx.recv()).await {
+            let item = if let Some(deadline) = self.policy.deadline() {
+                match tokio::time::timeout_at(deadline.into(), self.rx.recv()).await {
                     Ok(r) => r,
                     Err(_) => return Err(SubscriptionEnd::Ended),
                 }
