@@ -100,7 +100,9 @@ impl RtmpClient {
             .await
             .map_err(|_| ClientError::Timeout("TCP connect"))??;
         sock.set_nodelay(true)?;
-        let session = ClientSession::new(ClientConfig::new(url.app.clone(), url.tc_url()));
+        let mut config = ClientConfig::new(url.app.clone(), url.tc_url());
+        config.response_timeout = timeout;
+        let session = ClientSession::new(config, Instant::now());
         let mut c = RtmpClient {
             sock,
             session,
@@ -139,7 +141,7 @@ impl RtmpClient {
         if n == 0 {
             return Err(ClientError::Closed);
         }
-        self.session.handle_input(&mut self.buf)?;
+        self.session.handle_input(Instant::now(), &mut self.buf)?;
         while let Some(e) = self.session.poll_event() {
             self.events.push_back(e);
         }
@@ -151,15 +153,21 @@ impl RtmpClient {
         what: &'static str,
         pred: impl Fn(&ClientEvent) -> bool,
     ) -> Result<ClientEvent, ClientError> {
-        let deadline = Instant::now() + self.timeout;
+        // The session says when its answer is overdue; the whole wait is bounded too.
+        let limit = Instant::now() + self.timeout;
         loop {
             if let Some(i) = self.events.iter().position(&pred) {
                 return Ok(self.events.remove(i).unwrap_or(ClientEvent::Connected));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            tokio::time::timeout(left, self.read_some())
-                .await
-                .map_err(|_| ClientError::Timeout(what))??;
+            let due = self.session.poll_timeout().map_or(limit, |d| d.min(limit));
+            if let Ok(read) = tokio::time::timeout_at(due.into(), self.read_some()).await {
+                read?;
+            } else {
+                let now = Instant::now();
+                if self.session.handle_timeout(now).is_err() || now >= limit {
+                    return Err(ClientError::Timeout(what));
+                }
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! relay.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use videopick_flv::amf0::{self, Amf0Value, AmfLimits};
@@ -38,6 +39,9 @@ pub struct ClientConfig {
     pub handshake_epoch: u32,
     /// Seed of the handshake's random bytes.
     pub handshake_seed: u64,
+    /// How long the server may take to answer: the handshake and `connect`, then each
+    /// `createStream`, `publish` and `play` (default 10 s).
+    pub response_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -54,6 +58,7 @@ impl ClientConfig {
             complex_handshake: true,
             handshake_epoch: 0,
             handshake_seed: 0xc11e,
+            response_timeout: Duration::from_secs(10),
         }
     }
 
@@ -131,6 +136,10 @@ pub struct ClientSession {
     next_tid: f64,
     pending_create: Vec<f64>,
     events: VecDeque<ClientEvent>,
+    /// Since when an answer from the server is awaited.
+    awaiting: Option<Instant>,
+    /// The latest time the caller gave.
+    now: Instant,
 }
 
 fn info_str(info: &Amf0Value, key: &str) -> String {
@@ -141,8 +150,10 @@ fn info_str(info: &Amf0Value, key: &str) -> String {
 }
 
 impl ClientSession {
-    /// A session that starts with the handshake (C0+C1 are ready in `poll_transmit`).
-    pub fn new(config: ClientConfig) -> Self {
+    /// A session that starts at `now` with the handshake (C0+C1 are ready in
+    /// `poll_transmit`); the server has [`ClientConfig::response_timeout`] to complete it
+    /// and answer `connect`.
+    pub fn new(config: ClientConfig, now: Instant) -> Self {
         let mut handshake = ClientHandshake::new(
             config.handshake_epoch,
             config.handshake_seed,
@@ -160,7 +171,35 @@ impl ClientSession {
             next_tid: 2.0,
             pending_create: Vec::new(),
             events: VecDeque::new(),
+            awaiting: Some(now),
+            now,
         }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next (an answer is
+    /// due), if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Closed {
+            return None;
+        }
+        self.awaiting
+            .map(|since| since + self.config.response_timeout)
+    }
+
+    /// Run timers due at `now`: fail with [`RtmpError::Timeout`] (and close) when the
+    /// server has not answered within [`ClientConfig::response_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        self.now = self.now.max(now);
+        if self.poll_timeout().is_some_and(|due| now >= due) {
+            self.state = State::Closed;
+            return Err(RtmpError::Timeout("the server did not answer"));
+        }
+        Ok(())
+    }
+
+    /// An answer is awaited from now on (a request was just sent).
+    fn await_answer(&mut self) {
+        self.awaiting.get_or_insert(self.now);
     }
 
     /// True after `connect` succeeded.
@@ -193,10 +232,25 @@ impl ClientSession {
         self.conn.has_output()
     }
 
-    /// Process bytes from the server, consuming them from `buf`.
-    pub fn handle_input(&mut self, buf: &mut BytesMut) -> Result<()> {
+    /// Process bytes from the server that arrived at `now`, consuming them from `buf`.
+    pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<()> {
+        self.now = self.now.max(now);
         let before = buf.len();
+        let events = self.events.len();
         let r = self.process(buf);
+        // An answer arrived: nothing is awaited until the next request.
+        if self.events.iter().skip(events).any(|e| {
+            matches!(
+                e,
+                ClientEvent::Connected
+                    | ClientEvent::ConnectFailed { .. }
+                    | ClientEvent::StreamCreated { .. }
+                    | ClientEvent::Status { .. }
+            )
+        }) && self.pending_create.is_empty()
+        {
+            self.awaiting = None;
+        }
         self.conn.count_received(before - buf.len());
         if r.is_ok() {
             self.conn.maybe_ack();
@@ -361,6 +415,7 @@ impl ClientSession {
         self.pending_create.push(tid);
         self.conn
             .send_command(0, CSID_COMMAND, Command::new("createStream", tid));
+        self.await_answer();
         Ok(tid)
     }
 
@@ -381,6 +436,7 @@ impl ClientSession {
             ),
         ];
         self.conn.send_command(stream_id, CSID_STREAM, c);
+        self.await_answer();
         Ok(())
     }
 
@@ -390,6 +446,7 @@ impl ClientSession {
         let mut c = Command::new("play", 0.0);
         c.args = vec![Amf0Value::String(name.into()), Amf0Value::Number(-2.0)];
         self.conn.send_command(stream_id, CSID_STREAM, c);
+        self.await_answer();
         Ok(())
     }
 

@@ -19,7 +19,7 @@
 //!
 //! let now = std::time::Instant::now(); // time is injected; a test may simulate it
 //! let mut server = ServerSession::new(ServerConfig::default());
-//! let mut client = ClientSession::new(ClientConfig::new("live", "rtmp://localhost/live"));
+//! let mut client = ClientSession::new(ClientConfig::new("live", "rtmp://localhost/live"), now);
 //! let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());
 //! let mut got = Vec::new();
 //! let mut stream = None;
@@ -36,7 +36,7 @@
 //!         server.handle_input(now, &mut to_server)?; // continue after answering
 //!     }
 //!     while let Some(b) = server.poll_transmit() { to_client.extend_from_slice(&b); }
-//!     client.handle_input(&mut to_client)?;
+//!     client.handle_input(now, &mut to_client)?;
 //!     while let Some(ev) = client.poll_event() {
 //!         match ev {
 //!             ClientEvent::Connected => { client.create_stream()?; }
@@ -50,6 +50,8 @@
 //!     }
 //! }
 //! assert!(stream.is_some());
+//! // Nothing is awaited from the server any more: no timer.
+//! assert_eq!(client.poll_timeout(), None);
 //! assert_eq!(&got[0].data[..], b"\xaf\x00\x12\x10");
 //! # Ok::<(), videopick_rtmp::RtmpError>(())
 //! ```

@@ -37,15 +37,16 @@ struct Link {
 
 impl Link {
     fn new(seed: u64) -> Link {
+        let now = Instant::now();
         Link {
             server: ServerSession::new(ServerConfig::default().handshake(1, seed)),
-            client: ClientSession::new(ClientConfig::new("live", "rtmp://127.0.0.1/live")),
+            client: ClientSession::new(ClientConfig::new("live", "rtmp://127.0.0.1/live"), now),
             to_server: BytesMut::new(),
             to_client: BytesMut::new(),
             client_bytes: Vec::new(),
             server_events: Vec::new(),
             client_events: Vec::new(),
-            now: Instant::now(),
+            now,
         }
     }
 
@@ -82,7 +83,9 @@ impl Link {
             }
             if !self.to_client.is_empty() {
                 let before = self.to_client.len();
-                self.client.handle_input(&mut self.to_client).unwrap();
+                self.client
+                    .handle_input(self.now, &mut self.to_client)
+                    .unwrap();
                 moved |= self.to_client.len() != before;
             }
             while let Some(e) = self.client.poll_event() {
@@ -485,4 +488,58 @@ fn a_player_that_never_acknowledges_is_cut_off() {
         "{result:?}"
     );
     assert!(link.server.is_closed());
+}
+
+#[test]
+fn a_server_that_never_answers_times_the_client_out_on_simulated_time() {
+    let t0 = Instant::now();
+    let mut client = ClientSession::new(ClientConfig::new("live", "rtmp://127.0.0.1/live"), t0);
+    // C0+C1 go out; nothing comes back.
+    assert!(client.poll_transmit().is_some());
+    let due = client.poll_timeout().expect("the handshake is awaited");
+    assert_eq!(due, t0 + Duration::from_secs(10));
+    client
+        .handle_timeout(due.checked_sub(Duration::from_millis(1)).unwrap())
+        .unwrap();
+    assert!(!client.is_closed());
+    assert!(client.handle_timeout(due).is_err());
+    assert!(client.is_closed());
+    assert_eq!(client.poll_timeout(), None);
+}
+
+#[test]
+fn a_connected_client_waits_only_while_a_request_is_unanswered() {
+    let mut link = Link::new(3);
+    let mut rng = Rng(3);
+    let sid = connect_and_create(&mut link, &mut rng);
+    assert_eq!(
+        link.client.poll_timeout(),
+        None,
+        "every request was answered"
+    );
+    link.client.play(sid, "cam").unwrap();
+    // The wait is counted from the last time the client was given (its last input).
+    let sent = link.now;
+    let due = link.client.poll_timeout().expect("play is awaited");
+    assert!(
+        due <= sent + Duration::from_secs(10)
+            && due + Duration::from_millis(100) > sent + Duration::from_secs(10)
+    );
+    // The server's application never decides: the client gives up after 10 s.
+    link.pump(&mut rng);
+    assert!(
+        link.server_events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Play(_)))
+    );
+    assert!(
+        link.client
+            .handle_timeout(sent + Duration::from_secs(9))
+            .is_ok()
+    );
+    assert!(
+        link.client
+            .handle_timeout(sent + Duration::from_secs(10))
+            .is_err()
+    );
 }
