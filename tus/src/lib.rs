@@ -31,6 +31,7 @@
 
 pub mod base64;
 pub mod checksum;
+pub mod core;
 pub mod headers;
 #[cfg(feature = "server")]
 pub mod hooks;

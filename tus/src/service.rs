@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use videopick_storage::{StorageError, UploadId};
 
 use crate::checksum::Hasher;
+use crate::core::PatchOutcome;
 use crate::headers::{
     self, Checksum, ChecksumAlgorithm, Concat, HeaderError, Metadata, TUS_VERSION, check_version,
     parse_defer_length, parse_u64,
@@ -185,15 +186,7 @@ impl TusService {
     }
 
     /// Count stored bytes, report progress, and completion.
-    async fn after_write(&self, id: &UploadId, from: u64, resp: &Response<TusBody>) {
-        let Some(now) = resp
-            .headers()
-            .get("upload-offset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        else {
-            return;
-        };
+    async fn after_write(&self, id: &UploadId, from: u64, now: u64) {
         self.inner
             .metrics
             .bytes_received
@@ -486,16 +479,18 @@ impl TusService {
         // creation-with-upload: a body in the creation request is the first PATCH.
         let with_body = header(req.headers(), "content-type")
             .is_some_and(|c| c.trim() == "application/offset+octet-stream");
-        let mut resp = if with_body {
-            let r = self.write_body(&id, 0, req).await;
-            let mut resp = status(StatusCode::CREATED);
-            if let Some(offset) = r.headers().get("upload-offset") {
-                resp.headers_mut().insert("upload-offset", offset.clone());
+        let mut resp = status(StatusCode::CREATED);
+        if with_body {
+            let h = req.headers();
+            let plan = crate::core::creation_body_plan(|n| header(h, n));
+            if let Ok(plan) = plan
+                && let Ok(outcome) = self.write_body(&id, plan, req).await
+            {
+                let offset = outcome.offset();
+                self.after_write(&id, 0, offset).await;
+                set(&mut resp, "upload-offset", offset.to_string());
             }
-            resp
-        } else {
-            status(StatusCode::CREATED)
-        };
+        }
         set(&mut resp, "location", self.location(&id));
         if let Some(e) = upload.info.expires {
             set(&mut resp, "upload-expires", headers::http_date(e));
@@ -640,41 +635,37 @@ impl TusService {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        if let Ok(u) = self.inner.store.get(id)
-            && matches!(u.info.concat, Some(ConcatRole::Final(_)))
-        {
-            return text(StatusCode::FORBIDDEN, "a final upload cannot be patched\n");
-        }
+        let final_upload = self
+            .inner
+            .store
+            .get(id)
+            .is_ok_and(|u| matches!(u.info.concat, Some(ConcatRole::Final(_))));
         let h = req.headers();
-        if header(h, "content-type").is_none_or(|c| c.trim() != "application/offset+octet-stream") {
-            return text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Content-Type must be application/offset+octet-stream\n",
-            );
-        }
-        let offset = match header(h, "upload-offset").map(|v| parse_u64("Upload-Offset", v)) {
-            Some(Ok(o)) => o,
-            Some(Err(e)) => return header_error(&e),
-            None => return text(StatusCode::BAD_REQUEST, "Upload-Offset is required\n"),
+        let plan = match crate::core::decide_patch(
+            |n| header(h, n),
+            final_upload,
+            self.inner.config.max_size,
+        ) {
+            Ok(p) => p,
+            Err(r) => {
+                let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+                return text(code, r.message);
+            }
         };
         // creation-defer-length: the length may come with a PATCH.
-        if let Some(l) = header(h, "upload-length") {
-            let l = match parse_u64("Upload-Length", l) {
-                Ok(l) => l,
-                Err(e) => return header_error(&e),
-            };
-            if l > self.inner.config.max_size {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Upload-Length over Tus-Max-Size\n",
-                );
-            }
+        if let Some(l) = plan.declare_length {
             match self.inner.store.declare_length(id, l) {
                 Ok(_) | Err(StoreError::LengthAlreadySet) => {}
                 Err(e) => return store_error(&e),
             }
         }
-        let mut r = self.write_body(id, offset, req).await;
+        let from = plan.offset;
+        let outcome = match self.write_body(id, plan, req).await {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        self.after_write(id, from, outcome.offset()).await;
+        let mut r = outcome_response(outcome);
         if r.status() == StatusCode::NO_CONTENT
             && let Some(e) = self.expires()
         {
@@ -683,30 +674,27 @@ impl TusService {
         r
     }
 
-    /// Stream `req`'s body into upload `id` from `offset`; 204 with the new offset (or an
-    /// error answer, still with the offset reached when something was stored).
+    /// Stream `req`'s body into upload `id` as `plan` says; the outcome once what arrived
+    /// is durable (`Err`: an answer before anything was written, e.g. the upload is held).
     #[allow(clippy::too_many_lines)] // the streaming core, clearer in one piece
-    async fn write_body<B>(&self, id: &UploadId, offset: u64, req: Request<B>) -> Response<TusBody>
+    async fn write_body<B>(
+        &self,
+        id: &UploadId,
+        plan: crate::core::PatchPlan,
+        req: Request<B>,
+    ) -> Result<PatchOutcome, Response<TusBody>>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        let mut checksum = match header(req.headers(), "upload-checksum").map(Checksum::parse) {
-            None => None,
-            Some(Ok(c)) => Some(c),
-            Some(Err(e)) => return header_error(&e),
-        };
+        let offset = plan.offset;
+        let mut checksum = plan.checksum;
         // checksum-trailer: the checksum comes after the body, so its algorithm is not
         // known while hashing; hash with each supported one.
-        let trailer = checksum.is_none()
-            && header(req.headers(), "trailer")
-                .is_some_and(|t| t.to_ascii_lowercase().contains("upload-checksum"));
+        let trailer = plan.checksum_trailer;
         let store = self.inner.store.clone();
         let id2 = id.clone();
-        let writer = match self.take_writer(store, id2, offset).await {
-            Ok(w) => w,
-            Err(r) => return r,
-        };
+        let writer = self.take_writer(store, id2, offset).await?;
         let stop = Arc::new(tokio::sync::Notify::new());
         self.active().insert(id.to_string(), stop.clone());
         let (tx, mut rx) = mpsc::channel::<Bytes>(self.inner.config.body_queue.max(1));
@@ -789,7 +777,7 @@ impl TusService {
         }
         let (mut w, failed) = match disk.await {
             Ok(x) => x,
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            Err(e) => return Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
         };
         let digest = checksum.as_ref().and_then(|c| {
             let i = hashers.iter().position(|h| h.algorithm() == c.algorithm)?;
@@ -802,18 +790,22 @@ impl TusService {
         let finish = tokio::task::spawn_blocking(move || {
             if mismatch && read_error.is_none() {
                 // Checksum mismatch: the chunk is discarded, the offset stays.
-                return w
-                    .rewind(offset)
-                    .and_then(|_| w.finish())
-                    .map(|o| (o, true, None, None));
+                let offset = w.rewind(offset).and_then(|_| w.finish())?;
+                return Ok(PatchOutcome::ChecksumMismatch { offset });
             }
-            let fin = w.finish();
-            fin.map(|o| (o, false, failed, read_error))
+            let offset = w.finish()?;
+            Ok(match (failed, read_error) {
+                (Some(error), _) => PatchOutcome::StoreFailed { offset, error },
+                (None, Some(reason)) => PatchOutcome::BodyBroken { offset, reason },
+                (None, None) => PatchOutcome::Stored { offset },
+            })
         })
         .await;
-        let resp = patch_answer(finish);
-        self.after_write(id, offset, &resp).await;
-        resp
+        match finish {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(store_error(&e)),
+            Err(e) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+        }
     }
 
     /// Remove unfinished uploads whose expiration passed (nothing when expiration is off).
@@ -891,34 +883,21 @@ impl TusService {
     }
 }
 
-type Finished = Result<
-    Result<(u64, bool, Option<StoreError>, Option<String>), StoreError>,
-    tokio::task::JoinError,
->;
-
-/// The answer to a PATCH body once it is stored: 460 for a checksum mismatch, the store's
-/// error (507 for a full disk …) with the offset reached, else 204 with the new offset.
-fn patch_answer(finish: Finished) -> Response<TusBody> {
-    match finish {
-        Ok(Ok((o, true, _, _))) => {
-            let mut r = text(
-                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
-                "checksum mismatch: the chunk was discarded\n",
-            );
-            set(&mut r, "upload-offset", o.to_string());
-            r
+/// The answer to a PATCH once its body is stored: 460 for a checksum mismatch, the store's
+/// error (507 for a full disk …), else 204 — always with the durable offset.
+fn outcome_response(outcome: PatchOutcome) -> Response<TusBody> {
+    let offset = outcome.offset();
+    let mut r = match outcome {
+        PatchOutcome::ChecksumMismatch { .. } => text(
+            StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+            "checksum mismatch: the chunk was discarded\n",
+        ),
+        PatchOutcome::StoreFailed { error, .. } => store_error(&error),
+        // A broken body: the client is gone or will resume from the offset.
+        PatchOutcome::Stored { .. } | PatchOutcome::BodyBroken { .. } => {
+            status(StatusCode::NO_CONTENT)
         }
-        Ok(Ok((o, false, Some(e), _))) => {
-            let mut r = store_error(&e);
-            set(&mut r, "upload-offset", o.to_string());
-            r
-        }
-        Ok(Ok((o, false, None, _))) => {
-            let mut r = status(StatusCode::NO_CONTENT);
-            set(&mut r, "upload-offset", o.to_string());
-            r
-        }
-        Ok(Err(e)) => store_error(&e),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-    }
+    };
+    set(&mut r, "upload-offset", offset.to_string());
+    r
 }
