@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use videopick_chat_proto::fanout::{Outbox, OutboxConfig, Rooms};
-use videopick_chat_proto::{socketio, websocket};
+use videopick_chat_proto::wire::{socketio, websocket};
 
 fn fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("chat_fanout");

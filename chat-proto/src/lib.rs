@@ -1,21 +1,26 @@
 //! Chat for VideoPick, wire-compatible with Socket.IO: an unmodified `socket.io-client` v4
-//! talks to it. This first layer is the wire protocol, sans-IO and bounded: Engine.IO v4
-//! packets and long-polling payloads ([`engineio`]), Socket.IO v5 packets with binary
-//! attachments ([`socketio`]), the server side of an Engine.IO session with heartbeats and
-//! the polling → WebSocket upgrade ([`session`]) and WebSocket framing ([`websocket`]).
-//! Above it: HS256 tokens from the CONNECT auth payload ([`auth`]), the chat rules —
-//! messages, history, moderation, rate limits, error codes ([`chat`], specified in
-//! `docs/chat-protocol.md`) — and the room fan-out engine ([`fanout`]). Feature `server`:
-//! the tokio/hyper adapter (`server`) serving Engine.IO over long-polling and WebSocket
-//! with the upgrade between them, and Socket.IO namespaces to an `App`; an unmodified
-//! `socket.io-client` connects to it — and `chat_app`, the chat as an `App` (the
-//! `chat-server` binary serves it); [`bus`], the bus between chat nodes (in-process by
-//! default; feature `redis`: `RedisBus` over Redis Pub/Sub).
+//! talks to it. Four layers, one module each:
+//!
+//! - [`wire`] — the wire protocol, sans-IO and bounded: Engine.IO v4 packets and
+//!   long-polling payloads (`wire::engineio`), Socket.IO v5 packets with binary
+//!   attachments (`wire::socketio`), the server side of an Engine.IO session with
+//!   heartbeats and the polling → WebSocket upgrade (`wire::session`), WebSocket framing
+//!   (`wire::websocket`).
+//! - [`fanout`] — the room fan-out engine: frames built once, bounded outboxes, slow
+//!   members drop their oldest messages, then are cut off.
+//! - [`app`] — the chat itself: HS256 tokens (`app::auth`), the rules — messages,
+//!   history, moderation, rate limits, error codes (`app::rules`, specified in
+//!   `docs/chat-protocol.md`) —, the bus between nodes (`app::bus`; feature `redis`:
+//!   `app::redis_bus`), and (feature `server`) `app::chat`, the chat as a server `App`.
+//! - `server` (feature `server`) — the tokio/hyper adapter serving Engine.IO over
+//!   long-polling and WebSocket with the upgrade between them, and Socket.IO namespaces to
+//!   an `App`. `echo` holds the Socket.IO protocol test suite's echo app (what
+//!   `chat-server --test-suite` serves).
 //!
 //! ```
 //! use bytes::Bytes;
 //! use serde_json::json;
-//! use videopick_chat_proto::{engineio, socketio};
+//! use videopick_chat_proto::wire::{engineio, socketio};
 //!
 //! // A polling payload from socket.io-client: CONNECT to `/` with an auth object, then an
 //! // event asking for an ack (id 1).
@@ -42,17 +47,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod auth;
-pub mod bus;
-pub mod chat;
+pub mod app;
 #[cfg(feature = "server")]
-pub mod chat_app;
-pub mod engineio;
+pub mod echo;
 pub mod fanout;
-#[cfg(feature = "redis")]
-pub mod redis_bus;
 #[cfg(feature = "server")]
 pub mod server;
-pub mod session;
-pub mod socketio;
-pub mod websocket;
+pub mod wire;

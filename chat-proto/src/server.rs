@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use crate::engineio::{self, Packet as EioPacket, PacketType as EioType};
-use crate::session::{EngineConfig, Incoming as SessionIncoming, Session, Transport};
-use crate::socketio::{self, Packet, PacketType};
-use crate::websocket::{self, Message};
+use crate::wire::engineio::{self, Packet as EioPacket, PacketType as EioType};
+use crate::wire::session::{EngineConfig, Incoming as SessionIncoming, Session, Transport};
+use crate::wire::socketio::{self, Packet, PacketType};
+use crate::wire::websocket::{self, Message};
 
 /// What the application does with sockets.
 pub trait App: Send + Sync + 'static {
@@ -409,9 +409,9 @@ impl<A: App> Server<A> {
             let (sockets, reason) = {
                 let mut st = conn.state();
                 let reason = match st.session.closed() {
-                    Some(crate::session::CloseReason::PingTimeout) => "ping timeout",
-                    Some(crate::session::CloseReason::ClientClose) => "transport close",
-                    Some(crate::session::CloseReason::ServerClose) => "server shutting down",
+                    Some(crate::wire::session::CloseReason::PingTimeout) => "ping timeout",
+                    Some(crate::wire::session::CloseReason::ClientClose) => "transport close",
+                    Some(crate::wire::session::CloseReason::ServerClose) => "server shutting down",
                     _ => "transport error",
                 };
                 (std::mem::take(&mut st.sockets), reason)

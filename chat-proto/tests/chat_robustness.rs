@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{Frame, Ws, spawn_server};
 use serde_json::{Value, json};
-use videopick_chat_proto::auth::sign;
-use videopick_chat_proto::chat::ChatLimits;
-use videopick_chat_proto::chat_app::{ChatApp, ChatConfig};
-use videopick_chat_proto::session::EngineConfig;
+use videopick_chat_proto::app::auth::sign;
+use videopick_chat_proto::app::chat::{ChatApp, ChatConfig};
+use videopick_chat_proto::app::rules::ChatLimits;
+use videopick_chat_proto::wire::session::EngineConfig;
 
 const SECRET: &[u8] = b"robust";
 

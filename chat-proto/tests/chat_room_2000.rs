@@ -14,9 +14,9 @@ use bytes::{Buf, BytesMut};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use videopick_chat_proto::auth::sign;
-use videopick_chat_proto::chat_app::{ChatApp, ChatConfig};
-use videopick_chat_proto::session::EngineConfig;
+use videopick_chat_proto::app::auth::sign;
+use videopick_chat_proto::app::chat::{ChatApp, ChatConfig};
+use videopick_chat_proto::wire::session::EngineConfig;
 
 const SECRET: &[u8] = b"two-thousand";
 const CLIENTS: usize = 2000;

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use videopick_chat_proto::auth::{Identity, Role};
-use videopick_chat_proto::bus::{Bus, BusError, BusEvent, Inbound};
-use videopick_chat_proto::chat::{ChatMessage, RoomChange};
-use videopick_chat_proto::redis_bus::{RedisBus, RedisConfig};
+use videopick_chat_proto::app::auth::{Identity, Role};
+use videopick_chat_proto::app::bus::{Bus, BusError, BusEvent, Inbound};
+use videopick_chat_proto::app::redis_bus::{RedisBus, RedisConfig};
+use videopick_chat_proto::app::rules::{ChatMessage, RoomChange};
 
 #[derive(Default)]
 struct Node {

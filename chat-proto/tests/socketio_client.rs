@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use videopick_chat_proto::chat_app::EchoApp;
-use videopick_chat_proto::session::EngineConfig;
+use videopick_chat_proto::echo::EchoApp;
+use videopick_chat_proto::wire::session::EngineConfig;
 
 fn start() -> SocketAddr {
     common::spawn_server(

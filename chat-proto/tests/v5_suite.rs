@@ -16,8 +16,8 @@ use common::{Frame, Ws, expect_close};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use videopick_chat_proto::chat_app::EchoApp;
-use videopick_chat_proto::session::EngineConfig;
+use videopick_chat_proto::echo::EchoApp;
+use videopick_chat_proto::wire::session::EngineConfig;
 
 const PING_INTERVAL: u64 = 300;
 const PING_TIMEOUT: u64 = 200;

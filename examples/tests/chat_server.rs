@@ -9,7 +9,7 @@ use std::process::Command;
 use common::{ChatServer, chat_token, start_chat_server};
 
 use serde_json::{Value, json};
-use videopick_chat_proto::auth::sign;
+use videopick_chat_proto::app::auth::sign;
 
 const SECRET: &str = "test-secret";
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use videopick_chat_proto::bus::{decode_payload, decode_record, encode_payload, encode_record};
+use videopick_chat_proto::app::bus::{decode_payload, decode_record, encode_payload, encode_record};
 
 fuzz_target!(|data: &[u8]| {
     if let Some((node, event)) = decode_payload(data) {

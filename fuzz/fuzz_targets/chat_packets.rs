@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use videopick_chat_proto::{engineio, socketio};
+use videopick_chat_proto::wire::{engineio, socketio};
 
 fuzz_target!(|data: &[u8]| {
     let payload = Bytes::copy_from_slice(data);

@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use videopick_chat_proto::websocket::{Decoder, Message};
+use videopick_chat_proto::wire::websocket::{Decoder, Message};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else {

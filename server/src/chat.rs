@@ -9,12 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use videopick_chat_proto::bus::Bus;
-use videopick_chat_proto::chat::ChatLimits;
-use videopick_chat_proto::chat_app::{ChatApp, ChatConfig as AppConfig, EchoApp};
-use videopick_chat_proto::redis_bus::{RedisBus, RedisConfig};
+use videopick_chat_proto::app::bus::Bus;
+use videopick_chat_proto::app::chat::{ChatApp, ChatConfig as AppConfig};
+use videopick_chat_proto::app::redis_bus::{RedisBus, RedisConfig};
+use videopick_chat_proto::app::rules::ChatLimits;
+use videopick_chat_proto::echo::EchoApp;
 use videopick_chat_proto::server::{App, Server};
-use videopick_chat_proto::session::EngineConfig;
+use videopick_chat_proto::wire::session::EngineConfig;
 
 use crate::config::ChatConfig;
 use crate::media::Error;

@@ -369,7 +369,7 @@ impl Collector for TusCollector {
 
 /// The chat's counters and its bus.
 pub(crate) struct ChatCollector(
-    pub(crate) videopick_chat_proto::server::Server<videopick_chat_proto::chat_app::ChatApp>,
+    pub(crate) videopick_chat_proto::server::Server<videopick_chat_proto::app::chat::ChatApp>,
 );
 
 impl std::fmt::Debug for ChatCollector {

@@ -38,7 +38,7 @@ pub fn chat_token(sub: &str, role: &str, secret: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + 3600;
-    videopick_chat_proto::auth::sign(
+    videopick_chat_proto::app::auth::sign(
         &serde_json::json!({"sub": sub, "name": sub, "role": role, "exp": exp}),
         secret.as_bytes(),
     )

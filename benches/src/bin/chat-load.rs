@@ -339,7 +339,7 @@ async fn run(args: Args) {
     });
     let tag: Arc<[u8]> = Arc::from(args.tag.as_bytes());
     let token = |sub: &str| {
-        videopick_chat_proto::auth::sign(
+        videopick_chat_proto::app::auth::sign(
             &serde_json::json!({"sub": sub, "role": "viewer", "exp": 4_000_000_000u64}),
             args.secret.as_bytes(),
         )

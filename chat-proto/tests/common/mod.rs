@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use videopick_chat_proto::server::{App, Server};
-use videopick_chat_proto::session::EngineConfig;
+use videopick_chat_proto::wire::session::EngineConfig;
 
 /// Serve `app` with `config` on 127.0.0.1 from a background thread; its address.
 pub(crate) fn spawn_server<A: App>(app: A, config: EngineConfig) -> SocketAddr {

@@ -25,11 +25,11 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bus::{
+use crate::app::bus::{
     Bus, BusError, BusEvent, BusFuture, Inbound, SharedRoom, decode_payload, decode_record,
     encode_payload, lock, record_body,
 };
-use crate::chat::{ChatMessage, RoomChange};
+use crate::app::rules::{ChatMessage, RoomChange};
 
 /// Redis bus settings.
 #[derive(Debug, Clone)]
@@ -650,9 +650,9 @@ impl Bus for RedisBus {
         Box::pin(async move { shared.presence(&room, local).await })
     }
 
-    fn metrics(&self) -> Option<crate::bus::BusMetrics> {
+    fn metrics(&self) -> Option<crate::app::bus::BusMetrics> {
         let m = &self.shared.metrics;
-        Some(crate::bus::BusMetrics {
+        Some(crate::app::bus::BusMetrics {
             up: self.shared.up.load(Ordering::Relaxed),
             subscriptions: lock(&self.shared.rooms).len() as u64,
             reconnects: m.reconnects.load(Ordering::Relaxed),

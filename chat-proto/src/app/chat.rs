@@ -15,12 +15,12 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::auth::{self, Identity, Role, TokenError};
-use crate::bus::{Bus, BusEvent, Inbound, LocalBus, lock};
-use crate::chat::{ChatError, ChatLimits, Room, RoomChange, TokenBucket, valid_room};
+use crate::app::auth::{self, Identity, Role, TokenError};
+use crate::app::bus::{Bus, BusEvent, Inbound, LocalBus, lock};
+use crate::app::rules::{ChatError, ChatLimits, Room, RoomChange, TokenBucket, valid_room};
 use crate::fanout::Rooms;
 use crate::server::{App, Conn, Socket};
-use crate::socketio::Packet;
+use crate::wire::socketio::Packet;
 
 /// Chat settings.
 #[derive(Debug, Clone)]
@@ -195,7 +195,7 @@ impl ChatApp {
     }
 
     /// The bus's figures, if it reports any.
-    pub fn bus_metrics(&self) -> Option<crate::bus::BusMetrics> {
+    pub fn bus_metrics(&self) -> Option<crate::app::bus::BusMetrics> {
         self.core.bus.metrics()
     }
 }
@@ -774,58 +774,6 @@ impl std::fmt::Debug for ChatApp {
             .field("rooms", &self.core.members.rooms())
             .finish_non_exhaustive()
     }
-}
-
-/// The server side of the official Socket.IO v5 protocol test suite
-/// (`docs/socket.io-protocol/v5-test-suite/test-suite.js` in the socket.io repository):
-/// namespaces `/` and `/custom`; on connect the handshake's auth is emitted back as
-/// `auth`; `message` is echoed as `message-back` (binary attachments too);
-/// `message-with-ack` is acknowledged with its arguments. Run it with an
-/// [`EngineConfig`](crate::session::EngineConfig) of 300 ms ping interval and 200 ms ping
-/// timeout, as the suite expects.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct EchoApp;
-
-impl App for EchoApp {
-    fn has_namespace(&self, nsp: &str) -> bool {
-        nsp == "/" || nsp == "/custom"
-    }
-
-    fn connect(&self, _socket: &Socket, _auth: Option<&Value>) -> Result<(), Value> {
-        Ok(())
-    }
-
-    fn connected(&self, socket: &Socket, auth: Option<&Value>) {
-        socket.emit("auth", vec![auth.cloned().unwrap_or_else(|| json!({}))]);
-    }
-
-    fn event(&self, socket: &Socket, p: Packet) {
-        let mut args = p
-            .data
-            .as_ref()
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if args.is_empty() {
-            return;
-        }
-        let name = args.remove(0);
-        match (name.as_str(), p.id) {
-            (Some("message"), _) => {
-                let mut back = Packet::event(socket.nsp(), "message-back", args);
-                back.attachments = p.attachments;
-                socket.conn().send(&back);
-            }
-            (Some("message-with-ack"), Some(id)) => {
-                let mut ack = Packet::ack(socket.nsp(), id, args);
-                ack.attachments = p.attachments;
-                socket.conn().send(&ack);
-            }
-            _ => {}
-        }
-    }
-
-    fn disconnect(&self, _socket: &Socket, _reason: &str) {}
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::engineio::{self, Packet, PacketType};
+use crate::wire::engineio::{self, Packet, PacketType};
 
 /// Session settings (announced to the client in the handshake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +321,7 @@ impl Session {
     /// included) without an intermediate copy per packet; how many. The writer's batch
     /// path: a broadcast frame is copied once, into the connection's write buffer.
     pub fn transmit_into(&mut self, out: &mut Vec<u8>) -> usize {
-        use crate::websocket::{Opcode, frame_header};
+        use crate::wire::websocket::{Opcode, frame_header};
         let mut n = 0;
         if self.probe_reply {
             self.probe_reply = false;
@@ -433,7 +433,7 @@ mod tests {
 
     #[test]
     fn transmit_into_frames_what_poll_transmit_gives() {
-        use crate::websocket::{Decoder, Message};
+        use crate::wire::websocket::{Decoder, Message};
         use bytes::BytesMut;
         let t0 = Instant::now();
         let packets = [

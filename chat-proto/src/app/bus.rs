@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::chat::{ChatMessage, RoomChange};
+use crate::app::rules::{ChatMessage, RoomChange};
 
 /// A bus operation in flight.
 pub type BusFuture<T> = Pin<Box<dyn Future<Output = Result<T, BusError>> + Send>>;
@@ -270,7 +270,7 @@ impl Bus for LocalBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Identity, Role};
+    use crate::app::auth::{Identity, Role};
 
     #[test]
     fn events_round_trip_as_json() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::auth::{Identity, Role};
+use crate::app::auth::{Identity, Role};
 
 /// Chat limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ pub fn accept_key(key: &str) -> String {
     h.update(key.trim().as_bytes());
     h.update(GUID.as_bytes());
     let mut out = Vec::new();
-    crate::engineio::base64_encode(&h.finalize(), &mut out);
+    crate::wire::engineio::base64_encode(&h.finalize(), &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
 
