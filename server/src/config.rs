@@ -5,7 +5,29 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::jobs::RecordingJobs;
+/// What happens to a finished recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingJobs {
+    /// Nothing.
+    None,
+    /// Remux to `vod/<recording>/video.mp4`.
+    Remux,
+    /// Remux, then an HLS ladder from the MP4.
+    Ladder,
+}
+
+impl std::str::FromStr for RecordingJobs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RecordingJobs, String> {
+        match s {
+            "none" => Ok(RecordingJobs::None),
+            "remux" => Ok(RecordingJobs::Remux),
+            "ladder" => Ok(RecordingJobs::Ladder),
+            other => Err(format!("{other:?}: expected none, remux or ladder")),
+        }
+    }
+}
 
 /// What a key's value is, on the command line and in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

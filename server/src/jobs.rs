@@ -22,31 +22,8 @@ use videopick_transcode::{Transcoder, TranscoderConfig};
 use videopick_tus::store::{ConcatRole, FileStore};
 
 use crate::config::JobsConfig;
+pub use crate::config::RecordingJobs;
 use crate::http::{Body, HttpResponse, respond};
-
-/// What happens to a finished recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordingJobs {
-    /// Nothing.
-    None,
-    /// Remux to `vod/<recording>/video.mp4`.
-    Remux,
-    /// Remux, then an HLS ladder from the MP4.
-    Ladder,
-}
-
-impl std::str::FromStr for RecordingJobs {
-    type Err = String;
-    fn from_str(s: &str) -> Result<RecordingJobs, String> {
-        match s {
-            "none" => Ok(RecordingJobs::None),
-            "remux" => Ok(RecordingJobs::Remux),
-            "ladder" => Ok(RecordingJobs::Ladder),
-            other => Err(format!("{other:?}: expected none, remux or ladder")),
-        }
-    }
-}
 
 /// The media server's jobs. Cheap to clone.
 #[derive(Debug, Clone)]
