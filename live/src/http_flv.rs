@@ -9,17 +9,16 @@ use crate::io::{next_write_slot, write_all_vectored};
 
 /// Stream a subscription as an FLV byte stream (file header, then every tag's shared FLV
 /// form) to `w`, batching at most one vectored write per `interval`, until the stream ends,
-/// the viewer falls too far behind, a write fails, or `stop` completes (checked between
-/// writes, so the stream ends at a tag boundary). This is HTTP-FLV's body. Returns the
-/// bytes written.
+/// the viewer falls too far behind, a write fails, or `stopped()` says so (asked before
+/// each write, so the stream ends at a tag boundary; a drain also wakes the viewer, as its
+/// publisher is stopped). This is HTTP-FLV's body. Returns the bytes written.
 pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
     sub: &mut Subscription,
     w: &mut W,
     interval: Duration,
     max_batch: usize,
-    stop: impl std::future::Future<Output = ()>,
+    stopped: impl Fn() -> bool,
 ) -> std::io::Result<u64> {
-    tokio::pin!(stop);
     let header = videopick_flv::FlvHeader {
         version: 1,
         has_audio: true,
@@ -31,16 +30,13 @@ pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
     let mut batch = Vec::new();
     let mut next_write = Instant::now();
     loop {
-        let first = tokio::select! {
-            () = &mut stop => return Ok(total),
-            first = async {
-                tokio::time::sleep_until(next_write.into()).await;
-                sub.recv().await
-            } => first,
-        };
-        let Ok(first) = first else {
+        tokio::time::sleep_until(next_write.into()).await;
+        let Ok(first) = sub.recv().await else {
             return Ok(total);
         };
+        if stopped() {
+            return Ok(total);
+        }
         batch.push(first);
         let more = sub.try_recv_ready(max_batch, &mut batch);
         out.extend(batch.drain(..).filter_map(|item| match item {

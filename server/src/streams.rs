@@ -302,7 +302,7 @@ impl Takeover for LiveHttp {
         let key = key.to_string();
         let this = self.clone();
         Some(Box::new(
-            move |mut stream: tokio::net::TcpStream, mut drain: crate::http::Drain| {
+            move |mut stream: tokio::net::TcpStream, drain: crate::http::Drain| {
                 Box::pin(async move {
                     use tokio::io::AsyncWriteExt;
                     let viewer = FlvViewer::start(&this, &key, peer);
@@ -311,11 +311,9 @@ impl Takeover for LiveHttp {
                         u8::from(!http10)
                     );
                     if stream.write_all(head.as_bytes()).await.is_ok() {
-                        let stop = async move {
-                            let _ = drain.changed().await;
-                        };
-                        let _ =
-                            write_flv(&mut sub, &mut stream, this.write_interval, 512, stop).await;
+                        let stopped = || drain.has_changed().unwrap_or(true);
+                        let _ = write_flv(&mut sub, &mut stream, this.write_interval, 512, stopped)
+                            .await;
                     }
                     let _ = stream.shutdown().await;
                     drop(sub);
