@@ -17,6 +17,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use tracing::Instrument as _;
 use videopick_rtmp::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
 
 use crate::auth::{Action, AuthRequest, Authorize};
@@ -194,7 +195,13 @@ impl RtmpServer {
                     Ok((sock, peer)) => {
                         let ctx = self.ctx.clone();
                         let stop = stop_rx.clone();
-                        tasks.spawn(async move { connection(sock, peer, ctx, stop).await });
+                        // One span per connection: every event of it names the peer (and,
+                        // once known, the stream) — never a key or signature.
+                        let span = tracing::info_span!("rtmp", %peer, stream = tracing::field::Empty);
+                        tasks.spawn(
+                            async move { connection(sock, peer, ctx, stop).await }
+                                .instrument(span),
+                        );
                     }
                     // Out of file descriptors or similar: back off instead of spinning.
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -297,9 +304,11 @@ impl Conn {
         req: &videopick_rtmp::PublishRequest,
     ) -> videopick_rtmp::Result<()> {
         let auth = self.auth_request(Action::Publish, &req.name, req.query.as_ref());
+        tracing::Span::current().record("stream", format!("{}/{}", self.app, req.name));
         let grant = match ctx.auth.authorize(&auth).await {
             Ok(g) => g,
             Err(why) => {
+                tracing::info!(reason = %why, "publish refused");
                 return self
                     .session
                     .reject_publish(req.id, &PublishRejection::Unauthorized(why.to_string()));
@@ -343,7 +352,9 @@ impl Conn {
         req: &videopick_rtmp::PlayRequest,
     ) -> videopick_rtmp::Result<()> {
         let auth = self.auth_request(Action::Play, &req.name, req.query.as_ref());
+        tracing::Span::current().record("stream", format!("{}/{}", self.app, req.name));
         if let Err(why) = ctx.auth.authorize(&auth).await {
+            tracing::info!(reason = %why, "play refused");
             return self.session.reject_play(req.id, &why.to_string());
         }
         let key = format!("{}/{}", self.app, req.name);

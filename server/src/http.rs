@@ -14,6 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument as _;
 use videopick_live::proxy::TrustedProxies;
 
 /// Body type of every response.
@@ -189,7 +190,8 @@ pub async fn serve<H, F>(
         let takeover = takeover.clone();
         let options = Arc::clone(&options);
         let drain = drain_rx.clone();
-        conns.spawn(connection(stream, peer, handler, takeover, options, drain));
+        let span = tracing::debug_span!("http", %peer);
+        conns.spawn(connection(stream, peer, handler, takeover, options, drain).instrument(span));
     }
     drop(listener);
     let _ = drain_tx.send(true);

@@ -150,7 +150,8 @@ impl<Q: JobQueue + Clone> Worker<Q> {
                 return false;
             }
         };
-        self.run_claim(&claim).await;
+        let span = tracing::info_span!("job", id = claim.id(), kind = %claim.job.kind, attempt = claim.attempt());
+        tracing::Instrument::instrument(self.run_claim(&claim), span).await;
         true
     }
 

@@ -319,7 +319,10 @@ impl TusService {
                 Err(_) => text(StatusCode::NOT_FOUND, "upload not found\n"),
                 Ok(id) => match method {
                     Method::HEAD => self.head(&id).await,
-                    Method::PATCH => self.patch(&id, req).await,
+                    Method::PATCH => {
+                        let span = tracing::debug_span!("upload", id = %id.as_str());
+                        tracing::Instrument::instrument(self.patch(&id, req), span).await
+                    }
                     Method::DELETE => self.delete(&id).await,
                     _ => status(StatusCode::METHOD_NOT_ALLOWED),
                 },
