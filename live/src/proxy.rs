@@ -339,19 +339,24 @@ mod tests {
             parse_proxy_header(b"PROXY UNKNOWN\r\n").unwrap(),
             Some((ProxyHeader::Local, 15))
         );
-        for bad in [
-            &b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n"[..],
-            b"PROXY TCP4 ::1 5.6.7.8 1 2\r\n",
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 70000 2\r\n",
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
-            b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
-        ] {
-            assert!(
-                matches!(parse_proxy_header(bad), Err(ProxyError::Malformed(_))),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        // Extra field, wrong family, port out of range, leading zero, unknown protocol.
+        let malformed = [
+            "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",
+            "PROXY TCP4 ::1 5.6.7.8 1 2\r\n",
+            "PROXY TCP4 1.2.3.4 5.6.7.8 70000 2\r\n",
+            "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
+            "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        ];
+        let accepted: Vec<&str> = malformed
+            .into_iter()
+            .filter(|l| {
+                !matches!(
+                    parse_proxy_header(l.as_bytes()),
+                    Err(ProxyError::Malformed(_))
+                )
+            })
+            .collect();
+        assert!(accepted.is_empty(), "{accepted:?}");
         assert_eq!(parse_proxy_header(b"PRO").unwrap(), None);
         assert_eq!(
             parse_proxy_header(b"GET / HTTP/1.1"),
