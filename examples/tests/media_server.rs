@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{http, start_server};
@@ -13,16 +13,7 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     http(addr, "GET", path, "")
 }
 
-fn ffmpeg(args: &[&str]) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ffmpeg")
-}
+use videopick_testkit::ffmpeg::spawn as ffmpeg;
 
 struct Probe {
     codecs: Vec<String>,
