@@ -27,6 +27,7 @@ pub struct ChatServer {
     listener: tokio::net::TcpListener,
     config: ChatConfig,
     metrics: Metrics,
+    trusted: Arc<TrustedProxies>,
 }
 
 impl std::fmt::Debug for ChatServer {
@@ -49,12 +50,14 @@ impl ChatServer {
         if config.jwt_secret.is_none() && !config.anonymous && !config.test_suite {
             return Err("the chat needs a jwt_secret (--jwt-secret), or anonymous read-only chat (--anonymous)".into());
         }
+        let trusted = Arc::new(crate::config::trusted_proxies(&config.trusted_proxies)?);
         let listener = listen(config.listen, config.reuse_port)?;
         tracing::info!(addr = %listener.local_addr()?, "chat role listening");
         Ok(ChatServer {
             listener,
             config,
             metrics,
+            trusted,
         })
     }
 
@@ -72,8 +75,8 @@ impl ChatServer {
             listener,
             config,
             metrics,
+            trusted,
         } = self;
-        let trusted = crate::config::trusted_proxies(&config.trusted_proxies)?;
         if config.test_suite {
             let engine = EngineConfig {
                 ping_interval: Duration::from_millis(300),
@@ -87,14 +90,14 @@ impl ChatServer {
                 Server::new(EchoApp, engine),
                 metrics,
                 Duration::from_secs(config.header_timeout_secs.max(1)),
-                Arc::new(trusted),
+                trusted,
                 shutdown,
             )
             .await;
             return Ok(());
         }
         let secret = config.jwt_secret.clone().unwrap_or_default().into_bytes();
-        run_chat(listener, &config, secret, metrics, shutdown).await
+        run_chat(listener, &config, secret, metrics, trusted, shutdown).await
     }
 }
 
@@ -111,6 +114,7 @@ async fn run_chat(
     args: &ChatConfig,
     secret: Vec<u8>,
     metrics: Metrics,
+    trusted: Arc<TrustedProxies>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let engine = EngineConfig {
@@ -150,15 +154,7 @@ async fn run_chat(
     let server = Server::new(app, engine);
     metrics.register_collector(crate::metrics::ChatCollector(server.clone()));
     let header_timeout = Duration::from_secs(args.header_timeout_secs.max(1));
-    serve(
-        listener,
-        server,
-        metrics,
-        header_timeout,
-        Arc::new(crate::config::trusted_proxies(&args.trusted_proxies)?),
-        shutdown,
-    )
-    .await;
+    serve(listener, server, metrics, header_timeout, trusted, shutdown).await;
     Ok(())
 }
 
