@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::hub::{HubItem, Subscription};
+use crate::hub::{HubItem, Subscription, SubscriptionEnd};
 use crate::io::{next_write_slot, write_all_vectored};
 
 /// Stream a subscription as an FLV byte stream (file header, then every tag's shared FLV
@@ -19,12 +19,7 @@ pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
     max_batch: usize,
     stopped: impl Fn() -> bool,
 ) -> std::io::Result<u64> {
-    let header = videopick_flv::FlvHeader {
-        version: 1,
-        has_audio: true,
-        has_video: true,
-    };
-    let mut out: Vec<Bytes> = vec![Bytes::copy_from_slice(&header.to_bytes())];
+    let mut out: Vec<Bytes> = vec![file_header()];
     let mut total = write_all_vectored(w, &mut out).await? as u64;
     sub.count_out(total as usize);
     let mut batch = Vec::new();
@@ -37,16 +32,10 @@ pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
         if stopped() {
             return Ok(total);
         }
-        batch.push(first);
-        let more = sub.try_recv_ready(max_batch, &mut batch);
-        out.extend(batch.drain(..).filter_map(|item| match item {
-            HubItem::Tag(t) => Some(t.flv_bytes().clone()),
-            HubItem::Unpublished | HubItem::Published => None,
-        }));
+        let more = gather(sub, first, max_batch, &mut batch, &mut out);
         let n = write_all_vectored(w, &mut out).await?;
         // The first batch (the GOP cache) is large; keep only a small capacity after it.
         out.shrink_to(32);
-        batch.shrink_to(32);
         sub.count_out(n);
         total += n as u64;
         if more.is_err() {
@@ -71,18 +60,15 @@ pub fn flv_stream(
         header: Option<Bytes>,
         next: Instant,
         batch: Vec<HubItem>,
+        parts: Vec<Bytes>,
         done: bool,
     }
-    let header = videopick_flv::FlvHeader {
-        version: 1,
-        has_audio: true,
-        has_video: true,
-    };
     let state = State {
         sub,
-        header: Some(Bytes::copy_from_slice(&header.to_bytes())),
+        header: Some(file_header()),
         next: Instant::now(),
         batch: Vec::new(),
+        parts: Vec::new(),
         done: false,
     };
     futures_util::stream::unfold(state, move |mut st| async move {
@@ -98,15 +84,13 @@ pub fn flv_stream(
             }
             tokio::time::sleep_until(st.next.into()).await;
             let first = st.sub.recv().await.ok()?;
-            st.batch.push(first);
-            let more = st.sub.try_recv_ready(max_batch, &mut st.batch);
-            let mut out = bytes::BytesMut::new();
-            for item in st.batch.drain(..) {
-                if let HubItem::Tag(t) = item {
-                    out.extend_from_slice(t.flv_bytes());
-                }
+            let more = gather(&mut st.sub, first, max_batch, &mut st.batch, &mut st.parts);
+            // One frame per batch (hyper writes each frame with its own chunk header).
+            let mut out = bytes::BytesMut::with_capacity(st.parts.iter().map(Bytes::len).sum());
+            for part in st.parts.drain(..) {
+                out.extend_from_slice(&part);
             }
-            st.batch.shrink_to(32);
+            st.parts.shrink_to(32);
             st.sub.count_out(out.len());
             st.done = more.is_err();
             st.next = next_write_slot(Instant::now(), interval);
@@ -115,4 +99,34 @@ pub fn flv_stream(
             }
         }
     })
+}
+
+/// The FLV file header an HTTP-FLV body starts with (audio and video flagged).
+fn file_header() -> Bytes {
+    let header = videopick_flv::FlvHeader {
+        version: 1,
+        has_audio: true,
+        has_video: true,
+    };
+    Bytes::copy_from_slice(&header.to_bytes())
+}
+
+/// Append the shared FLV bytes of `first` and of every other item ready now (up to
+/// `max_batch`) to `out`; `Err` when the subscription ended after them.
+fn gather(
+    sub: &mut Subscription,
+    first: HubItem,
+    max_batch: usize,
+    batch: &mut Vec<HubItem>,
+    out: &mut Vec<Bytes>,
+) -> Result<(), SubscriptionEnd> {
+    batch.push(first);
+    let more = sub.try_recv_ready(max_batch, batch);
+    out.extend(batch.drain(..).filter_map(|item| match item {
+        HubItem::Tag(t) => Some(t.flv_bytes().clone()),
+        HubItem::Unpublished | HubItem::Published => None,
+    }));
+    // The first batch (the GOP cache) is large; keep only a small capacity after it.
+    batch.shrink_to(32);
+    more
 }
