@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 pub mod ffmpeg;
 pub mod http;
+pub mod pg;
 pub mod tags;
 
 /// A chat sign-in token for user `sub` (also its display name) with `role`, valid for an

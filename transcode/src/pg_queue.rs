@@ -73,7 +73,10 @@ impl PgQueue {
 
     /// Use an existing pool (apply the migrations, start listening).
     pub async fn with_pool(pool: PgPool, backoff: Backoff) -> Result<PgQueue, QueueError> {
-        sqlx::migrate!("./migrations")
+        let mut migrator = sqlx::migrate!("./migrations");
+        // The platform's catalog (`videopick-app`) may keep its migrations in the same table.
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&pool)
             .await
             .map_err(|e| QueueError::Database(e.to_string()))?;

@@ -19,8 +19,6 @@ use videopick_transcode::runner::{Runner, RunnerConfig};
 use videopick_transcode::worker::{Worker, WorkerConfig, ladder_job};
 use videopick_transcode::{Transcoder, TranscoderConfig};
 
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 fn quick() -> Backoff {
     Backoff {
         base: Duration::from_millis(100),
@@ -28,33 +26,12 @@ fn quick() -> Backoff {
     }
 }
 
-/// A fresh database on the local server, dropped by [`drop_db`].
 async fn fresh_db() -> (String, String) {
-    use sqlx::Connection;
-    let name = format!(
-        "vp_jobs_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let mut admin = sqlx::PgConnection::connect(ADMIN)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it)");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    (format!("postgres://postgres@127.0.0.1:5432/{name}"), name)
+    videopick_testkit::pg::fresh_db("vp_jobs").await
 }
 
 async fn drop_db(name: &str) {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(ADMIN).await.unwrap();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
+    videopick_testkit::pg::drop_db(name).await;
 }
 
 /// The behaviour every queue must have.
