@@ -66,6 +66,7 @@ CREATE TABLE app_videos (
     storyboard TEXT,
     playlist TEXT,
     upload_id TEXT UNIQUE,
+    media_id TEXT,
     job_id TEXT,
     live_session_id TEXT,
     views BIGINT NOT NULL,

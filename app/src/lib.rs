@@ -60,11 +60,12 @@ pub trait MediaControl: Send + Sync + 'static {
     fn end_publish<'a>(&'a self, app: &'a str, name: &'a str) -> BoxFuture<'a, ()>;
     /// Cancel the transcoding job `job_id`.
     fn cancel_job<'a>(&'a self, job_id: &'a str) -> BoxFuture<'a, ()>;
-    /// Remove a deleted video's files: its upload and its job's outputs.
+    /// Remove a deleted video's files: its upload or recording (`media_id`, the media
+    /// side's id of them) and its job's outputs.
     fn remove_video_files<'a>(
         &'a self,
         video_id: &'a str,
-        upload_id: Option<&'a str>,
+        media_id: Option<&'a str>,
         job_id: Option<&'a str>,
     ) -> BoxFuture<'a, ()>;
 }
@@ -76,19 +77,23 @@ pub struct NoMedia;
 impl MediaControl for NoMedia {
     fn end_publish<'a>(&'a self, app: &'a str, name: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            tracing::debug!(stream = %format!("{app}/{name}"), "no media side to end a publish")
+            tracing::debug!(stream = %format!("{app}/{name}"), "no media side to end a publish");
         })
     }
     fn cancel_job<'a>(&'a self, job_id: &'a str) -> BoxFuture<'a, ()> {
-        Box::pin(async move { tracing::debug!(job = %job_id, "no media side to cancel a job") })
+        Box::pin(async move {
+            tracing::debug!(job = %job_id, "no media side to cancel a job");
+        })
     }
     fn remove_video_files<'a>(
         &'a self,
         video_id: &'a str,
-        _upload_id: Option<&'a str>,
+        _media_id: Option<&'a str>,
         _job_id: Option<&'a str>,
     ) -> BoxFuture<'a, ()> {
-        Box::pin(async move { tracing::debug!(video = %video_id, "no media side to remove files") })
+        Box::pin(async move {
+            tracing::debug!(video = %video_id, "no media side to remove files");
+        })
     }
 }
 

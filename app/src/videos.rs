@@ -159,6 +159,7 @@ pub(crate) struct VideoRecord {
     pub(crate) owner_id: String,
     pub(crate) job_id: Option<String>,
     pub(crate) upload_id: Option<String>,
+    pub(crate) media_id: Option<String>,
 }
 
 impl VideoRecord {
@@ -173,7 +174,7 @@ impl VideoRecord {
 
 const VIDEO_SELECT: &str = "SELECT v.id, v.title, v.description, v.state, v.progress, v.failure, \
     v.visibility, v.source, v.duration_ms, v.renditions, v.poster, v.storyboard, v.playlist, v.views, \
-    v.created_at, v.updated_at, v.job_id, v.upload_id, c.slug, c.name AS channel_name, c.owner_id \
+    v.created_at, v.updated_at, v.job_id, v.upload_id, v.media_id, c.slug, c.name AS channel_name, c.owner_id \
     FROM app_videos v JOIN app_channels c ON c.id = v.channel_id";
 
 fn video_from(row: &sqlx::any::AnyRow) -> Result<VideoRecord> {
@@ -185,6 +186,7 @@ fn video_from(row: &sqlx::any::AnyRow) -> Result<VideoRecord> {
         owner_id: row.try_get("owner_id")?,
         job_id: row.try_get("job_id")?,
         upload_id: row.try_get("upload_id")?,
+        media_id: row.try_get("media_id")?,
         video: Video {
             id: row.try_get("id")?,
             channel: ChannelRef {
@@ -220,6 +222,7 @@ pub(crate) struct NewVideo<'a> {
     pub(crate) visibility: Visibility,
     pub(crate) source: Source,
     pub(crate) upload_id: Option<&'a str>,
+    pub(crate) media_id: Option<&'a str>,
     pub(crate) live_session_id: Option<&'a str>,
 }
 
@@ -261,8 +264,8 @@ impl App {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO app_videos (id, channel_id, title, description, state, progress, visibility, source, \
-             renditions, upload_id, live_session_id, views, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, '[]', $8, $9, 0, $10, $10)",
+             renditions, upload_id, media_id, live_session_id, views, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, '[]', $8, $9, $10, 0, $11, $11)",
         )
         .bind(&id)
         .bind(v.channel_id)
@@ -272,6 +275,7 @@ impl App {
         .bind(name(v.visibility))
         .bind(name(v.source))
         .bind(v.upload_id)
+        .bind(v.media_id)
         .bind(v.live_session_id)
         .bind(now)
         .execute(&self.db().pool)
@@ -416,7 +420,7 @@ impl App {
             media.cancel_job(job).await;
         }
         media
-            .remove_video_files(id, v.upload_id.as_deref(), v.job_id.as_deref())
+            .remove_video_files(id, v.media_id.as_deref(), v.job_id.as_deref())
             .await;
         tracing::info!(video = %id, user = %user.id, "video deleted");
         Ok(())
@@ -548,12 +552,14 @@ impl App {
         )
     }
 
-    /// A closed recording of the live stream `app/name` (whose session was `session`):
-    /// a video in `processing`, when the channel keeps recordings. Its id.
+    /// A closed recording `recording` (the media side's id of its files) of the live
+    /// stream `app/name` (whose session was `session`): a video in `processing`, when the
+    /// channel keeps recordings. Its id.
     pub async fn recording_closed(
         &self,
         app: &str,
         name: &str,
+        recording: &str,
         session: Option<&str>,
     ) -> Result<Option<String>> {
         if app != self.config().live_app {
@@ -584,6 +590,7 @@ impl App {
                 visibility: Visibility::Public,
                 source: Source::Recording,
                 upload_id: None,
+                media_id: Some(recording),
                 live_session_id: session,
             })
             .await?;
@@ -662,6 +669,7 @@ impl App {
             visibility,
             source: Source::Upload,
             upload_id: Some(upload_id),
+            media_id: Some(upload_id),
             live_session_id: None,
         })
         .await

@@ -32,13 +32,13 @@ impl MediaControl for Recorder {
     fn remove_video_files<'a>(
         &'a self,
         video_id: &'a str,
-        upload_id: Option<&'a str>,
+        media_id: Option<&'a str>,
         _job: Option<&'a str>,
     ) -> BoxFuture<'a, ()> {
         self.0
             .lock()
             .unwrap()
-            .push(format!("remove {video_id} {}", upload_id.unwrap_or("-")));
+            .push(format!("remove {video_id} {}", media_id.unwrap_or("-")));
         Box::pin(async {})
     }
 }
@@ -149,6 +149,7 @@ fn assert_problem(r: &Resp, status: u16, code: &str) {
     assert!(r.body["instance"].as_str().unwrap().starts_with("/api/"));
 }
 
+#[allow(clippy::too_many_lines)] // one user journey, step by step
 async fn accounts_and_sessions(t: &T) {
     // The OpenAPI document is there and names every route.
     let doc = t.call("GET", "/api/v1/openapi.json", &[], None).await;
@@ -1066,7 +1067,7 @@ async fn videos(t: &T) {
     let s = t.app.stream_started("live", "carol-tv").await.unwrap();
     let rec = t
         .app
-        .recording_closed("live", "carol-tv", s.as_deref())
+        .recording_closed("live", "carol-tv", "live.carol-tv.1", s.as_deref())
         .await
         .unwrap()
         .unwrap();
@@ -1086,7 +1087,7 @@ async fn videos(t: &T) {
     .await;
     assert!(
         t.app
-            .recording_closed("live", "carol-tv", None)
+            .recording_closed("live", "carol-tv", "live.carol-tv.2", None)
             .await
             .unwrap()
             .is_none()
@@ -1128,9 +1129,14 @@ async fn the_api_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open_in(dir.path()).await.unwrap();
     assert_eq!(db.backend(), videopick_app::Backend::Sqlite);
-    suite(db).await;
-    // WAL journal, in the storage root.
-    assert!(dir.path().join("app/videopick.db-wal").exists());
+    suite(db.clone()).await;
+    // A WAL journal, in the storage root.
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert!(dir.path().join("app/videopick.db").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

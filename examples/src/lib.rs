@@ -1,5 +1,5 @@
 //! The command line of the VideoPick binaries: one flag per key of `videopick-server`'s
-//! settings tables ([`MEDIA_KEYS`], [`JOBS_KEYS`], [`CHAT_KEYS`]; each also an environment
+//! settings tables ([`MEDIA_KEYS`], [`JOBS_KEYS`], [`CHAT_KEYS`], [`APP_KEYS`]; each also an environment
 //! variable and a key of a `--config` TOML file), the one log set-up, and the signal that
 //! stops a role. Precedence: flag > environment > file > default.
 
@@ -9,13 +9,13 @@
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use videopick_server::FileConfig;
-pub use videopick_server::config::{CHAT_KEYS, JOBS_KEYS, MEDIA_KEYS};
+pub use videopick_server::config::{APP_KEYS, CHAT_KEYS, JOBS_KEYS, MEDIA_KEYS};
 use videopick_server::config::{Key, Kind};
 
 /// The keys of one settings table offered as flags.
 #[derive(Debug, Clone, Copy)]
 pub struct Table {
-    /// `media`, `jobs` or `chat`.
+    /// `media`, `jobs`, `chat` or `app`.
     pub name: &'static str,
     /// Its keys.
     pub keys: &'static [Key],
@@ -58,7 +58,7 @@ pub fn command(name: &'static str, about: &'static str, tables: &[Table]) -> Com
             Arg::new("config")
                 .long("config")
                 .env("VIDEOPICK_CONFIG")
-                .help("TOML file with [media], [jobs] and [chat] tables (keys are the flags' names with _); flags and environment variables override it"),
+                .help("TOML file with [media], [jobs], [chat] and [app] tables (keys are the flags' names with _); flags and environment variables override it"),
         )
         .arg(
             Arg::new("log-format")

@@ -50,18 +50,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Authorize: Send + Sync + 'static {
     /// Allow (with what the grant says) or deny `req` (with the reason).
     fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, Denied>>;
+
+    /// Whether the stream names asked for in `app` are secrets (stream keys): they are
+    /// then never logged — only the name a publish is granted under is.
+    fn secret_names(&self, _app: &str) -> bool {
+        false
+    }
 }
 
 /// What an allowed publish or play comes with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grant {
     /// Record this publish (`Some(true)`), don't (`Some(false)`), or leave it to the
     /// server's configuration (`None`).
     pub record: Option<bool>,
+    /// Publish under this stream name instead of the one asked for — a secret stream
+    /// key mapped to its channel's public name. The name asked for is then never logged,
+    /// announced or shown.
+    pub stream: Option<String>,
 }
 
 impl Grant {
-    /// Combine two grants: a "don't record" wins over "record", which wins over no opinion.
+    /// Combine two grants: a "don't record" wins over "record", which wins over no
+    /// opinion; the first new name wins.
     #[must_use]
     pub fn and(self, other: Grant) -> Grant {
         let record = match (self.record, other.record) {
@@ -69,8 +80,21 @@ impl Grant {
             (Some(true), _) | (_, Some(true)) => Some(true),
             _ => None,
         };
-        Grant { record }
+        Grant {
+            record,
+            stream: self.stream.or(other.stream),
+        }
     }
+}
+
+/// Whether `name` may be a stream name granted by an authorizer: 1–128 letters, digits,
+/// `-`, `_` or `.`, not starting with `.`.
+pub fn valid_stream_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Allows everything. Use only on loopback or behind another gate.
@@ -283,11 +307,13 @@ struct HookRequest<'a> {
 #[serde(default)]
 struct HookGrant {
     record: Option<bool>,
+    stream: Option<String>,
 }
 
 /// Asks an HTTP endpoint: POSTs the request as JSON; a 2xx answer allows (an answer
-/// `{"record": true|false}` also decides recording), anything else — or no answer within
-/// the client's timeout — denies.
+/// `{"record": true|false}` also decides recording, `{"stream": "name"}` renames the
+/// publish — see [`Grant::stream`]), anything else — or no answer within the client's
+/// timeout — denies.
 #[derive(Debug, Clone)]
 pub struct HttpHook {
     url: String,
@@ -320,9 +346,17 @@ impl Authorize for HttpHook {
             };
             match self.client.post_json(&self.url, &body).await {
                 Ok(a) if a.is_success() => match a.json::<Option<HookGrant>>() {
-                    Ok(g) => Ok(Grant {
-                        record: g.and_then(|g| g.record),
-                    }),
+                    Ok(g) => {
+                        let g = g.unwrap_or_default();
+                        if g.stream.as_deref().is_some_and(|n| !valid_stream_name(n)) {
+                            tracing::warn!("auth hook granted an invalid stream name");
+                            return Err(Denied::HookUnavailable);
+                        }
+                        Ok(Grant {
+                            record: g.record,
+                            stream: g.stream,
+                        })
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "auth hook answer unreadable");
                         Err(Denied::HookUnavailable)
@@ -349,6 +383,10 @@ impl std::fmt::Debug for AllOf {
 }
 
 impl Authorize for AllOf {
+    fn secret_names(&self, app: &str) -> bool {
+        self.0.iter().any(|a| a.secret_names(app))
+    }
+
     fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, Denied>> {
         Box::pin(async move {
             let mut grant = Grant::default();
@@ -443,7 +481,10 @@ mod tests {
 
     #[test]
     fn grants_combine_with_no_winning() {
-        let g = |record| Grant { record };
+        let g = |record| Grant {
+            record,
+            stream: None,
+        };
         assert_eq!(g(None).and(g(None)), g(None));
         assert_eq!(g(None).and(g(Some(true))), g(Some(true)));
         assert_eq!(g(Some(true)).and(g(Some(false))), g(Some(false)));
@@ -499,7 +540,13 @@ mod tests {
         r.tc_url = Some("rtmp://h/live".into());
         let (ok, got) = answer("HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{\"record\": true}");
         let grant = HttpHook::new(ok, client()).authorize(&r).await;
-        assert_eq!(grant, Ok(Grant { record: Some(true) }));
+        assert_eq!(
+            grant,
+            Ok(Grant {
+                record: Some(true),
+                stream: None
+            })
+        );
         let text = got.recv().unwrap();
         assert!(text.starts_with("POST /hook HTTP/1.1\r\n"), "{text}");
         assert!(

@@ -304,11 +304,16 @@ impl Conn {
         req: &videopick_rtmp::PublishRequest,
     ) -> videopick_rtmp::Result<()> {
         let auth = self.auth_request(Action::Publish, &req.name, req.query.as_ref());
-        tracing::Span::current().record("stream", format!("{}/{}", self.app, req.name));
+        // A name that is a secret stream key is not logged; the span gets the name the
+        // publish is granted under.
+        let secret = ctx.auth.secret_names(&self.app);
+        if !secret {
+            tracing::Span::current().record("stream", format!("{}/{}", self.app, req.name));
+        }
         let grant = match ctx.auth.authorize(&auth).await {
             Ok(g) => g,
             Err(why) => {
-                tracing::info!(reason = %why, "publish refused");
+                tracing::info!(app = %self.app, reason = %why, "publish refused");
                 return self
                     .session
                     .reject_publish(req.id, &PublishRejection::Unauthorized(why.to_string()));
@@ -320,7 +325,11 @@ impl Conn {
             Some("0" | "false" | "no") => Some(false),
             _ => grant.record,
         };
-        let key = format!("{}/{}", self.app, req.name);
+        let name = grant.stream.as_deref().unwrap_or(&req.name);
+        let key = format!("{}/{}", self.app, name);
+        if secret || grant.stream.is_some() {
+            tracing::Span::current().record("stream", key.as_str());
+        }
         if self.publisher.is_some() {
             return self
                 .session

@@ -533,6 +533,122 @@ pub const CHAT_KEYS: &[Key] = &[
     ),
 ];
 
+/// The `[app]` keys.
+pub const APP_KEYS: &[Key] = &[
+    Key::new(
+        "listen",
+        "VIDEOPICK_APP_LISTEN",
+        Kind::Text,
+        "App",
+        "Address the app-server listens on (the all-in-one serves the API on the media role's HTTP listener).",
+    ),
+    Key::new(
+        "data",
+        "VIDEOPICK_APP_DATA",
+        Kind::Text,
+        "App",
+        "Directory of the embedded SQLite database when no --db is given (the all-in-one uses the storage root).",
+    ),
+    Key::secret(
+        "db",
+        "VIDEOPICK_DB",
+        Kind::Text,
+        "App",
+        "Database URL: postgres://USER@HOST/DB, or sqlite://PATH (default: SQLite under the data directory).",
+    ),
+    Key::new(
+        "cache",
+        "VIDEOPICK_CACHE",
+        Kind::Text,
+        "App",
+        "Redis URL of the cache of hot reads shared by app nodes (default: in process).",
+    ),
+    Key::new(
+        "cache_prefix",
+        "VIDEOPICK_CACHE_PREFIX",
+        Kind::Text,
+        "App",
+        "Prefix of the cache's Redis keys.",
+    ),
+    Key::new(
+        "session_ttl_hours",
+        "VIDEOPICK_SESSION_TTL_HOURS",
+        Kind::Number,
+        "App",
+        "How long a sign-in lasts, in hours.",
+    ),
+    Key::new(
+        "cookie_secure",
+        "VIDEOPICK_COOKIE_SECURE",
+        Kind::Switch,
+        "App",
+        "Mark the session cookie Secure (the site is served over HTTPS).",
+    ),
+    Key::new(
+        "allowed_origins",
+        "VIDEOPICK_ALLOWED_ORIGINS",
+        Kind::TextList,
+        "App",
+        "Origins besides the API's own whose pages may make signed-in changes (comma-separated, e.g. https://videopick.example).",
+    ),
+    Key::secret(
+        "chat_secret",
+        "VIDEOPICK_APP_CHAT_SECRET",
+        Kind::Text,
+        "App",
+        "The chat's token secret, to mint chat tokens (the all-in-one uses --jwt-secret).",
+    ),
+    Key::new(
+        "chat_url",
+        "VIDEOPICK_CHAT_URL",
+        Kind::Text,
+        "App",
+        "The chat's public Socket.IO URL, told to clients with their tokens.",
+    ),
+    Key::secret(
+        "hook_secret",
+        "VIDEOPICK_HOOK_SECRET",
+        Kind::Text,
+        "App",
+        "Shared secret of the signed hooks between a media server and the app server.",
+    ),
+    Key::new(
+        "rtmp_url",
+        "VIDEOPICK_RTMP_URL",
+        Kind::Text,
+        "App",
+        "The public RTMP server URL shown to creators (OBS \"Server\"); default from the RTMP listener.",
+    ),
+    Key::new(
+        "live_app",
+        "VIDEOPICK_LIVE_APP",
+        Kind::Text,
+        "App",
+        "The RTMP application channels publish to with their stream keys.",
+    ),
+    Key::new(
+        "media_base",
+        "VIDEOPICK_MEDIA_BASE",
+        Kind::Text,
+        "App",
+        "URL prefix of the media server's HTTP-FLV, HLS and thumbnails when it is not the API's origin.",
+    ),
+    Key::new(
+        "header_timeout_secs",
+        "VIDEOPICK_APP_HEADER_TIMEOUT_SECS",
+        Kind::Number,
+        "App",
+        "Seconds a connection to the app-server has to send a complete request head.",
+    ),
+    Key::new(
+        "trusted_proxies",
+        "VIDEOPICK_APP_TRUSTED_PROXIES",
+        Kind::TextList,
+        "App",
+        "Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For / Forwarded name the real client of the app-server.",
+    ),
+];
+
 /// A config file: every table optional, unknown keys refused.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -544,6 +660,8 @@ pub struct FileConfig {
     pub jobs: JobsConfig,
     /// `[chat]`.
     pub chat: ChatConfig,
+    /// `[app]`.
+    pub app: AppConfig,
 }
 
 /// Parse a list of trusted proxies (addresses or CIDR networks).
@@ -574,6 +692,7 @@ impl FileConfig {
             ("media", toml::Table::try_from(MediaConfig::default())),
             ("jobs", toml::Table::try_from(JobsConfig::default())),
             ("chat", toml::Table::try_from(ChatConfig::default())),
+            ("app", toml::Table::try_from(AppConfig::default())),
         ] {
             if let Ok(v) = value {
                 t.insert(name.into(), toml::Value::Table(v));
@@ -839,6 +958,69 @@ impl Default for ChatConfig {
             flush_ms: 20,
             reuse_port: false,
             test_suite: false,
+            header_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Settings of the app role (the `[app]` table of a config file).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AppConfig {
+    /// Address the app-server listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded SQLite database (app-server without `db`).
+    pub data: PathBuf,
+    /// Database URL (`postgres://…`, `sqlite://…`); empty: SQLite under the data directory
+    /// (the all-in-one: under the storage root).
+    pub db: String,
+    /// Redis URL of the shared cache; empty: in process.
+    pub cache: String,
+    /// Prefix of the cache's Redis keys.
+    pub cache_prefix: String,
+    /// How long a sign-in lasts, in hours.
+    pub session_ttl_hours: u64,
+    /// Mark the session cookie `Secure`.
+    pub cookie_secure: bool,
+    /// Origins besides the API's own allowed to make cookie-authenticated changes.
+    pub allowed_origins: Vec<String>,
+    /// The chat's token secret (the all-in-one uses the chat role's).
+    pub chat_secret: Option<String>,
+    /// The chat's public Socket.IO URL.
+    pub chat_url: String,
+    /// Shared secret of the signed hooks between machines.
+    pub hook_secret: Option<String>,
+    /// The public RTMP URL shown to creators; empty: from the RTMP listener.
+    pub rtmp_url: String,
+    /// The RTMP application channels publish to.
+    pub live_app: String,
+    /// URL prefix of media (HTTP-FLV, HLS, thumbnails) when not the API's origin.
+    pub media_base: String,
+    /// Seconds a connection has to send a complete request head.
+    pub header_timeout_secs: u64,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` name the real client.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("./data"),
+            db: String::new(),
+            cache: String::new(),
+            cache_prefix: "videopick:app:".into(),
+            session_ttl_hours: 720,
+            cookie_secure: false,
+            allowed_origins: Vec::new(),
+            chat_secret: None,
+            chat_url: String::new(),
+            hook_secret: None,
+            rtmp_url: String::new(),
+            live_app: "live".into(),
+            media_base: String::new(),
             header_timeout_secs: 10,
             trusted_proxies: Vec::new(),
         }

@@ -54,6 +54,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod chat;
 pub mod config;
 pub mod hls_http;
@@ -65,5 +66,5 @@ pub mod metrics;
 pub mod streams;
 pub mod uploads;
 
-pub use config::{ChatConfig, FileConfig, JobsConfig, MediaConfig};
+pub use config::{AppConfig, ChatConfig, FileConfig, JobsConfig, MediaConfig};
 pub use media::Error;

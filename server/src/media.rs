@@ -39,7 +39,11 @@ impl MediaConfig {
 
     /// The authorization to use: the one chosen, or allow-all when every listener is on
     /// loopback; an error for public listeners without a choice.
-    fn authorization(&self, hooks: &HookClient) -> Result<Arc<dyn Authorize>, Error> {
+    fn authorization(
+        &self,
+        hooks: &HookClient,
+        platform: Option<&videopick_app::App>,
+    ) -> Result<Arc<dyn Authorize>, Error> {
         // The API's writes (kick a publisher, cancel or retry jobs) need a token on a
         // listener others can reach.
         if !self.http.ip().is_loopback() && self.api_token.as_deref().is_none_or(str::is_empty) {
@@ -48,6 +52,17 @@ impl MediaConfig {
                 self.http
             )
             .into());
+        }
+        if let Some(app) = platform {
+            // Channels' stream keys guard the live app; the flags decide the others
+            // (anyone, when every listener is on loopback; nobody else otherwise).
+            let loopback = self.rtmp.ip().is_loopback() && self.http.ip().is_loopback();
+            let others = match self.authorizer(hooks)? {
+                Some(a) => Some(a),
+                None if loopback => Some(Arc::new(AllowAll) as Arc<dyn Authorize>),
+                None => None,
+            };
+            return Ok(Arc::new(crate::app::ChannelKeys::new(app.clone(), others)));
         }
         if let Some(a) = self.authorizer(hooks)? {
             return Ok(a);
@@ -102,6 +117,7 @@ pub struct MediaServer {
     trusted: videopick_live::proxy::TrustedProxies,
     storage: Storage,
     recordings: Recordings,
+    platform: Option<videopick_app::App>,
 }
 
 impl std::fmt::Debug for MediaServer {
@@ -134,12 +150,43 @@ impl MediaServer {
     /// [`MediaServer::bind`], registering its metrics in `metrics` (shared with the
     /// process's other roles: each role's `/metrics` shows them all).
     pub async fn bind_with(config: MediaConfig, metrics: Metrics) -> Result<MediaServer, Error> {
+        MediaServer::bind_inner(config, metrics, None).await
+    }
+
+    /// [`MediaServer::bind_with`] plus the app role on the same HTTP listener, wired in
+    /// process (the all-in-one): the platform API at `/api/v1/` (its SQLite database under
+    /// the storage root unless `app.db` names one), channels' stream keys decide publishes
+    /// to the live app, lifecycle events and viewer counts feed live sessions, closed
+    /// recordings become videos. `chat_secret` lets the API mint chat tokens.
+    pub async fn bind_platform(
+        config: MediaConfig,
+        metrics: Metrics,
+        app: &crate::config::AppConfig,
+        chat_secret: Option<&str>,
+    ) -> Result<MediaServer, Error> {
+        let role =
+            crate::app::AppRole::open(app, &config.storage, chat_secret, Some(config.rtmp)).await?;
+        MediaServer::bind_inner(config, metrics, Some(role)).await
+    }
+
+    /// The platform, when bound with [`MediaServer::bind_platform`].
+    pub fn platform(&self) -> Option<&videopick_app::App> {
+        self.platform.as_ref()
+    }
+
+    #[allow(clippy::too_many_lines)] // the start-up sequence, step by step
+    async fn bind_inner(
+        config: MediaConfig,
+        metrics: Metrics,
+        role: Option<crate::app::AppRole>,
+    ) -> Result<MediaServer, Error> {
         if !(8..=1024).contains(&config.http_read_kib) {
             return Err(format!("http_read_kib is {}: use 8 to 1024", config.http_read_kib).into());
         }
         let mut hooks = HookClient::new(HookConfig::default())?;
         metrics.register(|r| hooks = hooks.clone().with_metrics(r));
-        let auth = config.authorization(&hooks)?;
+        let platform = role.as_ref().map(|r| r.app().clone());
+        let auth = config.authorization(&hooks, platform.as_ref())?;
         let (storage, keeper) = open_storage(&config)?;
 
         let hub = Hub::new(config.hub_config());
@@ -162,7 +209,16 @@ impl MediaServer {
         let jobs =
             crate::jobs::Jobs::start(&config.jobs, &storage, config.api_token.clone(), &metrics)
                 .await?;
-        let (hls, recordings) = start_hls(&config, &hub, &storage, jobs.as_ref(), &hooks);
+        let sessions = platform.as_ref().map(|app| {
+            app.set_media(Arc::new(crate::app::InProcessMedia::new(
+                hub.clone(),
+                jobs.clone(),
+                storage.clone(),
+            )));
+            crate::app::connect_hub(app, &hub, live.clone(), Duration::from_secs(5))
+        });
+        let wired = platform.clone().zip(sessions);
+        let (hls, recordings) = start_hls(&config, &hub, &storage, jobs.as_ref(), &hooks, wired);
         let tus = start_tus(&config, &storage, jobs.as_ref(), &hooks);
         if let Some(url) = &config.event_hook {
             spawn_event_webhook(&hub, hooks.clone(), url.clone());
@@ -186,12 +242,22 @@ impl MediaServer {
                             }
                             _ => None,
                         });
-                let (hls, tus, jobs, metrics) =
-                    (hls.clone(), tus.clone(), jobs.clone(), metrics.clone());
+                let (hls, tus, jobs, metrics, role) = (
+                    hls.clone(),
+                    tus.clone(),
+                    jobs.clone(),
+                    metrics.clone(),
+                    role.clone(),
+                );
                 Box::pin(async move {
                     let resp = async {
                         if let Some(r) = sync {
                             return r;
+                        }
+                        if let Some(role) = &role
+                            && crate::app::AppRole::owns(req.uri().path())
+                        {
+                            return role.handle(req, peer).await;
                         }
                         if tus.owns(req.uri().path()) {
                             return tus.handle(req).await;
@@ -223,6 +289,7 @@ impl MediaServer {
             trusted,
             storage,
             recordings,
+            platform,
         })
     }
 
@@ -374,6 +441,7 @@ fn start_hls(
     storage: &Storage,
     jobs: Option<&crate::jobs::Jobs>,
     hooks: &HookClient,
+    platform: Option<(videopick_app::App, crate::app::Sessions)>,
 ) -> (HlsService, Recordings) {
     let segment = Duration::from_millis(args.hls_segment_ms.max(100));
     let mut live = HlsConfig::default();
@@ -397,12 +465,22 @@ fn start_hls(
     let mut closed = recordings.events();
     let jobs = jobs.cloned();
     tokio::spawn(async move {
-        let Some(jobs) = jobs else { return };
+        if jobs.is_none() && platform.is_none() {
+            return;
+        }
         loop {
             match closed.recv().await {
                 Ok(ev) => {
-                    jobs.recording_finished(&ev.id, &ev.dir.join("index.m3u8"))
-                        .await;
+                    let job = match &jobs {
+                        Some(jobs) => {
+                            jobs.recording_finished(&ev.id, &ev.dir.join("index.m3u8"))
+                                .await
+                        }
+                        None => None,
+                    };
+                    if let Some((app, sessions)) = &platform {
+                        crate::app::recording_closed(app, sessions, &ev, job).await;
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(

@@ -135,6 +135,7 @@ pub fn media_route(path: &str) -> &'static str {
         "/metrics" => "metrics",
         "/healthz" => "healthz",
         "/readyz" => "readyz",
+        p if p.starts_with("/api/v1") => app_route(p),
         p if p.starts_with("/api/streams") => "api_streams",
         p if p.starts_with("/api/jobs") => "api_jobs",
         p if p.starts_with("/files") => "tus",
@@ -142,6 +143,25 @@ pub fn media_route(path: &str) -> &'static str {
         p if p.starts_with("/recordings/") => "recordings",
         p if p.ends_with(".flv") => "http_flv",
         p if p.ends_with(".m3u8") || p.ends_with(".ts") => "hls",
+        _ => "other",
+    }
+}
+
+/// The route label of an app-role request (a fixed set, whatever the path).
+pub fn app_route(path: &str) -> &'static str {
+    let rest = path.strip_prefix("/api/v1/").unwrap_or("");
+    match rest.split('/').next().unwrap_or("") {
+        _ if path == "/metrics" => "metrics",
+        _ if path == "/healthz" || path == "/readyz" => "healthz",
+        "auth" => "api_auth",
+        "me" => "api_me",
+        "channels" => "api_channels",
+        "live" => "api_live",
+        "videos" => "api_videos",
+        "chat" => "api_chat",
+        "admin" => "api_admin",
+        "hooks" => "api_hooks",
+        "openapi.json" => "api_openapi",
         _ => "other",
     }
 }

@@ -2,7 +2,7 @@
 //! is a field, and mistakes are reported with the key's name.
 
 use videopick_server::FileConfig;
-use videopick_server::config::{ChatConfig, JobsConfig, MediaConfig};
+use videopick_server::config::{AppConfig, ChatConfig, JobsConfig, MediaConfig};
 use videopick_server::jobs::RecordingJobs;
 
 #[test]
@@ -12,6 +12,7 @@ fn the_example_file_is_the_defaults() {
     assert_eq!(c.media, MediaConfig::default());
     assert_eq!(c.jobs, JobsConfig::default());
     assert_eq!(c.chat, ChatConfig::default());
+    assert_eq!(c.app, AppConfig::default());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `videopick`: the all-in-one VideoPick server on embedded defaults.
 
 use videopick_examples::{
-    CHAT_KEYS, JOBS_KEYS, MEDIA_KEYS, Table, command, fail, load, shutdown_signal,
+    APP_KEYS, CHAT_KEYS, JOBS_KEYS, MEDIA_KEYS, Table, command, fail, load, shutdown_signal,
 };
 use videopick_server::chat::ChatServer;
 use videopick_server::media::MediaServer;
@@ -23,21 +23,46 @@ const TABLES: &[Table] = &[
         only: &["jwt_secret"],
         ..CHAT
     },
+    // The app role shares the media role's HTTP listener and storage root.
+    Table {
+        name: "app",
+        keys: APP_KEYS,
+        prefix: "",
+        only: &[
+            "db",
+            "cache",
+            "cookie_secure",
+            "allowed_origins",
+            "chat_url",
+            "rtmp_url",
+            "live_app",
+            "session_ttl_hours",
+        ],
+    },
 ];
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let about = "The whole platform in one process on embedded defaults (filesystem storage, \
-                 in-process buses and queue): the media role (RTMP on 1935; HTTP-FLV, HLS, tus \
-                 uploads, jobs, VOD, /metrics on 8000) and the chat role (Socket.IO on 3001). \
-                 Without --jwt-secret the chat is read-only for anonymous viewers";
+                 SQLite, in-process buses, queue and cache): the media role (RTMP on 1935; \
+                 HTTP-FLV, HLS, tus uploads, jobs, VOD, /metrics on 8000), the app role (the \
+                 platform API at /api/v1 on the same port: accounts, channels and their stream \
+                 keys, videos) and the chat role (Socket.IO on 3001). Without --jwt-secret the \
+                 chat is read-only for anonymous viewers and no chat tokens are minted";
     let matches = command("videopick", about, TABLES).get_matches();
     let run = async {
         let mut config = load(&matches, TABLES)?;
         config.chat.anonymous |= config.chat.jwt_secret.is_none();
         // One metrics registry: /metrics of either role shows both.
         let metrics = Metrics::new();
-        let media = MediaServer::bind_with(config.media, metrics.clone()).await;
+        let secret = config.chat.jwt_secret.clone();
+        let media = MediaServer::bind_platform(
+            config.media,
+            metrics.clone(),
+            &config.app,
+            secret.as_deref(),
+        )
+        .await;
         let media = media.map_err(|e| e.to_string())?;
         let chat = ChatServer::bind_with(config.chat, metrics).map_err(|e| e.to_string())?;
         let text = |r: std::io::Result<std::net::SocketAddr>| r.map_err(|e| e.to_string());

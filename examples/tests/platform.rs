@@ -1,0 +1,242 @@
+//! The platform in the all-in-one `videopick`, with real clients: an account and a
+//! channel made through the API, ffmpeg publishing with the channel's stream key, the API
+//! listing the channel live with its viewers while ffmpeg plays `/live/<slug>.flv`; a
+//! wrong key and a rotated key refused; the key never in a log line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use videopick_testkit::ffmpeg;
+use videopick_testkit::http::request;
+
+struct Server {
+    child: Child,
+    rtmp: String,
+    http: String,
+    logs: Receiver<String>,
+}
+
+fn start(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_videopick"))
+        .env("RUST_LOG", "info")
+        .args(["--storage", dir.to_str().unwrap(), "--min-free-bytes", "0"])
+        .args(["--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "--chat-listen",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            "chat-secret",
+        ])
+        .args(["--transcode-recordings", "none"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut rtmp, mut http) = (String::new(), String::new());
+    while rtmp.is_empty() || http.is_empty() {
+        let line = lines.next().expect("videopick exited early").unwrap();
+        if let Some(a) = line.strip_prefix("videopick: rtmp on rtmp://") {
+            rtmp = a.to_string();
+        } else if let Some(a) = line.strip_prefix("videopick: listening on http://") {
+            http = a.to_string();
+        }
+    }
+    let (tx, logs) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx2.send(l);
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    Server {
+        child,
+        rtmp,
+        http,
+        logs,
+    }
+}
+
+fn api(
+    http: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut extra = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        extra.push_str("Content-Type: application/json\r\n");
+    }
+    let (status, text) = request(http, method, path, &extra, body.as_bytes());
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[allow(clippy::too_many_lines)]
+fn a_channel_goes_live_with_its_key_and_only_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start(dir.path());
+    let http = s.http.clone();
+
+    let (st, me) = api(
+        &http,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(
+            json!({"username": "jiwoo", "email": "jiwoo@example.com", "password": "correct horse battery"}),
+        ),
+    );
+    assert_eq!(st, 201, "{me}");
+    let token = me["token"].as_str().unwrap().to_string();
+    let (st, created) = api(
+        &http,
+        "POST",
+        "/api/v1/channels",
+        Some(&token),
+        Some(json!({"slug": "jiwoo-live", "name": "지우 라이브"})),
+    );
+    assert_eq!(st, 201, "{created}");
+    let key = created["key"]["stream_key"].as_str().unwrap().to_string();
+
+    // A wrong key is refused at once.
+    let wrong = format!("rtmp://{}/live/sk_not-the-key", s.rtmp);
+    let t = Instant::now();
+    let status = ffmpeg::publish_command(&wrong, "160x120", 5)
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "refused at once, not at the end"
+    );
+    // So is publishing under the public name.
+    let direct = format!("rtmp://{}/live/jiwoo-live", s.rtmp);
+    assert!(
+        !ffmpeg::publish_command(&direct, "160x120", 5)
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    // OBS convention: server rtmp://HOST/live, stream key = the secret.
+    let url = format!("rtmp://{}/live/{key}", s.rtmp);
+    let mut publisher = ffmpeg::publish_command(&url, "320x240", 120)
+        .spawn()
+        .unwrap();
+    wait_for("the channel to be live", 20, || {
+        let (_, live) = api(&http, "GET", "/api/v1/live", None, None);
+        live["items"][0]["slug"] == "jiwoo-live"
+    });
+    let (_, ch) = api(&http, "GET", "/api/v1/channels/jiwoo-live", None, None);
+    assert_eq!(ch["live"]["flv"], "/live/jiwoo-live.flv");
+    assert!(!ch.to_string().contains(&key));
+
+    // A viewer plays the HTTP-FLV stream; the API counts it and reports the stream's health.
+    let flv = format!("http://{http}/live/jiwoo-live.flv");
+    let mut player = ffmpeg::spawn(&["-i", &flv, "-t", "15", "-f", "null", "-"]);
+    wait_for("viewers >= 1 in the API", 20, || {
+        let (_, ch) = api(&http, "GET", "/api/v1/channels/jiwoo-live", None, None);
+        ch["live"]["viewers"].as_i64().unwrap_or(0) >= 1
+    });
+    let (_, ch) = api(&http, "GET", "/api/v1/channels/jiwoo-live", None, None);
+    assert_eq!(ch["live"]["health"]["width"], 320, "{ch}");
+    assert_eq!(ch["live"]["health"]["height"], 240, "{ch}");
+    assert!(
+        ch["live"]["health"]["video_codec"]
+            .as_str()
+            .unwrap()
+            .starts_with("avc1"),
+        "{ch}"
+    );
+    let probe = ffmpeg::ffprobe(&flv, &["-show_entries", "stream=codec_name,width"]);
+    assert!(probe.contains("h264") && probe.contains("320"), "{probe}");
+
+    // Rotating the key with end_live ends the publish; the old key no longer works.
+    let (st, rotated) = api(
+        &http,
+        "POST",
+        "/api/v1/channels/jiwoo-live/key?end_live=true",
+        Some(&token),
+        None,
+    );
+    assert_eq!(st, 200, "{rotated}");
+    let new_key = rotated["stream_key"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    loop {
+        if publisher.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the publish was not ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = player.kill();
+    let _ = player.wait();
+    wait_for("the live session to end", 10, || {
+        let (_, live) = api(&http, "GET", "/api/v1/live", None, None);
+        live["items"] == json!([])
+    });
+    assert!(
+        !ffmpeg::publish_command(&url, "160x120", 5)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let new_url = format!("rtmp://{}/live/{new_key}", s.rtmp);
+    let mut again = ffmpeg::publish_command(&new_url, "160x120", 60)
+        .spawn()
+        .unwrap();
+    wait_for("live again with the new key", 20, || {
+        let (_, live) = api(&http, "GET", "/api/v1/live", None, None);
+        live["items"][0]["slug"] == "jiwoo-live"
+    });
+    let _ = again.kill();
+    let _ = again.wait();
+
+    // The platform's API and the media role share one origin; other API paths are problems.
+    let (st, body) = api(&http, "GET", "/api/v1/nope", None, None);
+    assert_eq!((st, body["code"].as_str()), (404, Some("not-found")));
+
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let mut lines = Vec::new();
+    while let Ok(l) = s.logs.recv_timeout(Duration::from_millis(300)) {
+        lines.push(l);
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("publish refused")),
+        "the refusals are logged"
+    );
+    for (k, what) in [(&key, "old key"), (&new_key, "new key")] {
+        let leaked: Vec<_> = lines.iter().filter(|l| l.contains(k.as_str())).collect();
+        assert!(
+            leaked.is_empty(),
+            "the {what} leaked into the logs: {leaked:?}"
+        );
+    }
+}
