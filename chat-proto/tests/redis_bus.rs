@@ -97,6 +97,7 @@ fn message(text: &str) -> ChatMessage {
             id: "u1".into(),
             name: "Ann".into(),
             role: Role::Viewer,
+            room: None,
         },
         text: text.into(),
         ts: 1_800_000_000_000,

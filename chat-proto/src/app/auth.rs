@@ -2,7 +2,8 @@
 //! algorithm and expiry checked (time injected), claims read into a chat [`Identity`].
 //!
 //! Claims: `sub` (user id, required), `name` (display name, defaults to `sub`), `role`
-//! (`viewer` default, `moderator`, `broadcaster`), `exp` (seconds since the Unix epoch,
+//! (`viewer` default, `moderator`, `broadcaster`), `room` (optional: the one room a
+//! moderating role applies to), `exp` (seconds since the Unix epoch,
 //! **required**: a token that never expires is refused), `nbf` (optional). Both are checked
 //! with [`LEEWAY_SECS`] of tolerance for clocks that disagree a little.
 
@@ -66,6 +67,22 @@ pub struct Identity {
     pub name: String,
     /// Role.
     pub role: Role,
+    /// The one room a moderating role applies to (the token's `room` claim); in other
+    /// rooms the user is a viewer. `None`: every room.
+    pub room: Option<String>,
+}
+
+impl Identity {
+    /// This identity as it acts in `room`: a moderating role scoped to another room is
+    /// a viewer's here.
+    #[must_use]
+    pub fn in_room(&self, room: &str) -> Identity {
+        let mut me = self.clone();
+        if me.role.moderates() && me.room.as_deref().is_some_and(|r| r != room) {
+            me.role = Role::Viewer;
+        }
+        me
+    }
 }
 
 /// Why a token is refused (the CONNECT_ERROR message says which).
@@ -167,7 +184,17 @@ pub fn verify(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity, Tok
         Some("broadcaster") => Role::Broadcaster,
         Some(_) => return Err(TokenError::Claims),
     };
-    Ok(Identity { id, name, role })
+    let room = match claims.get("room") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if !r.is_empty() && r.len() <= 128 => Some(r.clone()),
+        Some(_) => return Err(TokenError::Claims),
+    };
+    Ok(Identity {
+        id,
+        name,
+        role,
+        room,
+    })
 }
 
 /// Sign `claims` with `secret` (for tests and tools issuing tokens).
@@ -203,6 +230,33 @@ mod tests {
             Err(TokenError::MissingExpiry)
         );
         assert_eq!(verify(token, b"other", 0), Err(TokenError::Signature));
+    }
+
+    #[test]
+    fn a_moderating_role_scoped_to_a_room_is_a_viewer_elsewhere() {
+        let t = sign(
+            &json!({"sub": "u1", "role": "broadcaster", "room": "live/mine", "exp": 2_000_000_000u64}),
+            b"k",
+        );
+        let me = verify(&t, b"k", 1_700_000_000).unwrap();
+        assert_eq!(me.room.as_deref(), Some("live/mine"));
+        assert_eq!(me.in_room("live/mine").role, Role::Broadcaster);
+        assert_eq!(me.in_room("live/other").role, Role::Viewer);
+        // Without the claim, the role holds everywhere (tokens of other issuers).
+        let t = sign(
+            &json!({"sub": "m", "role": "moderator", "exp": 2_000_000_000u64}),
+            b"k",
+        );
+        assert_eq!(
+            verify(&t, b"k", 1_700_000_000).unwrap().in_room("any").role,
+            Role::Moderator
+        );
+        // A malformed room claim is refused.
+        let t = sign(
+            &json!({"sub": "m", "room": 5, "exp": 2_000_000_000u64}),
+            b"k",
+        );
+        assert_eq!(verify(&t, b"k", 1_700_000_000), Err(TokenError::Claims));
     }
 
     #[test]

@@ -583,7 +583,12 @@ impl Core {
             let Some(u) = users.get(&conn) else {
                 return Err(ChatError::new("unauthorized", "not connected")).into();
             };
-            (u.identity.clone(), u.rooms.contains(room), u.rooms.len())
+            // A moderator's token may be for one room only.
+            (
+                u.identity.in_room(room),
+                u.rooms.contains(room),
+                u.rooms.len(),
+            )
         };
         let limits = self.config.limits;
         let change = match name {
@@ -677,6 +682,7 @@ impl App for ChatApp {
                 id: format!("anon-{}", socket.conn().id()),
                 name: "anonymous".into(),
                 role: Role::Anonymous,
+                room: None,
             },
             None => {
                 core.metrics.refused.fetch_add(1, Ordering::Relaxed);

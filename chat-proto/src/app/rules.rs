@@ -138,6 +138,7 @@ impl ChatMessage {
                 id: user.get("id")?.as_str()?.to_string(),
                 name: user.get("name")?.as_str()?.to_string(),
                 role: Role::parse(user.get("role")?.as_str()?)?,
+                room: None,
             },
             text: v.get("text")?.as_str()?.to_string(),
             ts: v.get("ts")?.as_u64()?,
@@ -372,6 +373,7 @@ mod tests {
             id: id.into(),
             name: id.into(),
             role,
+            room: None,
         }
     }
 
