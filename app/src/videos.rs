@@ -280,6 +280,9 @@ impl App {
         .bind(now)
         .execute(&self.db().pool)
         .await?;
+        if let Some(m) = v.media_id {
+            self.cache().invalidate(&[format!("media:{m}")]).await;
+        }
         Ok(id)
     }
 
@@ -415,6 +418,9 @@ impl App {
             .execute(&self.db().pool)
             .await?;
         self.video_changed(id).await;
+        if let Some(m) = &v.media_id {
+            self.cache().invalidate(&[format!("media:{m}")]).await;
+        }
         let media = self.media();
         if let Some(job) = &v.job_id {
             media.cancel_job(job).await;
@@ -673,5 +679,112 @@ impl App {
             live_session_id: None,
         })
         .await
+    }
+}
+
+/// Who may touch an upload, and what a media file's video allows.
+impl App {
+    /// Whether `user` may act on the upload `upload_id` (resume, read its offset, cancel):
+    /// the owner of its video, or an admin. An upload without a video (a part of a
+    /// parallel upload) is anyone signed in's.
+    pub async fn may_use_upload(&self, user: &User, upload_id: &str) -> Result<bool> {
+        if user.role == Role::Admin {
+            return Ok(true);
+        }
+        let owner: Option<String> = sqlx::query_scalar(
+            "SELECT c.owner_id FROM app_videos v JOIN app_channels c ON c.id = v.channel_id WHERE v.upload_id = $1",
+        )
+        .bind(upload_id)
+        .fetch_optional(&self.db().pool)
+        .await?;
+        Ok(owner.is_none_or(|o| o == user.id))
+    }
+
+    /// Every byte of the upload `upload_id` is stored; `job_id` (when one was queued)
+    /// processes it now. The video's id, if the upload has one.
+    pub async fn upload_finished(
+        &self,
+        upload_id: &str,
+        job_id: Option<&str>,
+    ) -> Result<Option<String>> {
+        let Some(id) = self.video_of_upload(upload_id).await? else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE app_videos SET state = 'processing', progress = 0, job_id = COALESCE($1, job_id), updated_at = $2 \
+             WHERE id = $3 AND state = 'uploading'",
+        )
+        .bind(job_id)
+        .bind(now_ms())
+        .bind(&id)
+        .execute(&self.db().pool)
+        .await?;
+        self.video_changed(&id).await;
+        Ok(Some(id))
+    }
+
+    /// The upload `upload_id` was cancelled (terminated) or expired before it finished:
+    /// its video goes too.
+    pub async fn upload_gone(&self, upload_id: &str) -> Result<()> {
+        let Some(id) = self.video_of_upload(upload_id).await? else {
+            return Ok(());
+        };
+        sqlx::query("DELETE FROM app_videos WHERE id = $1 AND state = 'uploading'")
+            .bind(&id)
+            .execute(&self.db().pool)
+            .await?;
+        self.video_changed(&id).await;
+        Ok(())
+    }
+
+    /// The jobs of videos being processed (to follow their progress).
+    pub async fn processing_jobs(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT job_id FROM app_videos WHERE state = 'processing' AND job_id IS NOT NULL LIMIT 1000",
+        )
+        .fetch_all(&self.db().pool)
+        .await?)
+    }
+
+    /// Whether `viewer` may fetch the files of the media `media_id` (an upload or a
+    /// recording): yes unless they belong to a private video that is not the viewer's.
+    /// Cached: every segment request asks.
+    pub async fn may_fetch_media(&self, viewer: Option<&User>, media_id: &str) -> Result<bool> {
+        let key = format!("media:{media_id}");
+        let video = if let Some(id) = self.cache().get(&key).await {
+            String::from_utf8(id.to_vec()).unwrap_or_default()
+        } else {
+            let id: Option<String> =
+                sqlx::query_scalar("SELECT id FROM app_videos WHERE media_id = $1")
+                    .bind(media_id)
+                    .fetch_optional(&self.db().pool)
+                    .await?;
+            let id = id.unwrap_or_default();
+            self.cache().put(&key, bytes::Bytes::from(id.clone())).await;
+            id
+        };
+        if video.is_empty() {
+            // Not a video of the platform (files of the media side alone).
+            return Ok(true);
+        }
+        match self.video_record(&video).await {
+            Ok(v) => Ok(v.may_watch(viewer)),
+            Err(AppError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl App {
+    /// A job finished its part and queued `next` to go on (a recording's remux hands
+    /// over to its ladder): the video follows `next` now.
+    pub async fn hand_over_job(&self, job_id: &str, next: &str) -> Result<()> {
+        sqlx::query("UPDATE app_videos SET job_id = $1, updated_at = $2 WHERE job_id = $3")
+            .bind(next)
+            .bind(now_ms())
+            .bind(job_id)
+            .execute(&self.db().pool)
+            .await?;
+        self.job_video_changed(next).await
     }
 }

@@ -1,5 +1,7 @@
 // Upload a file with tus-js-client (the npm package browsers and Node apps use).
 //   node tus-upload.mjs <endpoint> <file> <chunkSize|single|parallel4> [abortAt(0..1)]
+// Env: TUS_TOKEN (sent as Authorization: Bearer), TUS_METADATA (JSON object merged into
+// the upload's metadata).
 // Prints the upload URL on success; exits non-zero with the error otherwise.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -16,7 +18,12 @@ const upload = new tus.Upload(data, {
   chunkSize,
   // Several partial uploads at once, then a final one (the concatenation extension).
   parallelUploads: parallel,
-  metadata: { filename: basename(file), filetype: 'application/octet-stream' },
+  metadata: {
+    filename: basename(file),
+    filetype: 'application/octet-stream',
+    ...JSON.parse(process.env.TUS_METADATA || '{}'),
+  },
+  headers: process.env.TUS_TOKEN ? { Authorization: `Bearer ${process.env.TUS_TOKEN}` } : {},
   retryDelays: [0, 200, 500],
   onError(err) {
     console.error(`upload failed: ${err}`);

@@ -1,7 +1,9 @@
 //! The platform in the all-in-one `videopick`, with real clients: an account and a
 //! channel made through the API, ffmpeg publishing with the channel's stream key, the API
 //! listing the channel live with its viewers while ffmpeg plays `/live/<slug>.flv`; a
-//! wrong key and a rotated key refused; the key never in a log line.
+//! wrong key and a rotated key refused; the key never in a log line. tus-js-client
+//! uploading with the user's token: the video goes processing → ready with renditions,
+//! poster and storyboard; a private video is neither listed nor playable by others.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +21,7 @@ struct Server {
     logs: Receiver<String>,
 }
 
-fn start(dir: &std::path::Path) -> Server {
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_videopick"))
         .env("RUST_LOG", "info")
         .args(["--storage", dir.to_str().unwrap(), "--min-free-bytes", "0"])
@@ -31,6 +33,7 @@ fn start(dir: &std::path::Path) -> Server {
             "chat-secret",
         ])
         .args(["--transcode-recordings", "none"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -97,7 +100,7 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 #[allow(clippy::too_many_lines)]
 fn a_channel_goes_live_with_its_key_and_only_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = start(dir.path());
+    let mut s = start(dir.path(), &[]);
     let http = s.http.clone();
 
     let (st, me) = api(
@@ -239,4 +242,200 @@ fn a_channel_goes_live_with_its_key_and_only_with_it() {
             "the {what} leaked into the logs: {leaked:?}"
         );
     }
+}
+
+fn sign_up(http: &str, name: &str) -> String {
+    let (st, me) = api(
+        http,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(
+            json!({"username": name, "email": format!("{name}@example.com"), "password": "correct horse battery"}),
+        ),
+    );
+    assert_eq!(st, 201, "{me}");
+    me["token"].as_str().unwrap().to_string()
+}
+
+/// tus-js-client (node) uploading `file` to `endpoint` with `token` and extra metadata.
+fn tus_js(
+    endpoint: &str,
+    file: &std::path::Path,
+    token: Option<&str>,
+    meta: &Value,
+) -> std::process::Output {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir)
+        .arg("tus-upload.mjs")
+        .arg(endpoint)
+        .arg(file)
+        .arg("single")
+        .env("TUS_METADATA", meta.to_string());
+    if let Some(t) = token {
+        cmd.env("TUS_TOKEN", t);
+    }
+    cmd.output().unwrap()
+}
+
+fn get_with(http: &str, path: &str, token: Option<&str>) -> u16 {
+    let extra = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    request(http, "GET", path, &extra, b"").0
+}
+
+#[test]
+#[allow(clippy::too_many_lines)]
+fn an_upload_by_a_signed_in_user_becomes_a_ready_private_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = ffmpeg::make_input(dir.path(), "clip.mp4", "320x240", 4);
+    let mut s = start(&dir.path().join("data"), &["--ladder", "240"]);
+    let http = s.http.clone();
+    let endpoint = format!("http://{http}/files/");
+    let owner = sign_up(&http, "seoyeon");
+    let other = sign_up(&http, "minho");
+
+    // Anonymous uploads are refused; so are uploads of an account without a channel.
+    let out = tus_js(&endpoint, &input, None, &json!({}));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sign in to upload"),
+        "{out:?}"
+    );
+    let out = tus_js(&endpoint, &input, Some(&owner), &json!({}));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("create a channel"),
+        "{out:?}"
+    );
+    let (st, _) = api(
+        &http,
+        "POST",
+        "/api/v1/channels",
+        Some(&owner),
+        Some(json!({"slug": "seoyeon-tv", "name": "서연 TV"})),
+    );
+    assert_eq!(st, 201);
+
+    let out = tus_js(
+        &endpoint,
+        &input,
+        Some(&owner),
+        &json!({"title": "첫 번째 영상", "visibility": "private"}),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let upload_url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let upload_path = upload_url
+        .split_once(&http)
+        .map(|x| x.1.to_string())
+        .unwrap();
+
+    // uploading → processing → ready, with what the ladder made.
+    let mut video = Value::Null;
+    let mut states = Vec::new();
+    wait_for("the video to be ready", 120, || {
+        let (_, page) = api(&http, "GET", "/api/v1/me/videos", Some(&owner), None);
+        video = page["items"][0].clone();
+        let state = video["state"].as_str().unwrap_or("").to_string();
+        if states.last() != Some(&state) {
+            states.push(state.clone());
+        }
+        assert_ne!(state, "failed", "{video}");
+        state == "ready"
+    });
+    assert!(
+        states
+            .iter()
+            .all(|s| ["processing", "ready"].contains(&s.as_str())),
+        "{states:?}"
+    );
+    assert_eq!(video["title"], "첫 번째 영상");
+    assert_eq!(video["visibility"], "private");
+    assert_eq!(video["channel"]["slug"], "seoyeon-tv");
+    assert_eq!(video["renditions"][0]["height"], 240, "{video}");
+    assert!(video["duration_ms"].as_i64().unwrap() >= 3_500, "{video}");
+    let id = video["id"].as_str().unwrap().to_string();
+    let playlist = video["playlist"].as_str().unwrap().to_string();
+    let poster = video["poster"].as_str().unwrap().to_string();
+    let storyboard = video["storyboard"].as_str().unwrap().to_string();
+
+    // Private: only its owner sees it, lists it or fetches its files.
+    assert_eq!(get_with(&http, &format!("/api/v1/videos/{id}"), None), 404);
+    assert_eq!(
+        get_with(&http, &format!("/api/v1/videos/{id}"), Some(&other)),
+        404
+    );
+    assert_eq!(
+        get_with(&http, &format!("/api/v1/videos/{id}"), Some(&owner)),
+        200
+    );
+    let (_, public) = api(&http, "GET", "/api/v1/videos", None, None);
+    assert_eq!(public["items"], json!([]));
+    for f in [&playlist, &poster, &storyboard] {
+        assert_eq!(get_with(&http, f, None), 404, "{f}");
+        assert_eq!(get_with(&http, f, Some(&other)), 404, "{f}");
+        assert_eq!(get_with(&http, f, Some(&owner)), 200, "{f}");
+    }
+    // Nor may another account touch the upload.
+    let (st, _) = request(
+        &http,
+        "HEAD",
+        &upload_path,
+        &format!("Tus-Resumable: 1.0.0\r\nAuthorization: Bearer {other}\r\n"),
+        b"",
+    );
+    assert_eq!(st, 404);
+    let (st, _) = request(
+        &http,
+        "HEAD",
+        &upload_path,
+        &format!("Tus-Resumable: 1.0.0\r\nAuthorization: Bearer {owner}\r\n"),
+        b"",
+    );
+    assert_eq!(st, 200);
+
+    // Made public, it is listed and plays for anyone (ffmpeg decodes the HLS ladder).
+    let (st, v) = api(
+        &http,
+        "PATCH",
+        &format!("/api/v1/videos/{id}"),
+        Some(&owner),
+        Some(json!({"visibility": "public"})),
+    );
+    assert_eq!((st, v["visibility"].as_str()), (200, Some("public")));
+    let (_, public) = api(&http, "GET", "/api/v1/videos", None, None);
+    assert_eq!(public["items"][0]["id"], id.as_str());
+    assert_eq!(get_with(&http, &playlist, None), 200);
+    let warnings = ffmpeg::decode_warnings(&format!("http://{http}{playlist}"));
+    assert!(warnings.is_empty(), "{warnings}");
+
+    // Deleted: gone from the API and its files from storage.
+    let (st, _) = api(
+        &http,
+        "DELETE",
+        &format!("/api/v1/videos/{id}"),
+        Some(&other),
+        None,
+    );
+    assert_eq!(st, 403);
+    let (st, _) = api(
+        &http,
+        "DELETE",
+        &format!("/api/v1/videos/{id}"),
+        Some(&owner),
+        None,
+    );
+    assert_eq!(st, 204);
+    assert_eq!(get_with(&http, &playlist, Some(&owner)), 404);
+    let upload_id = upload_url.rsplit('/').next().unwrap();
+    let storage = videopick_storage::Storage::open(dir.path().join("data")).unwrap();
+    let vod = storage.vod_dir(&videopick_storage::VideoId::new(upload_id).unwrap());
+    let upload = storage.upload_dir(&videopick_storage::UploadId::new(upload_id).unwrap());
+    assert!(!vod.exists() && !upload.exists(), "files left behind");
+    let _ = s.child.kill();
+    let _ = s.child.wait();
 }

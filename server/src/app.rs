@@ -507,3 +507,118 @@ impl videopick_app::MediaControl for InProcessMedia {
         })
     }
 }
+
+/// Follow the jobs of videos being processed (every `every`): progress, then ready with
+/// what the job made (renditions, poster, storyboard, playlist), or failed with why. A
+/// recording's remux job hands over to the ladder job it queued. Works the same with the
+/// embedded and the PostgreSQL queue.
+pub(crate) fn follow_jobs(app: &App, jobs: crate::jobs::Jobs, every: Duration) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        use videopick_transcode::queue::{JobQueue as _, JobState};
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let ids = match app.processing_jobs().await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::debug!(error = %e, "app: processing videos not read");
+                    continue;
+                }
+            };
+            for id in ids {
+                let Ok(n) = id.parse() else { continue };
+                let Ok(Some(job)) = jobs.queue().get(n).await else {
+                    continue;
+                };
+                let done = match job.state {
+                    JobState::Queued | JobState::Running => {
+                        #[allow(clippy::cast_possible_truncation)] // 0–100
+                        let pct = job.progress.clamp(0.0, 100.0) as i64;
+                        app.job_progress(&id, pct).await
+                    }
+                    JobState::Succeeded => {
+                        let r = job.result.clone().unwrap_or_default();
+                        if let Some(next) = r.get("ladder_job").and_then(serde_json::Value::as_i64)
+                        {
+                            app.hand_over_job(&id, &next.to_string()).await
+                        } else {
+                            app.job_finished(&id, &processed(&r, job.payload.get("video_id")))
+                                .await
+                        }
+                    }
+                    JobState::Failed => {
+                        let why = job.last_error.as_deref().unwrap_or("processing failed");
+                        // ffmpeg's errors name server paths: keep the last line's gist.
+                        let why = why.rsplit(['/', '\n']).next().unwrap_or(why);
+                        app.job_failed(&id, why).await
+                    }
+                    JobState::Cancelled => app.job_failed(&id, "processing was cancelled").await,
+                };
+                if let Err(e) = done {
+                    tracing::debug!(job = %id, error = %e, "app: video state not updated");
+                }
+            }
+        }
+    });
+}
+
+/// What the app shows of a finished job's result (public URLs only).
+fn processed(
+    r: &serde_json::Value,
+    video: Option<&serde_json::Value>,
+) -> videopick_app::videos::Processed {
+    use videopick_app::videos::{Processed, Rendition};
+    let video = video
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let master = r.get("master").and_then(serde_json::Value::as_str);
+    let renditions = r
+        .get("rungs")
+        .and_then(serde_json::Value::as_array)
+        .map(|rungs| {
+            rungs
+                .iter()
+                .map(|x| Rendition {
+                    name: x["name"].as_str().unwrap_or_default().to_string(),
+                    width: u32::try_from(x["width"].as_u64().unwrap_or(0)).unwrap_or(0),
+                    height: u32::try_from(x["height"].as_u64().unwrap_or(0)).unwrap_or(0),
+                    bitrate_kbps: u32::try_from(x["bitrate"].as_u64().unwrap_or(0) / 1000)
+                        .unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let ladder = master.is_some();
+    Processed {
+        duration_ms: r.get("duration_ms").and_then(serde_json::Value::as_i64),
+        renditions,
+        poster: ladder.then(|| format!("/vod/{video}/poster.jpg")),
+        storyboard: ladder.then(|| format!("/vod/{video}/storyboard.vtt")),
+        playlist: master
+            .map(str::to_string)
+            .or_else(|| r.get("mp4").map(|_| format!("/vod/{video}/video.mp4"))),
+    }
+}
+
+/// Whether the request may fetch `/vod/<media>/…` (a private video's files only for its
+/// owner and admins). `None`: allowed; `Some`: the refusal to answer.
+pub(crate) async fn vod_access<B>(app: &App, req: &Request<B>) -> Option<HttpResponse> {
+    let rest = req.uri().path().strip_prefix("/vod/")?;
+    let media = rest.split('/').next().unwrap_or_default();
+    let user =
+        match videopick_app::api::session_from_headers(app, req.method(), req.headers()).await {
+            Ok((u, _)) => u,
+            Err(_) => None,
+        };
+    match app.may_fetch_media(user.as_ref(), media).await {
+        Ok(true) => None,
+        Ok(false) => Some(respond(StatusCode::NOT_FOUND, "text/plain", "not found\n")),
+        Err(e) => Some(respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("{e}\n"),
+        )),
+    }
+}

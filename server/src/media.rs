@@ -215,11 +215,14 @@ impl MediaServer {
                 jobs.clone(),
                 storage.clone(),
             )));
+            if let Some(jobs) = &jobs {
+                crate::app::follow_jobs(app, jobs.clone(), Duration::from_secs(2));
+            }
             crate::app::connect_hub(app, &hub, live.clone(), Duration::from_secs(5))
         });
         let wired = platform.clone().zip(sessions);
         let (hls, recordings) = start_hls(&config, &hub, &storage, jobs.as_ref(), &hooks, wired);
-        let tus = start_tus(&config, &storage, jobs.as_ref(), &hooks);
+        let tus = start_tus(&config, &storage, jobs.as_ref(), &hooks, platform.clone());
         if let Some(url) = &config.event_hook {
             spawn_event_webhook(&hub, hooks.clone(), url.clone());
         }
@@ -261,6 +264,12 @@ impl MediaServer {
                         }
                         if tus.owns(req.uri().path()) {
                             return tus.handle(req).await;
+                        }
+                        if let Some(role) = &role
+                            && req.uri().path().starts_with("/vod/")
+                            && let Some(refused) = crate::app::vod_access(role.app(), &req).await
+                        {
+                            return refused;
                         }
                         if let Some(jobs) = &jobs
                             && let Some(r) = jobs.route(&req).await
@@ -389,6 +398,7 @@ fn start_tus(
     storage: &Storage,
     jobs: Option<&crate::jobs::Jobs>,
     hooks: &HookClient,
+    platform: Option<videopick_app::App>,
 ) -> TusService {
     let store = FileStore::new(storage.clone(), SyncPolicy::default());
     if let Some(jobs) = jobs {
@@ -415,6 +425,7 @@ fn start_tus(
             args.upload_hook.clone(),
             args.event_hook.clone(),
             jobs.cloned(),
+            platform,
         ),
     );
     let sweeper = tus.clone();

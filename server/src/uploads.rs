@@ -31,6 +31,7 @@ pub struct UploadEvents {
     event_hook: Option<String>,
     jobs: Option<crate::jobs::Jobs>,
     finished: broadcast::Sender<UploadFinished>,
+    platform: Option<videopick_app::App>,
 }
 
 impl UploadEvents {
@@ -48,6 +49,36 @@ impl UploadEvents {
             event_hook,
             jobs,
             finished: broadcast::channel(256).0,
+            platform: None,
+        }
+    }
+
+    /// Uploads belong to the platform's accounts: creating one needs a session (bearer
+    /// token or cookie) and makes a video in the user's channel; only its owner may
+    /// resume or cancel it; finishing moves the video to processing with its job.
+    #[must_use]
+    pub fn with_platform(mut self, app: videopick_app::App) -> UploadEvents {
+        self.platform = Some(app);
+        self
+    }
+
+    /// The signed-in user of a tus request, or the rejection to answer.
+    async fn user(
+        app: &videopick_app::App,
+        req: &RequestInfo,
+    ) -> Result<videopick_app::accounts::User, Rejection> {
+        let method =
+            hyper::Method::from_bytes(req.method.as_bytes()).unwrap_or(hyper::Method::POST);
+        match videopick_app::api::session_from_headers(app, &method, &req.headers).await {
+            Ok((Some(u), _)) => Ok(u),
+            Ok((None, _)) => Err(Rejection {
+                status: 401,
+                message: "sign in to upload".into(),
+            }),
+            Err(e) => Err(Rejection {
+                status: e.status().as_u16(),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -59,17 +90,68 @@ impl UploadEvents {
 
 impl Hooks for UploadEvents {
     fn authorize<'a>(&'a self, req: &'a RequestInfo) -> HookFuture<'a, Result<(), Rejection>> {
-        match &self.app {
-            Some(h) => h.authorize(req),
-            None => Box::pin(async { Ok(()) }),
-        }
+        Box::pin(async move {
+            if let Some(app) = &self.platform {
+                let user = UploadEvents::user(app, req).await?;
+                if let Some(id) = &req.upload {
+                    match app.may_use_upload(&user, id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Err(Rejection {
+                                status: 404,
+                                message: "upload not found".into(),
+                            });
+                        }
+                        Err(e) => {
+                            return Err(Rejection {
+                                status: e.status().as_u16(),
+                                message: e.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+            match &self.app {
+                Some(h) => h.authorize(req).await,
+                None => Ok(()),
+            }
+        })
     }
 
-    fn pre_create<'a>(&'a self, upload: &'a Upload) -> HookFuture<'a, Result<(), Rejection>> {
-        match &self.app {
-            Some(h) => h.pre_create(upload),
-            None => Box::pin(async { Ok(()) }),
-        }
+    fn pre_create<'a>(
+        &'a self,
+        upload: &'a Upload,
+        req: &'a RequestInfo,
+    ) -> HookFuture<'a, Result<(), Rejection>> {
+        Box::pin(async move {
+            let partial = upload.info.concat == Some(videopick_tus::store::ConcatRole::Partial);
+            if let (Some(app), false) = (&self.platform, partial) {
+                let user = UploadEvents::user(app, req).await?;
+                let meta = videopick_tus::headers::Metadata::parse(&upload.info.metadata, 1 << 16)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| {
+                                let v = std::str::from_utf8(v?).ok()?;
+                                Some((k.to_string(), v.to_string()))
+                            })
+                            .collect::<std::collections::HashMap<_, _>>()
+                    })
+                    .unwrap_or_default();
+                if let Err(e) = app
+                    .upload_started(&user, upload.info.id.as_str(), &meta)
+                    .await
+                {
+                    return Err(Rejection {
+                        status: e.status().as_u16(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+            match &self.app {
+                Some(h) => h.pre_create(upload, req).await,
+                None => Ok(()),
+            }
+        })
     }
 
     fn post_finish<'a>(&'a self, upload: &'a Upload, data: &'a Path) -> HookFuture<'a, ()> {
@@ -93,6 +175,12 @@ impl Hooks for UploadEvents {
                 Some(j) => j.upload_finished(&ev.id, &ev.path).await,
                 None => None,
             };
+            if let Some(app) = &self.platform {
+                let job = job.map(|j| j.to_string());
+                if let Err(e) = app.upload_finished(&ev.id, job.as_deref()).await {
+                    tracing::warn!(upload = %ev.id, error = %e, "app: upload's video not updated");
+                }
+            }
             let _ = self.finished.send(ev.clone());
             if let Some(url) = &self.event_hook {
                 let body = serde_json::json!({
@@ -115,6 +203,14 @@ impl Hooks for UploadEvents {
     }
 
     fn post_terminate(&self, id: &str) {
+        if let Some(app) = &self.platform {
+            let (app, id) = (app.clone(), id.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = app.upload_gone(&id).await {
+                    tracing::warn!(upload = %id, error = %e, "app: cancelled upload's video not removed");
+                }
+            });
+        }
         if let Some(h) = &self.app {
             h.post_terminate(id);
         }
@@ -127,11 +223,16 @@ pub fn hooks(
     app: Option<String>,
     event_hook: Option<String>,
     jobs: Option<crate::jobs::Jobs>,
+    platform: Option<videopick_app::App>,
 ) -> Arc<UploadEvents> {
-    Arc::new(UploadEvents::new(
+    let events = UploadEvents::new(
         app.map(|u| HttpHooks::new(u, client.clone())),
         client.clone(),
         event_hook,
         jobs,
-    ))
+    );
+    Arc::new(match platform {
+        Some(p) => events.with_platform(p),
+        None => events,
+    })
 }

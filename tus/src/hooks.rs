@@ -37,6 +37,8 @@ pub struct RequestInfo {
     pub upload: Option<String>,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// Every request header (cookies and `Origin` for session checks, …).
+    pub headers: hyper::header::HeaderMap,
 }
 
 /// The application's hooks. Every method has a permissive default.
@@ -45,8 +47,13 @@ pub trait Hooks: Send + Sync + 'static {
     fn authorize<'a>(&'a self, _req: &'a RequestInfo) -> HookFuture<'a, Result<(), Rejection>> {
         Box::pin(async { Ok(()) })
     }
-    /// Allow or reject a new upload (its metadata, length …) before it is created.
-    fn pre_create<'a>(&'a self, _upload: &'a Upload) -> HookFuture<'a, Result<(), Rejection>> {
+    /// Allow or reject a new upload (its metadata, length …) before it is created; `req`
+    /// is the creating request (who asks).
+    fn pre_create<'a>(
+        &'a self,
+        _upload: &'a Upload,
+        _req: &'a RequestInfo,
+    ) -> HookFuture<'a, Result<(), Rejection>> {
         Box::pin(async { Ok(()) })
     }
     /// Bytes were stored (called after each PATCH with the new durable offset).
@@ -116,6 +123,7 @@ enum HookBody<'a> {
     },
     PreCreate {
         upload: UploadBody<'a>,
+        authorization: Option<&'a str>,
     },
     PostFinish {
         upload: UploadBody<'a>,
@@ -160,9 +168,14 @@ impl Hooks for HttpHooks {
         }))
     }
 
-    fn pre_create<'a>(&'a self, upload: &'a Upload) -> HookFuture<'a, Result<(), Rejection>> {
+    fn pre_create<'a>(
+        &'a self,
+        upload: &'a Upload,
+        req: &'a RequestInfo,
+    ) -> HookFuture<'a, Result<(), Rejection>> {
         Box::pin(self.decide(HookBody::PreCreate {
             upload: upload.into(),
+            authorization: req.authorization.as_deref(),
         }))
     }
 

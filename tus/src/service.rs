@@ -297,6 +297,7 @@ impl TusService {
             path: path.clone(),
             upload: (!rest.is_empty()).then(|| rest.to_string()),
             authorization: header(h, "authorization").map(str::to_string),
+            headers: h.clone(),
         };
         if let Err(r) = self.inner.hooks.authorize(&info).await {
             let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
@@ -310,7 +311,7 @@ impl TusService {
             r
         } else if rest.is_empty() {
             if method == Method::POST {
-                self.create(req).await
+                self.create(req, &info).await
             } else {
                 status(StatusCode::METHOD_NOT_ALLOWED)
             }
@@ -430,7 +431,7 @@ impl TusService {
         Ok((metadata, id))
     }
 
-    async fn create<B>(&self, req: Request<B>) -> Response<TusBody>
+    async fn create<B>(&self, req: Request<B>, who: &RequestInfo) -> Response<TusBody>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
@@ -442,7 +443,7 @@ impl TusService {
             Some(Err(e)) => return header_error(&e),
         };
         if let Some(Concat::Final(urls)) = &concat {
-            return self.create_final(urls, h).await;
+            return self.create_final(urls, h, who).await;
         }
         let length = match self.requested_length(h) {
             Ok(l) => l,
@@ -464,7 +465,7 @@ impl TusService {
             info: info.clone(),
             offset: 0,
         };
-        if let Err(r) = self.inner.hooks.pre_create(&proposed).await {
+        if let Err(r) = self.inner.hooks.pre_create(&proposed, who).await {
             let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
             return text(code, format!("{}\n", r.message));
         }
@@ -503,7 +504,12 @@ impl TusService {
 
     /// `Upload-Concat: final;…`: the parts must be partial uploads of this server; the
     /// final upload's length is their sum, and it is filled once they are all complete.
-    async fn create_final(&self, urls: &[String], h: &HeaderMap) -> Response<TusBody> {
+    async fn create_final(
+        &self,
+        urls: &[String],
+        h: &HeaderMap,
+        who: &RequestInfo,
+    ) -> Response<TusBody> {
         let mut parts = Vec::with_capacity(urls.len());
         let mut length = 0u64;
         for url in urls {
@@ -561,6 +567,14 @@ impl TusService {
             created: SystemTime::now(),
             expires: None,
         };
+        let proposed = Upload {
+            info: info.clone(),
+            offset: 0,
+        };
+        if let Err(r) = self.inner.hooks.pre_create(&proposed, who).await {
+            let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(code, format!("{}\n", r.message));
+        }
         let store = self.inner.store.clone();
         let done = tokio::task::spawn_blocking(move || {
             store.create(info)?;

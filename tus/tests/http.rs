@@ -743,6 +743,7 @@ impl videopick_tus::hooks::Hooks for AppHooks {
     fn pre_create<'a>(
         &'a self,
         upload: &'a videopick_tus::Upload,
+        _req: &'a videopick_tus::hooks::RequestInfo,
     ) -> videopick_tus::hooks::HookFuture<'a, Result<(), videopick_tus::hooks::Rejection>> {
         let named = upload
             .info

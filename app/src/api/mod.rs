@@ -219,35 +219,41 @@ fn same_or_allowed_origin(app: &App, headers: &HeaderMap) -> bool {
     matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
 }
 
+/// Who sends a request with `method` and `headers`: the account of its bearer token or
+/// session cookie, if any. A wrong or expired bearer token is an error (not anonymity);
+/// a cookie-authenticated change from a foreign `Origin` is refused (CSRF). For the
+/// media side's routes (uploads, private video files) as much as for the API.
+pub async fn session_from_headers(
+    app: &App,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(Option<User>, Option<String>), AppError> {
+    let (token, by_cookie) = match bearer_token(headers) {
+        Some(t) => (Some(t), false),
+        None => (cookie_token(headers), true),
+    };
+    let Some(token) = token else {
+        return Ok((None, None));
+    };
+    let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if by_cookie && unsafe_method && !same_or_allowed_origin(app, headers) {
+        return Err(AppError::Forbidden(
+            "cross-site request refused (Origin not allowed)".into(),
+        ));
+    }
+    let user = app.session_user(&token).await?;
+    if user.is_none() && !by_cookie {
+        return Err(AppError::Unauthenticated);
+    }
+    Ok((user, Some(token)))
+}
+
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        let (token, by_cookie) = match bearer_token(&parts.headers) {
-            Some(t) => (Some(t), false),
-            None => (cookie_token(&parts.headers), true),
-        };
-        let Some(token) = token else {
-            return Ok(Caller {
-                user: None,
-                token: None,
-            });
-        };
-        let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if by_cookie && unsafe_method && !same_or_allowed_origin(app, &parts.headers) {
-            return Err(ApiError(AppError::Forbidden(
-                "cross-site request refused (Origin not allowed)".into(),
-            )));
-        }
-        let user = app.session_user(&token).await?;
-        if user.is_none() && !by_cookie {
-            // A bearer token that is wrong or expired is an error, not anonymity.
-            return Err(ApiError(AppError::Unauthenticated));
-        }
-        Ok(Caller {
-            user,
-            token: Some(token),
-        })
+        let (user, token) = session_from_headers(app, &parts.method, &parts.headers).await?;
+        Ok(Caller { user, token })
     }
 }
 
