@@ -21,7 +21,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
-# Python test clients (tuspy), pinned by clients/python/requirements.txt.
+# Python test clients (tuspy, schemathesis), pinned by clients/python/requirements.txt.
 if ! python3 -m pip --version >/dev/null 2>&1; then
   say "installing pip (Debian package)"
   as_root apt-get update -qq
@@ -63,6 +63,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 say "cargo test (workspace, all features)"
 cargo test --workspace --all-features
+
+say "schemathesis against the app API's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s)"
+./scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/app-server" "${SCHEMATHESIS_SECONDS:-60}"
 
 say "fuzz smoke (every target, ${FUZZ_SECONDS:-5}s each)"
 ./scripts/fuzz-smoke.sh

@@ -886,10 +886,12 @@ fn http_hooks_post_json_and_relay_the_answer() {
             r.read_exact(&mut body).unwrap();
             let body = String::from_utf8(body).unwrap();
             // "virus.exe" in base64.
+            // One request per connection, so it says so (else a pooled connection may
+            // be reused just as it closes).
             let answer = if body.contains("dmlydXMuZXhl") {
-                "HTTP/1.1 403 Forbidden\r\nContent-Length: 14\r\n\r\nnot that file\n"
+                "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 14\r\n\r\nnot that file\n"
             } else {
-                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
             };
             seen2.lock().unwrap().push(body);
             let _ = c.write_all(answer.as_bytes());
