@@ -100,7 +100,7 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 #[allow(clippy::too_many_lines)]
 fn a_channel_goes_live_with_its_key_and_only_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = start(dir.path(), &[]);
+    let mut s = start(dir.path(), &["--thumbnail-secs", "1"]);
     let http = s.http.clone();
 
     let (st, me) = api(
@@ -176,6 +176,29 @@ fn a_channel_goes_live_with_its_key_and_only_with_it() {
     );
     let probe = ffmpeg::ffprobe(&flv, &["-show_entries", "stream=codec_name,width"]);
     assert!(probe.contains("h264") && probe.contains("320"), "{probe}");
+
+    // A thumbnail of the latest key frame, refreshed by itself.
+    let mut thumb = String::new();
+    wait_for("a live thumbnail", 20, || {
+        let (_, ch) = api(&http, "GET", "/api/v1/channels/jiwoo-live", None, None);
+        thumb = ch["live"]["thumbnail"].as_str().unwrap_or("").to_string();
+        !thumb.is_empty()
+    });
+    assert!(
+        thumb.starts_with("/thumbnails/live/jiwoo-live.jpg?t="),
+        "{thumb}"
+    );
+    let out = Command::new("curl")
+        .args(["-s", "-D", "/dev/stderr", &format!("http://{http}{thumb}")])
+        .output()
+        .unwrap();
+    assert!(out.stdout.starts_with(&[0xff, 0xd8]), "not a JPEG");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("image/jpeg"));
+    let dims = ffmpeg::ffprobe(
+        &format!("http://{http}{thumb}"),
+        &["-show_entries", "stream=width,height"],
+    );
+    assert!(dims.contains("320") && dims.contains("240"), "{dims}");
 
     // Rotating the key with end_live ends the publish; the old key no longer works.
     let (st, rotated) = api(

@@ -545,6 +545,19 @@ impl Hub {
         })
     }
 
+    /// What a decoder needs for one picture of the live stream `key` now: its video
+    /// sequence header and the newest cached key frame (no viewer is counted). `None`
+    /// when it is not live, has no video, or no key frame is cached yet.
+    pub fn snapshot(&self, key: &str) -> Option<Vec<SharedTag>> {
+        let stream = lock(&self.inner.streams).get(key)?.clone();
+        let state = lock(&stream.state);
+        state.publisher?;
+        let c = &state.cache;
+        let seq = c.video_seq.clone()?;
+        let key_frame = c.gop.iter().find(|t| t.is_keyframe())?.clone();
+        Some(vec![seq, key_frame])
+    }
+
     /// Live streams (with a publisher now).
     pub fn streams(&self) -> Vec<StreamInfo> {
         let mut v: Vec<StreamInfo> = lock(&self.inner.streams)

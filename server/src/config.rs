@@ -258,6 +258,13 @@ pub const MEDIA_KEYS: &[Key] = &[
         "Segments listed in the live HLS playlist.",
     ),
     Key::new(
+        "thumbnail_secs",
+        "VIDEOPICK_THUMBNAIL_SECS",
+        Kind::Number,
+        "Live streaming",
+        "Seconds between live thumbnails of the platform's channels (all-in-one).",
+    ),
+    Key::new(
         "record_apps",
         "VIDEOPICK_RECORD_APPS",
         Kind::TextList,
@@ -765,6 +772,8 @@ pub struct MediaConfig {
     pub hls_segment_ms: u64,
     /// Segments listed in the live HLS playlist.
     pub hls_window: usize,
+    /// Seconds between live thumbnails of the platform's channels (all-in-one).
+    pub thumbnail_secs: u64,
     /// Apps whose every publish is recorded to storage (`*` for all), comma-separated;
     /// `?record=1` on the publish URL or an auth-hook answer `{"record": true}` records
     /// others, `?record=0` opts out.
@@ -823,6 +832,7 @@ impl Default for MediaConfig {
             hls_apps: None,
             hls_segment_ms: 2000,
             hls_window: 6,
+            thumbnail_secs: 30,
             record_apps: Vec::new(),
             record_flv: false,
             tus_max_size: 64 << 30,

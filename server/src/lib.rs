@@ -64,6 +64,7 @@ pub mod jobs;
 pub mod media;
 pub mod metrics;
 pub mod streams;
+mod thumbnails;
 pub mod uploads;
 
 pub use config::{AppConfig, ChatConfig, FileConfig, JobsConfig, MediaConfig};

@@ -218,6 +218,13 @@ impl MediaServer {
             if let Some(jobs) = &jobs {
                 crate::app::follow_jobs(app, jobs.clone(), Duration::from_secs(2));
             }
+            crate::thumbnails::spawn(
+                app.clone(),
+                hub.clone(),
+                storage.clone(),
+                Duration::from_secs(config.thumbnail_secs.max(1)),
+                2,
+            );
             crate::app::connect_hub(app, &hub, live.clone(), Duration::from_secs(5))
         });
         let wired = platform.clone().zip(sessions);
@@ -232,6 +239,7 @@ impl MediaServer {
         let http = tokio::net::TcpListener::bind(config.http).await?;
         tracing::info!(storage = %storage.root().display(), rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "media role listening");
 
+        let thumbs = storage.clone();
         let handler: Handler = Arc::new(
             move |req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
                 let started = std::time::Instant::now();
@@ -245,12 +253,13 @@ impl MediaServer {
                             }
                             _ => None,
                         });
-                let (hls, tus, jobs, metrics, role) = (
+                let (hls, tus, jobs, metrics, role, storage) = (
                     hls.clone(),
                     tus.clone(),
                     jobs.clone(),
                     metrics.clone(),
                     role.clone(),
+                    thumbs.clone(),
                 );
                 Box::pin(async move {
                     let resp = async {
@@ -264,6 +273,12 @@ impl MediaServer {
                         }
                         if tus.owns(req.uri().path()) {
                             return tus.handle(req).await;
+                        }
+                        if role.is_some()
+                            && let Some(r) =
+                                crate::thumbnails::serve(&storage, req.uri().path()).await
+                        {
+                            return r;
                         }
                         if let Some(role) = &role
                             && req.uri().path().starts_with("/vod/")

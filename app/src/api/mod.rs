@@ -857,3 +857,43 @@ pub struct ApiDoc;
 pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Cookie and Authorization headers from the wire never panic the parsers.
+        #[test]
+        fn session_headers_never_panic(cookie in "\\PC{0,200}", auth in "\\PC{0,200}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                h.insert(header::COOKIE, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&auth) {
+                h.insert(header::AUTHORIZATION, v);
+            }
+            let _ = cookie_token(&h);
+            let _ = bearer_token(&h);
+        }
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; vp_session=vps_abc; b=2"),
+        );
+        assert_eq!(cookie_token(&h).as_deref(), Some("vps_abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  tok "),
+        );
+        assert_eq!(bearer_token(&h).as_deref(), Some("tok"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        assert_eq!(bearer_token(&h), None);
+    }
+}
