@@ -93,8 +93,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut slugs = Vec::new();
     for i in 0..args.live.max(1) {
         let slug = format!("bench-{}-{i}", std::process::id());
+        // One creator per channel (an account owns at most ten); the first is the
+        // signed-in one, whose channel gets the videos.
+        let owner = if i == 0 {
+            user.user.clone()
+        } else {
+            app.sign_up(SignUp {
+                username: format!("creator{i}_{}", std::process::id()),
+                email: format!("creator{i}_{}@example.com", std::process::id()),
+                password: "correct horse battery".into(),
+            })
+            .await?
+            .user
+        };
         app.create_channel(
-            &user.user,
+            &owner,
             NewChannel {
                 slug: slug.clone(),
                 name: format!("라이브 {i}"),
