@@ -37,6 +37,7 @@ pub mod channels;
 pub mod chat;
 mod db;
 mod error;
+pub mod hooks;
 mod ids;
 pub mod limits;
 pub mod page;

@@ -318,6 +318,7 @@ struct HookGrant {
 pub struct HttpHook {
     url: String,
     client: HookClient,
+    secret_apps: Vec<String>,
 }
 
 impl HttpHook {
@@ -326,11 +327,24 @@ impl HttpHook {
         HttpHook {
             url: url.into(),
             client,
+            secret_apps: Vec::new(),
         }
+    }
+
+    /// The stream names of `apps` are secret keys the hook maps to public names: they
+    /// are never logged (see [`Authorize::secret_names`]).
+    #[must_use]
+    pub fn secret_apps(mut self, apps: Vec<String>) -> HttpHook {
+        self.secret_apps = apps;
+        self
     }
 }
 
 impl Authorize for HttpHook {
+    fn secret_names(&self, app: &str) -> bool {
+        self.secret_apps.iter().any(|a| a == app)
+    }
+
     fn authorize<'a>(&'a self, req: &'a AuthRequest) -> BoxFuture<'a, Result<Grant, Denied>> {
         Box::pin(async move {
             let body = HookRequest {

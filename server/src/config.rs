@@ -216,6 +216,20 @@ pub const MEDIA_KEYS: &[Key] = &[
         "Lifecycle events (publish, unpublish, play, stop) are POSTed as JSON to this http(s):// URL, with retries.",
     ),
     Key::secret(
+        "hook_secret",
+        "VIDEOPICK_HOOK_SECRET",
+        Kind::Text,
+        "Hooks",
+        "Sign every outgoing hook (auth, events, uploads) with this shared secret (X-Videopick-Signature: HMAC-SHA256), as the app server expects.",
+    ),
+    Key::new(
+        "key_apps",
+        "VIDEOPICK_KEY_APPS",
+        Kind::TextList,
+        "Hooks",
+        "Apps whose stream names are secret stream keys (e.g. live, when the auth hook maps keys to channels): such names are never logged.",
+    ),
+    Key::secret(
         "api_token",
         "VIDEOPICK_API_TOKEN",
         Kind::Text,
@@ -760,6 +774,10 @@ pub struct MediaConfig {
     /// Lifecycle events (publish, unpublish, play, stop) are POSTed as JSON to this http(s)://
     /// URL, with retries.
     pub event_hook: Option<String>,
+    /// Sign outgoing hooks with this shared secret.
+    pub hook_secret: Option<String>,
+    /// Apps whose stream names are secret stream keys (never logged).
+    pub key_apps: Vec<String>,
     /// Bearer token that guards `DELETE /api/streams/<app>/<stream>` (kick a publisher).
     pub api_token: Option<String>,
     /// Seconds a new connection has for the RTMP handshake and connect.
@@ -826,6 +844,8 @@ impl Default for MediaConfig {
             auth_hook: None,
             allow_all: false,
             event_hook: None,
+            hook_secret: None,
+            key_apps: Vec::new(),
             api_token: None,
             handshake_timeout_secs: 10,
             hls: true,

@@ -91,7 +91,9 @@ impl MediaConfig {
             )));
         }
         if let Some(url) = &self.auth_hook {
-            all.push(Arc::new(HttpHook::new(url.clone(), hooks.clone())));
+            all.push(Arc::new(
+                HttpHook::new(url.clone(), hooks.clone()).secret_apps(self.key_apps.clone()),
+            ));
         }
         Ok(match all.len() {
             0 if self.allow_all => Some(Arc::new(AllowAll)),
@@ -183,7 +185,13 @@ impl MediaServer {
         if !(8..=1024).contains(&config.http_read_kib) {
             return Err(format!("http_read_kib is {}: use 8 to 1024", config.http_read_kib).into());
         }
-        let mut hooks = HookClient::new(HookConfig::default())?;
+        let mut hook_config = HookConfig::default();
+        hook_config.signing_secret = config
+            .hook_secret
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec());
+        let mut hooks = HookClient::new(hook_config)?;
         metrics.register(|r| hooks = hooks.clone().with_metrics(r));
         let platform = role.as_ref().map(|r| r.app().clone());
         let auth = config.authorization(&hooks, platform.as_ref())?;
@@ -232,6 +240,7 @@ impl MediaServer {
         let tus = start_tus(&config, &storage, jobs.as_ref(), &hooks, platform.clone());
         if let Some(url) = &config.event_hook {
             spawn_event_webhook(&hub, hooks.clone(), url.clone());
+            spawn_stats_webhook(live.clone(), hooks.clone(), url.clone());
         }
         metrics.register_collector(live.clone());
         metrics.register_collector(keeper);
@@ -384,6 +393,28 @@ pub async fn run(
 ) -> Result<(), Error> {
     MediaServer::bind(config).await?.run(shutdown).await;
     Ok(())
+}
+
+/// Every 5 s while streams are live, `{"event": "stats", "streams": [...]}` (as
+/// `/api/streams`) to the event webhook: viewers and health for an app on another machine.
+fn spawn_stats_webhook(live: LiveHttp, hooks: HookClient, url: String) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&live.streams_json()) else {
+                continue;
+            };
+            if v["streams"].as_array().is_none_or(Vec::is_empty) {
+                continue;
+            }
+            v["event"] = "stats".into();
+            if let Err(e) = hooks.post_json(&url, &v).await {
+                tracing::debug!(error = %e, "stats webhook failed");
+            }
+        }
+    });
 }
 
 /// Open the storage root and start its housekeeping (tmp sweep, recording retention).

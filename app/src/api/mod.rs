@@ -72,6 +72,8 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/videos/{id}/views", post(count_view))
         .route("/api/v1/chat/token", post(chat_token))
         .route("/api/v1/admin/users/{username}/role", put(set_role))
+        .route("/api/v1/hooks/auth", post(hook_auth))
+        .route("/api/v1/hooks/events", post(hook_events))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(request_context))
@@ -804,6 +806,84 @@ async fn set_role(
     Ok(Json(u))
 }
 
+/// Check a hook request's signature (`X-Videopick-Signature`, the shared hook secret).
+fn verified(app: &App, headers: &HeaderMap, body: &[u8]) -> ApiResult<()> {
+    let Some(secret) = app
+        .config()
+        .hook_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(ApiError(AppError::Forbidden(
+            "hooks are off: no hook secret is configured".into(),
+        )));
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let ok = headers
+        .get("x-videopick-signature")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| crate::hooks::verify(secret.as_bytes(), h, body, now));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(AppError::Unauthenticated))
+    }
+}
+
+fn hook_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError(AppError::invalid("body", e.to_string())))
+}
+
+/// The media server's auth hook (signed): may this publish go ahead, and as which stream?
+#[utoipa::path(post, path = "/api/v1/hooks/auth", tag = "hooks", request_body = crate::hooks::AuthAsk,
+    responses(
+        (status = 200, description = "Allowed (a publish: under the channel's name)", body = crate::hooks::AuthGrant),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad signature", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused (wrong key), or hooks are off", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Keys cannot be checked now", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn hook_auth(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<crate::hooks::AuthGrant>> {
+    verified(&app, &headers, &body)?;
+    let ask: crate::hooks::AuthAsk = hook_json(&body)?;
+    let grant = app.hook_auth(&ask).await?;
+    Ok(Json(match grant {
+        Some((stream, record)) => crate::hooks::AuthGrant {
+            stream: Some(stream),
+            record: Some(record),
+        },
+        None => crate::hooks::AuthGrant::default(),
+    }))
+}
+
+/// The media server's event webhook (signed): publishes, unpublishes, stream stats.
+#[utoipa::path(post, path = "/api/v1/hooks/events", tag = "hooks", request_body = crate::hooks::MediaEvent,
+    responses(
+        (status = 204, description = "Taken in"),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad signature", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Hooks are off", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable: send again", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn hook_events(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    verified(&app, &headers, &body)?;
+    let ev: crate::hooks::MediaEvent = hook_json(&body)?;
+    app.hook_event(&ev).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The OpenAPI document of this API.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
     responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
@@ -838,7 +918,8 @@ impl utoipa::Modify for SecurityAddon {
     info(title = "VideoPick API", version = "1", description = "Accounts, channels and stream keys, live sessions, videos and chat tokens. Errors are RFC 9457 problems."),
     paths(openapi, sign_up, sign_in, sign_out, sign_out_all, me, my_channels, my_videos,
         create_channel, channel, channel_settings, update_channel, rotate_key, channel_videos,
-        live_now, latest_videos, video, update_video, delete_video, count_view, chat_token, set_role),
+        live_now, latest_videos, video, update_video, delete_video, count_view, chat_token, set_role,
+        hook_auth, hook_events),
     components(schemas(Problem, ViewCounted, RoleChange)),
     modifiers(&SecurityAddon),
     tags(
@@ -848,6 +929,7 @@ impl utoipa::Modify for SecurityAddon {
         (name = "videos", description = "The video catalog"),
         (name = "chat", description = "Chat tokens"),
         (name = "admin", description = "Administration"),
+        (name = "hooks", description = "Signed hooks from media servers on other machines"),
         (name = "meta", description = "This document"),
     )
 )]

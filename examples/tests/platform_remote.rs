@@ -1,0 +1,253 @@
+//! The seed's split: `app-server` and `media-server` as two processes, joined only by
+//! signed hooks — the media server asks the app whether a stream key may publish (and as
+//! which channel), and tells it publishes, unpublishes and viewer counts. Unsigned or
+//! wrongly signed hooks are refused; the key never appears in the media server's logs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use videopick_testkit::ffmpeg;
+use videopick_testkit::http::request;
+
+fn spawn(bin: &str, args: &[&str], ready: &str) -> (Child, Vec<String>, Receiver<String>) {
+    let mut child = Command::new(bin)
+        .env("RUST_LOG", "info")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut got = Vec::new();
+    loop {
+        let line = lines.next().expect("exited before listening").unwrap();
+        let done = line.contains(ready);
+        got.push(line);
+        if done {
+            break;
+        }
+    }
+    if bin.ends_with("media-server") {
+        got.push(lines.next().unwrap().unwrap());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx2.send(l);
+        }
+    });
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    (child, got, rx)
+}
+
+fn api(
+    http: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut extra = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        extra.push_str("Content-Type: application/json\r\n");
+    }
+    let (st, text) = request(http, method, path, &extra, body.as_bytes());
+    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[allow(clippy::too_many_lines)]
+fn media_and_app_servers_work_together_over_signed_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "hook-s3cret";
+    let data = dir.path().join("app");
+    let (mut app, lines, _app_logs) = spawn(
+        env!("CARGO_BIN_EXE_app-server"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+            "--hook-secret",
+            secret,
+        ],
+        "app-server: listening on http://",
+    );
+    let app_http = lines
+        .last()
+        .unwrap()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .to_string();
+    let auth = format!("http://{app_http}/api/v1/hooks/auth");
+    let events = format!("http://{app_http}/api/v1/hooks/events");
+    let storage = dir.path().join("media");
+    let (mut media, lines, media_logs) = spawn(
+        env!("CARGO_BIN_EXE_media-server"),
+        &[
+            "--storage",
+            storage.to_str().unwrap(),
+            "--min-free-bytes",
+            "0",
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--auth-hook",
+            &auth,
+            "--event-hook",
+            &events,
+            "--hook-secret",
+            secret,
+            "--key-apps",
+            "live",
+            "--transcode-workers",
+            "0",
+        ],
+        "media-server: rtmp on rtmp://",
+    );
+    let rtmp = lines[lines.len() - 2]
+        .rsplit("rtmp://")
+        .next()
+        .unwrap()
+        .to_string();
+    let media_http = lines
+        .last()
+        .unwrap()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .to_string();
+
+    // Hooks without the secret's signature are refused.
+    let (st, body) = request(
+        &app_http,
+        "POST",
+        "/api/v1/hooks/events",
+        "Content-Type: application/json\r\n",
+        br#"{"event":"publish","key":"live/x"}"#,
+    );
+    assert_eq!(st, 401, "{body}");
+    let forged =
+        videopick_hooks_signature("not-the-secret", br#"{"event":"publish","key":"live/x"}"#);
+    let (st, _) = request(
+        &app_http,
+        "POST",
+        "/api/v1/hooks/events",
+        &format!("Content-Type: application/json\r\nX-Videopick-Signature: {forged}\r\n"),
+        br#"{"event":"publish","key":"live/x"}"#,
+    );
+    assert_eq!(st, 401);
+
+    let (st, me) = api(
+        &app_http,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(
+            json!({"username": "remote", "email": "remote@example.com", "password": "correct horse battery"}),
+        ),
+    );
+    assert_eq!(st, 201, "{me}");
+    let token = me["token"].as_str().unwrap().to_string();
+    let (st, ch) = api(
+        &app_http,
+        "POST",
+        "/api/v1/channels",
+        Some(&token),
+        Some(json!({"slug": "remote-live", "name": "원격"})),
+    );
+    assert_eq!(st, 201, "{ch}");
+    let key = ch["key"]["stream_key"].as_str().unwrap().to_string();
+
+    // A wrong key: the app says no, the media server refuses.
+    assert!(
+        !ffmpeg::publish_command(&format!("rtmp://{rtmp}/live/sk_wrong"), "160x120", 3)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The right key publishes as the channel, on the media server; the app hears of it.
+    let mut publisher =
+        ffmpeg::publish_command(&format!("rtmp://{rtmp}/live/{key}"), "320x240", 120)
+            .spawn()
+            .unwrap();
+    wait_for("the app to list the channel live", 20, || {
+        api(&app_http, "GET", "/api/v1/live", None, None).1["items"][0]["slug"] == "remote-live"
+    });
+    let flv = format!("http://{media_http}/live/remote-live.flv");
+    let mut player = ffmpeg::spawn(&["-i", &flv, "-t", "20", "-f", "null", "-"]);
+    wait_for("viewers and health in the app", 20, || {
+        let ch = api(&app_http, "GET", "/api/v1/channels/remote-live", None, None).1;
+        ch["live"]["viewers"].as_i64().unwrap_or(0) >= 1 && ch["live"]["health"]["width"] == 320
+    });
+    let _ = player.kill();
+    let _ = player.wait();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    wait_for("the app to see the stream end", 30, || {
+        api(&app_http, "GET", "/api/v1/live", None, None).1["items"] == json!([])
+    });
+
+    let _ = media.kill();
+    let _ = media.wait();
+    let _ = app.kill();
+    let _ = app.wait();
+    let mut logs = Vec::new();
+    while let Ok(l) = media_logs.recv_timeout(Duration::from_millis(300)) {
+        logs.push(l);
+    }
+    assert!(
+        logs.iter().any(|l| l.contains("publish refused")),
+        "refusals are logged"
+    );
+    let leaked: Vec<_> = logs.iter().filter(|l| l.contains(&key)).collect();
+    assert!(
+        leaked.is_empty(),
+        "the key leaked into the media server's logs: {leaked:?}"
+    );
+}
+
+/// A signature header as `videopick-hooks` makes it, with `secret`.
+fn videopick_hooks_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let hex = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .fold(String::new(), |mut h, b| {
+            use std::fmt::Write as _;
+            let _ = write!(h, "{b:02x}");
+            h
+        });
+    format!("t={t},v1={hex}")
+}
