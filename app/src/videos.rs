@@ -493,6 +493,26 @@ impl App {
         Ok(())
     }
 
+    /// The video `id` is ready as it is (no processing), with `done` (a recording's own
+    /// playlist, say).
+    pub async fn video_ready(&self, id: &str, done: &Processed) -> Result<()> {
+        sqlx::query(
+            "UPDATE app_videos SET state = 'ready', progress = 100, failure = NULL, duration_ms = $1, \
+             renditions = $2, poster = $3, storyboard = $4, playlist = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(done.duration_ms)
+        .bind(serde_json::to_string(&done.renditions).unwrap_or_else(|_| "[]".into()))
+        .bind(done.poster.as_deref())
+        .bind(done.storyboard.as_deref())
+        .bind(done.playlist.as_deref())
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.db().pool)
+        .await?;
+        self.video_changed(id).await;
+        Ok(())
+    }
+
     /// The job of a video finished: it is ready, with what the job made.
     pub async fn job_finished(&self, job_id: &str, done: &Processed) -> Result<()> {
         sqlx::query(

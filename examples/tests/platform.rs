@@ -244,6 +244,36 @@ fn a_channel_goes_live_with_its_key_and_only_with_it() {
     let _ = again.kill();
     let _ = again.wait();
 
+    // The channel records by default: each ended publish became a video — with
+    // transcoding of recordings off, the recording's own VOD playlist, playable at once.
+    let mut rec = Value::Null;
+    wait_for("the recording to become a ready video", 30, || {
+        let (_, page) = api(
+            &http,
+            "GET",
+            "/api/v1/channels/jiwoo-live/videos",
+            None,
+            None,
+        );
+        rec = page["items"]
+            .as_array()
+            .and_then(|v| {
+                v.iter()
+                    .find(|x| x["source"] == "recording" && x["state"] == "ready")
+            })
+            .cloned()
+            .unwrap_or(Value::Null);
+        !rec.is_null()
+    });
+    let playlist = rec["playlist"].as_str().unwrap().to_string();
+    assert!(
+        playlist.starts_with("/recordings/live.jiwoo-live."),
+        "{rec}"
+    );
+    assert!(rec["duration_ms"].as_i64().unwrap() > 1000, "{rec}");
+    let warnings = ffmpeg::decode_warnings(&format!("http://{http}{playlist}"));
+    assert!(warnings.is_empty(), "{warnings}");
+
     // The platform's API and the media role share one origin; other API paths are problems.
     let (st, body) = api(&http, "GET", "/api/v1/nope", None, None);
     assert_eq!((st, body["code"].as_str()), (404, Some("not-found")));

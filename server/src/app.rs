@@ -418,10 +418,24 @@ pub(crate) async fn recording_closed(
         .await
     {
         Ok(Some(video)) => {
-            if let Some(job) = job
-                && let Err(e) = app.attach_job(&video, &job.to_string()).await
-            {
-                tracing::warn!(video = %video, error = %e, "app: recording's job not attached");
+            let done = match job {
+                Some(job) => app.attach_job(&video, &job.to_string()).await,
+                // No job (transcoding of recordings is off): the recording's own VOD
+                // playlist is the video.
+                None => {
+                    app.video_ready(
+                        &video,
+                        &videopick_app::videos::Processed {
+                            duration_ms: i64::try_from(ev.duration.as_millis()).ok(),
+                            playlist: Some(format!("/recordings/{}/index.m3u8", ev.id)),
+                            ..videopick_app::videos::Processed::default()
+                        },
+                    )
+                    .await
+                }
+            };
+            if let Err(e) = done {
+                tracing::warn!(video = %video, error = %e, "app: recording's video not updated");
             }
             tracing::info!(video = %video, recording = %ev.id, "recording became a video");
         }
@@ -602,10 +616,13 @@ fn processed(
     }
 }
 
-/// Whether the request may fetch `/vod/<media>/…` (a private video's files only for its
-/// owner and admins). `None`: allowed; `Some`: the refusal to answer.
+/// Whether the request may fetch `/vod/<media>/…` or `/recordings/<media>/…` (a private
+/// video's files only for its owner and admins). `None`: allowed; `Some`: the refusal to answer.
 pub(crate) async fn vod_access<B>(app: &App, req: &Request<B>) -> Option<HttpResponse> {
-    let rest = req.uri().path().strip_prefix("/vod/")?;
+    let path = req.uri().path();
+    let rest = path
+        .strip_prefix("/vod/")
+        .or_else(|| path.strip_prefix("/recordings/"))?;
     let media = rest.split('/').next().unwrap_or_default();
     let user =
         match videopick_app::api::session_from_headers(app, req.method(), req.headers()).await {

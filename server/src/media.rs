@@ -290,7 +290,8 @@ impl MediaServer {
                             return r;
                         }
                         if let Some(role) = &role
-                            && req.uri().path().starts_with("/vod/")
+                            && (req.uri().path().starts_with("/vod/")
+                                || req.uri().path().starts_with("/recordings/"))
                             && let Some(refused) = crate::app::vod_access(role.app(), &req).await
                         {
                             return refused;
