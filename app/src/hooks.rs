@@ -81,6 +81,71 @@ pub struct MediaEvent {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub streams: Vec<serde_json::Value>,
+    /// For `upload`: the upload's id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// For `upload`: the transcoding job queued for it.
+    #[serde(default)]
+    pub job: Option<i64>,
+}
+
+/// An upload as the media server's tus hooks describe it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct TusUpload {
+    /// Upload id.
+    pub id: String,
+    /// `Upload-Metadata` as received (`key base64,key2 base64`).
+    #[serde(default)]
+    pub metadata: String,
+}
+
+/// One of the media server's tus hooks (its `--upload-hook` body).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum TusHook {
+    /// Any tus request: who asks (`authorization`) for what (`upload`, none: a creation).
+    Authorize {
+        /// HTTP method.
+        method: String,
+        /// The upload the request is about (none: a creation).
+        upload: Option<String>,
+        /// The request's `Authorization` header.
+        authorization: Option<String>,
+    },
+    /// A new upload, before it is created.
+    PreCreate {
+        /// The upload.
+        upload: TusUpload,
+        /// The creating request's `Authorization` header.
+        authorization: Option<String>,
+    },
+    /// Every byte is stored (the job follows as an `upload` event).
+    PostFinish {
+        /// The upload.
+        upload: TusUpload,
+    },
+    /// The upload was terminated.
+    PostTerminate {
+        /// Upload id.
+        id: String,
+    },
+}
+
+/// The pairs of a tus `Upload-Metadata` header whose values are UTF-8.
+pub fn tus_metadata(header: &str) -> std::collections::HashMap<String, String> {
+    use base64::Engine as _;
+    header
+        .split(',')
+        .take(64)
+        .filter_map(|pair| {
+            let mut it = pair.trim().splitn(2, ' ');
+            let key = it.next().filter(|k| !k.is_empty() && k.len() <= 64)?;
+            let value = base64::engine::general_purpose::STANDARD
+                .decode(it.next().unwrap_or("").trim())
+                .ok()?;
+            Some((key.to_string(), String::from_utf8(value).ok()?))
+        })
+        .collect()
 }
 
 impl App {
@@ -102,6 +167,50 @@ impl App {
         }
     }
 
+    /// The account of a tus request's `Authorization` header.
+    async fn tus_user(&self, authorization: Option<&str>) -> Result<crate::accounts::User> {
+        let token = authorization
+            .and_then(|a| a.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or(AppError::Unauthenticated)?;
+        self.session_user(token)
+            .await?
+            .ok_or(AppError::Unauthenticated)
+    }
+
+    /// Answer one of the media server's tus hooks: uploads belong to signed-in accounts
+    /// (as in process — see the media role's upload hooks).
+    pub async fn hook_tus(&self, hook: &TusHook) -> Result<()> {
+        match hook {
+            TusHook::Authorize {
+                upload,
+                authorization,
+                ..
+            } => {
+                let user = self.tus_user(authorization.as_deref()).await?;
+                if let Some(id) = upload
+                    && !self.may_use_upload(&user, id).await?
+                {
+                    return Err(AppError::NotFound("upload"));
+                }
+            }
+            TusHook::PreCreate {
+                upload,
+                authorization,
+            } => {
+                let user = self.tus_user(authorization.as_deref()).await?;
+                let meta = tus_metadata(&upload.metadata);
+                self.upload_started(&user, &upload.id, &meta).await?;
+            }
+            TusHook::PostFinish { upload } => {
+                self.upload_finished(&upload.id, None).await?;
+            }
+            TusHook::PostTerminate { id } => self.upload_gone(id).await?,
+        }
+        Ok(())
+    }
+
     /// Take in one event of the media server's event webhook.
     pub async fn hook_event(&self, ev: &MediaEvent) -> Result<()> {
         let split = |k: &str| {
@@ -117,6 +226,12 @@ impl App {
             "unpublish" => {
                 if let Some((a, s)) = ev.key.as_deref().and_then(split) {
                     self.stream_ended(&a, &s).await?;
+                }
+            }
+            "upload" => {
+                if let Some(id) = &ev.id {
+                    let job = ev.job.map(|j| j.to_string());
+                    self.upload_finished(id, job.as_deref()).await?;
                 }
             }
             "stats" => {
@@ -150,6 +265,16 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tus_metadata_pairs() {
+        // title "첫 영상", filename "a.mp4", a flag without value, garbage.
+        let m = tus_metadata("title 7LKrIOyYgeyDgQ==,filename YS5tcDQ=,private,bad !!!");
+        assert_eq!(m.get("title").map(String::as_str), Some("첫 영상"));
+        assert_eq!(m.get("filename").map(String::as_str), Some("a.mp4"));
+        assert_eq!(m.get("private").map(String::as_str), Some(""));
+        assert!(!m.contains_key("bad"));
+    }
 
     #[test]
     fn signatures_check_secret_body_and_freshness() {

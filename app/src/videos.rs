@@ -731,8 +731,9 @@ impl App {
             return Ok(None);
         };
         sqlx::query(
-            "UPDATE app_videos SET state = 'processing', progress = 0, job_id = COALESCE($1, job_id), updated_at = $2 \
-             WHERE id = $3 AND state = 'uploading'",
+            "UPDATE app_videos SET state = 'processing', job_id = COALESCE($1, job_id), updated_at = $2, \
+             progress = CASE WHEN state = 'uploading' THEN 0 ELSE progress END \
+             WHERE id = $3 AND state IN ('uploading', 'processing')",
         )
         .bind(job_id)
         .bind(now_ms())

@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 use videopick_testkit::ffmpeg;
 use videopick_testkit::http::request;
 
+mod common;
+use common::{api_json as api, tus_js, wait_for};
+
 struct Server {
     child: Child,
     rtmp: String,
@@ -66,33 +69,6 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
         rtmp,
         http,
         logs,
-    }
-}
-
-fn api(
-    http: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut extra = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    if !body.is_empty() {
-        extra.push_str("Content-Type: application/json\r\n");
-    }
-    let (status, text) = request(http, method, path, &extra, body.as_bytes());
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -309,27 +285,6 @@ fn sign_up(http: &str, name: &str) -> String {
     );
     assert_eq!(st, 201, "{me}");
     me["token"].as_str().unwrap().to_string()
-}
-
-/// tus-js-client (node) uploading `file` to `endpoint` with `token` and extra metadata.
-fn tus_js(
-    endpoint: &str,
-    file: &std::path::Path,
-    token: Option<&str>,
-    meta: &Value,
-) -> std::process::Output {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
-    let mut cmd = Command::new("node");
-    cmd.current_dir(&dir)
-        .arg("tus-upload.mjs")
-        .arg(endpoint)
-        .arg(file)
-        .arg("single")
-        .env("TUS_METADATA", meta.to_string());
-    if let Some(t) = token {
-        cmd.env("TUS_TOKEN", t);
-    }
-    cmd.output().unwrap()
 }
 
 fn get_with(http: &str, path: &str, token: Option<&str>) -> u16 {

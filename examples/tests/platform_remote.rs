@@ -1,16 +1,20 @@
 //! The seed's split: `app-server` and `media-server` as two processes, joined only by
 //! signed hooks — the media server asks the app whether a stream key may publish (and as
-//! which channel), and tells it publishes, unpublishes and viewer counts. Unsigned or
+//! which channel), and tells it publishes, unpublishes and viewer counts; its tus uploads
+//! belong to the app's accounts. Unsigned or
 //! wrongly signed hooks are refused; the key never appears in the media server's logs.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use videopick_testkit::ffmpeg;
 use videopick_testkit::http::request;
+
+mod common;
+use common::{api_json as api, tus_js, wait_for};
 
 fn spawn(bin: &str, args: &[&str], ready: &str) -> (Child, Vec<String>, Receiver<String>) {
     let mut child = Command::new(bin)
@@ -49,33 +53,6 @@ fn spawn(bin: &str, args: &[&str], ready: &str) -> (Child, Vec<String>, Receiver
     (child, got, rx)
 }
 
-fn api(
-    http: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut extra = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    if !body.is_empty() {
-        extra.push_str("Content-Type: application/json\r\n");
-    }
-    let (st, text) = request(http, method, path, &extra, body.as_bytes());
-    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 #[allow(clippy::too_many_lines)]
 fn media_and_app_servers_work_together_over_signed_hooks() {
@@ -103,6 +80,7 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
         .to_string();
     let auth = format!("http://{app_http}/api/v1/hooks/auth");
     let events = format!("http://{app_http}/api/v1/hooks/events");
+    let uploads = format!("http://{app_http}/api/v1/hooks/tus");
     let storage = dir.path().join("media");
     let (mut media, lines, media_logs) = spawn(
         env!("CARGO_BIN_EXE_media-server"),
@@ -119,6 +97,8 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
             &auth,
             "--event-hook",
             &events,
+            "--upload-hook",
+            &uploads,
             "--hook-secret",
             secret,
             "--key-apps",
@@ -210,6 +190,60 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
     wait_for("the app to see the stream end", 30, || {
         api(&app_http, "GET", "/api/v1/live", None, None).1["items"] == json!([])
     });
+
+    // Uploads to the media server belong to the app's accounts: refused without a session,
+    // and a video in the user's channel with one, processing once every byte is stored.
+    let input = ffmpeg::make_input(dir.path(), "clip.mp4", "160x120", 2);
+    let endpoint = format!("http://{media_http}/files/");
+    let out = tus_js(&endpoint, &input, None, &json!({}));
+    assert!(!out.status.success(), "an anonymous upload was accepted");
+    let out = tus_js(
+        &endpoint,
+        &input,
+        Some(&token),
+        &json!({"title": "원격 업로드"}),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut video = Value::Null;
+    wait_for(
+        "the upload's video to be processing with its job",
+        20,
+        || {
+            video = api(&app_http, "GET", "/api/v1/me/videos", Some(&token), None).1["items"][0]
+                .clone();
+            video["state"] == "processing"
+        },
+    );
+    assert_eq!(video["title"], "원격 업로드");
+    assert_eq!(video["channel"]["slug"], "remote-live");
+    // Another account may not resume it.
+    let (st, other) = api(
+        &app_http,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(
+            json!({"username": "intruder", "email": "i@example.com", "password": "correct horse battery"}),
+        ),
+    );
+    assert_eq!(st, 201);
+    let upload_url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let path = upload_url.split_once(&media_http).unwrap().1.to_string();
+    let (st, _) = request(
+        &media_http,
+        "HEAD",
+        &path,
+        &format!(
+            "Tus-Resumable: 1.0.0\r\nAuthorization: Bearer {}\r\n",
+            other["token"].as_str().unwrap()
+        ),
+        b"",
+    );
+    assert_eq!(st, 404);
 
     let _ = media.kill();
     let _ = media.wait();

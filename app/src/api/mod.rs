@@ -74,6 +74,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/admin/users/{username}/role", put(set_role))
         .route("/api/v1/hooks/auth", post(hook_auth))
         .route("/api/v1/hooks/events", post(hook_events))
+        .route("/api/v1/hooks/tus", post(hook_tus))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(request_context))
@@ -832,7 +833,9 @@ fn verified(app: &App, headers: &HeaderMap, body: &[u8]) -> ApiResult<()> {
     }
 }
 
-fn hook_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+/// A signed hook's body: the signature checked, then the JSON read.
+fn signed_hook<T: DeserializeOwned>(app: &App, headers: &HeaderMap, body: &[u8]) -> ApiResult<T> {
+    verified(app, headers, body)?;
     serde_json::from_slice(body).map_err(|e| ApiError(AppError::invalid("body", e.to_string())))
 }
 
@@ -851,8 +854,7 @@ async fn hook_auth(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<crate::hooks::AuthGrant>> {
-    verified(&app, &headers, &body)?;
-    let ask: crate::hooks::AuthAsk = hook_json(&body)?;
+    let ask: crate::hooks::AuthAsk = signed_hook(&app, &headers, &body)?;
     let grant = app.hook_auth(&ask).await?;
     Ok(Json(match grant {
         Some((stream, record)) => crate::hooks::AuthGrant {
@@ -878,9 +880,28 @@ async fn hook_events(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
-    verified(&app, &headers, &body)?;
-    let ev: crate::hooks::MediaEvent = hook_json(&body)?;
-    app.hook_event(&ev).await?;
+    app.hook_event(&signed_hook(&app, &headers, &body)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The media server's tus hooks (signed): uploads belong to signed-in accounts.
+#[utoipa::path(post, path = "/api/v1/hooks/tus", tag = "hooks", request_body = crate::hooks::TusHook,
+    responses(
+        (status = 204, description = "Allowed / taken in"),
+        (status = 400, description = "Invalid body or metadata", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad signature, or the upload's user is not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Hooks are off, or not the user's channel", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not the user's upload, or no such channel", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The user has no channel yet", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn hook_tus(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    app.hook_tus(&signed_hook(&app, &headers, &body)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -919,7 +940,7 @@ impl utoipa::Modify for SecurityAddon {
     paths(openapi, sign_up, sign_in, sign_out, sign_out_all, me, my_channels, my_videos,
         create_channel, channel, channel_settings, update_channel, rotate_key, channel_videos,
         live_now, latest_videos, video, update_video, delete_video, count_view, chat_token, set_role,
-        hook_auth, hook_events),
+        hook_auth, hook_events, hook_tus),
     components(schemas(Problem, ViewCounted, RoleChange)),
     modifiers(&SecurityAddon),
     tags(

@@ -48,11 +48,14 @@ async fn main() -> std::process::ExitCode {
                  HTTP-FLV, HLS, tus uploads, jobs, VOD, /metrics on 8000), the app role (the \
                  platform API at /api/v1 on the same port: accounts, channels and their stream \
                  keys, videos) and the chat role (Socket.IO on 3001). Without --jwt-secret the \
-                 chat is read-only for anonymous viewers and no chat tokens are minted";
+                 chat is read-only for everybody (no chat tokens are minted); with it, signed-in users \
+                 post and anonymous viewers read";
     let matches = command("videopick", about, TABLES).get_matches();
     let run = async {
         let mut config = load(&matches, TABLES)?;
-        config.chat.anonymous |= config.chat.jwt_secret.is_none();
+        // The site's viewers read a channel's chat without signing in; writing needs a
+        // token the API mints (POST /api/v1/chat/token) when --jwt-secret is set.
+        config.chat.anonymous = true;
         // One metrics registry: /metrics of either role shows both.
         let metrics = Metrics::new();
         let secret = config.chat.jwt_secret.clone();

@@ -230,3 +230,59 @@ pub(crate) fn event_sink() -> (String, HookSink) {
 pub(crate) fn wait_event(events: &HookSink, kind: &str, limit: Duration) -> String {
     events.wait_event(kind, limit)
 }
+
+/// A JSON API call: `method path` with an optional bearer `token` and JSON `body`; the
+/// status and the answer as JSON (`Null` when it is not JSON).
+pub(crate) fn api_json(
+    http: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut extra = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        extra.push_str("Content-Type: application/json\r\n");
+    }
+    let (status, text) =
+        videopick_testkit::http::request(http, method, path, &extra, body.as_bytes());
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Poll `f` every 200 ms until it holds; panic naming `what` after `secs`.
+pub(crate) fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// tus-js-client (node, `clients/js/tus-upload.mjs`) uploading `file` to `endpoint` in one
+/// PATCH, with a bearer `token` and extra `meta`data.
+pub(crate) fn tus_js(
+    endpoint: &str,
+    file: &std::path::Path,
+    token: Option<&str>,
+    meta: &serde_json::Value,
+) -> std::process::Output {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir)
+        .arg("tus-upload.mjs")
+        .arg(endpoint)
+        .arg(file)
+        .arg("single")
+        .env("TUS_METADATA", meta.to_string());
+    if let Some(t) = token {
+        cmd.env("TUS_TOKEN", t);
+    }
+    cmd.output().unwrap()
+}
