@@ -784,6 +784,27 @@ async fn videos(t: &T) {
         json!([])
     );
 
+    // A cancelled or expired upload takes its video with it; a finished one stays.
+    let gone = t
+        .app
+        .upload_started(&carol, "up-gone", &meta("gone.mp4", "public"))
+        .await
+        .unwrap();
+    t.app.upload_gone("up-gone").await.unwrap();
+    assert_problem(
+        &t.bearer("GET", &format!("/api/v1/videos/{gone}"), &c, None)
+            .await,
+        404,
+        "not-found",
+    );
+    t.app.upload_gone("up-1").await.unwrap();
+    assert_eq!(
+        t.call("GET", &format!("/api/v1/videos/{v}"), &[], None)
+            .await
+            .status,
+        200
+    );
+
     // A failed job says why.
     let f = t
         .app

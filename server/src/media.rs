@@ -472,7 +472,7 @@ fn start_tus(
             args.upload_hook.clone(),
             args.event_hook.clone(),
             jobs.cloned(),
-            platform,
+            platform.clone(),
         ),
     );
     let sweeper = tus.clone();
@@ -482,6 +482,14 @@ fn start_tus(
             match sweeper.sweep_expired().await {
                 Ok(gone) if !gone.is_empty() => {
                     tracing::info!(uploads = gone.len(), "removed expired uploads");
+                    // Their videos never got their bytes: they go too.
+                    if let Some(app) = &platform {
+                        for id in &gone {
+                            if let Err(e) = app.upload_gone(id.as_str()).await {
+                                tracing::warn!(upload = %id.as_str(), error = %e, "app: expired upload's video not removed");
+                            }
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "upload expiration sweep failed"),
