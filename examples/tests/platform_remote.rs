@@ -58,6 +58,9 @@ fn spawn(bin: &str, args: &[&str], ready: &str) -> (Child, Vec<String>, Receiver
 fn media_and_app_servers_work_together_over_signed_hooks() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "hook-s3cret";
+    // The media server's job queue in PostgreSQL, which the app server follows too.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (jobs_db, jobs_db_name) = rt.block_on(videopick_testkit::pg::fresh_db("vp_remote_jobs"));
     let data = dir.path().join("app");
     let (mut app, lines, _app_logs) = spawn(
         env!("CARGO_BIN_EXE_app-server"),
@@ -68,6 +71,8 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
             data.to_str().unwrap(),
             "--hook-secret",
             secret,
+            "--jobs-db",
+            &jobs_db,
         ],
         "app-server: listening on http://",
     );
@@ -103,8 +108,10 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
             secret,
             "--key-apps",
             "live",
-            "--transcode-workers",
-            "0",
+            "--jobs-db",
+            &jobs_db,
+            "--ladder",
+            "120",
         ],
         "media-server: rtmp on rtmp://",
     );
@@ -220,6 +227,20 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
     );
     assert_eq!(video["title"], "원격 업로드");
     assert_eq!(video["channel"]["slug"], "remote-live");
+    // The media server transcodes it; the app follows the job in the shared queue.
+    wait_for("the upload's video to be ready", 90, || {
+        video =
+            api(&app_http, "GET", "/api/v1/me/videos", Some(&token), None).1["items"][0].clone();
+        assert_ne!(video["state"], "failed", "{video}");
+        video["state"] == "ready"
+    });
+    assert_eq!(video["renditions"][0]["height"], 120, "{video}");
+    let playlist = video["playlist"].as_str().unwrap().to_string();
+    assert_eq!(
+        request(&media_http, "GET", &playlist, "", b"").0,
+        200,
+        "{playlist}"
+    );
     // Another account may not resume it.
     let (st, other) = api(
         &app_http,
@@ -249,6 +270,7 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
     let _ = media.wait();
     let _ = app.kill();
     let _ = app.wait();
+    rt.block_on(videopick_testkit::pg::drop_db(&jobs_db_name));
     let mut logs = Vec::new();
     while let Ok(l) = media_logs.recv_timeout(Duration::from_millis(300)) {
         logs.push(l);

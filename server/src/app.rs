@@ -335,6 +335,20 @@ impl AppServer {
     pub async fn bind_with(config: AppConfig, metrics: Metrics) -> Result<AppServer, Error> {
         let trusted = crate::config::trusted_proxies(&config.trusted_proxies)?;
         let role = AppRole::open(&config, &config.data, None, None).await?;
+        if !config.jobs_db.is_empty() {
+            // The media servers' shared job queue: videos follow their jobs from here.
+            let queue = videopick_transcode::queue::PgQueue::connect(
+                &config.jobs_db,
+                videopick_transcode::queue::Backoff::default(),
+            )
+            .await
+            .map_err(|e| format!("--jobs-db: {e}"))?;
+            follow_jobs(
+                role.app(),
+                videopick_transcode::queue::AnyQueue::Pg(queue),
+                Duration::from_secs(2),
+            );
+        }
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "app role listening");
         Ok(AppServer {
@@ -525,8 +539,9 @@ impl videopick_app::MediaControl for InProcessMedia {
 /// Follow the jobs of videos being processed (every `every`): progress, then ready with
 /// what the job made (renditions, poster, storyboard, playlist), or failed with why. A
 /// recording's remux job hands over to the ladder job it queued. Works the same with the
-/// embedded and the PostgreSQL queue.
-pub(crate) fn follow_jobs(app: &App, jobs: crate::jobs::Jobs, every: Duration) {
+/// embedded queue in process and with the PostgreSQL queue an app-server shares with the
+/// media servers (`--jobs-db`).
+pub(crate) fn follow_jobs(app: &App, queue: videopick_transcode::queue::AnyQueue, every: Duration) {
     let app = app.clone();
     tokio::spawn(async move {
         use videopick_transcode::queue::{JobQueue as _, JobState};
@@ -543,7 +558,7 @@ pub(crate) fn follow_jobs(app: &App, jobs: crate::jobs::Jobs, every: Duration) {
             };
             for id in ids {
                 let Ok(n) = id.parse() else { continue };
-                let Ok(Some(job)) = jobs.queue().get(n).await else {
+                let Ok(Some(job)) = queue.get(n).await else {
                     continue;
                 };
                 let done = match job.state {

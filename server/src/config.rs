@@ -633,6 +633,13 @@ pub const APP_KEYS: &[Key] = &[
         "App",
         "Shared secret of the signed hooks between a media server and the app server.",
     ),
+    Key::secret(
+        "jobs_db",
+        "VIDEOPICK_APP_JOBS_DB",
+        Kind::Text,
+        "App",
+        "The media servers' shared PostgreSQL job queue (their --jobs-db): the app-server follows uploads' and recordings' jobs there.",
+    ),
     Key::new(
         "rtmp_url",
         "VIDEOPICK_RTMP_URL",
@@ -1022,6 +1029,8 @@ pub struct AppConfig {
     pub chat_url: String,
     /// Shared secret of the signed hooks between machines.
     pub hook_secret: Option<String>,
+    /// The media servers' shared PostgreSQL job queue (app-server); empty: none.
+    pub jobs_db: String,
     /// The public RTMP URL shown to creators; empty: from the RTMP listener.
     pub rtmp_url: String,
     /// The RTMP application channels publish to.
@@ -1048,6 +1057,7 @@ impl Default for AppConfig {
             chat_secret: None,
             chat_url: String::new(),
             hook_secret: None,
+            jobs_db: String::new(),
             rtmp_url: String::new(),
             live_app: "live".into(),
             media_base: String::new(),

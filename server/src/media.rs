@@ -224,7 +224,7 @@ impl MediaServer {
                 storage.clone(),
             )));
             if let Some(jobs) = &jobs {
-                crate::app::follow_jobs(app, jobs.clone(), Duration::from_secs(2));
+                crate::app::follow_jobs(app, jobs.queue().clone(), Duration::from_secs(2));
             }
             crate::thumbnails::spawn(
                 app.clone(),
