@@ -211,6 +211,35 @@ impl App {
         Ok(())
     }
 
+    /// Viewers and health of the live streams, as the media side's `/api/streams` lists
+    /// them (`key`, `viewers`, codecs, size, fps, `bitrate_in_kbps`); streams of other apps
+    /// are skipped. Every stream is stored; the first failure is returned.
+    pub async fn streams_report(&self, streams: &[serde_json::Value]) -> Result<()> {
+        let mut first_error = None;
+        for s in streams.iter().take(10_000) {
+            let Some((a, name)) = s["key"].as_str().and_then(|k| k.split_once('/')) else {
+                continue;
+            };
+            let health = StreamHealth {
+                video_codec: s["video_codec"].as_str().map(str::to_string),
+                audio_codec: s["audio_codec"].as_str().map(str::to_string),
+                width: s["width"].as_u64().and_then(|w| u32::try_from(w).ok()),
+                height: s["height"].as_u64().and_then(|h| u32::try_from(h).ok()),
+                fps: s["fps"].as_f64(),
+                bitrate_kbps: s["bitrate_in_kbps"].as_f64().map(|b| {
+                    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)] // clamped
+                    let kbps = b.clamp(0.0, 1e12).round() as u64;
+                    kbps
+                }),
+            };
+            let viewers = s["viewers"].as_i64().unwrap_or(0);
+            if let Err(e) = self.stream_stats(a, name, viewers, &health).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Take in one event of the media server's event webhook.
     pub async fn hook_event(&self, ev: &MediaEvent) -> Result<()> {
         let split = |k: &str| {
@@ -234,28 +263,7 @@ impl App {
                     self.upload_finished(id, job.as_deref()).await?;
                 }
             }
-            "stats" => {
-                for s in ev.streams.iter().take(10_000) {
-                    let Some((a, name)) = s["key"].as_str().and_then(split) else {
-                        continue;
-                    };
-                    let health = StreamHealth {
-                        video_codec: s["video_codec"].as_str().map(str::to_string),
-                        audio_codec: s["audio_codec"].as_str().map(str::to_string),
-                        width: s["width"].as_u64().and_then(|w| u32::try_from(w).ok()),
-                        height: s["height"].as_u64().and_then(|h| u32::try_from(h).ok()),
-                        fps: s["fps"].as_f64(),
-                        bitrate_kbps: s["bitrate_in_kbps"].as_f64().map(|b| {
-                            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-                            // clamped
-                            let kbps = b.clamp(0.0, 1e12).round() as u64;
-                            kbps
-                        }),
-                    };
-                    self.stream_stats(&a, &name, s["viewers"].as_i64().unwrap_or(0), &health)
-                        .await?;
-                }
-            }
+            "stats" => self.streams_report(&ev.streams).await?,
             _ => {}
         }
         Ok(())

@@ -496,39 +496,33 @@ impl App {
     /// The video `id` is ready as it is (no processing), with `done` (a recording's own
     /// playlist, say).
     pub async fn video_ready(&self, id: &str, done: &Processed) -> Result<()> {
-        sqlx::query(
-            "UPDATE app_videos SET state = 'ready', progress = 100, failure = NULL, duration_ms = $1, \
-             renditions = $2, poster = $3, storyboard = $4, playlist = $5, updated_at = $6 WHERE id = $7",
-        )
-        .bind(done.duration_ms)
-        .bind(serde_json::to_string(&done.renditions).unwrap_or_else(|_| "[]".into()))
-        .bind(done.poster.as_deref())
-        .bind(done.storyboard.as_deref())
-        .bind(done.playlist.as_deref())
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.db().pool)
-        .await?;
+        self.mark_ready("id", id, done).await?;
         self.video_changed(id).await;
         Ok(())
     }
 
     /// The job of a video finished: it is ready, with what the job made.
     pub async fn job_finished(&self, job_id: &str, done: &Processed) -> Result<()> {
-        sqlx::query(
+        self.mark_ready("job_id", job_id, done).await?;
+        self.job_video_changed(job_id).await
+    }
+
+    /// The videos whose `column` (`id` or `job_id`) is `key` are ready with `done`.
+    async fn mark_ready(&self, column: &'static str, key: &str, done: &Processed) -> Result<()> {
+        sqlx::query(&format!(
             "UPDATE app_videos SET state = 'ready', progress = 100, failure = NULL, duration_ms = $1, \
-             renditions = $2, poster = $3, storyboard = $4, playlist = $5, updated_at = $6 WHERE job_id = $7",
-        )
+             renditions = $2, poster = $3, storyboard = $4, playlist = $5, updated_at = $6 WHERE {column} = $7"
+        ))
         .bind(done.duration_ms)
         .bind(serde_json::to_string(&done.renditions).unwrap_or_else(|_| "[]".into()))
         .bind(done.poster.as_deref())
         .bind(done.storyboard.as_deref())
         .bind(done.playlist.as_deref())
         .bind(now_ms())
-        .bind(job_id)
+        .bind(key)
         .execute(&self.db().pool)
         .await?;
-        self.job_video_changed(job_id).await
+        Ok(())
     }
 
     /// The job of a video failed for good.

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 use videopick_testkit::ffmpeg;
 use videopick_testkit::http::request;
 
+mod common;
+use common::wait_for;
+
 fn pg(action: &str) {
     let version = std::fs::read_dir("/etc/postgresql")
         .unwrap()
@@ -148,14 +151,11 @@ fn postgres_restarts_and_the_platform_recovers_by_itself() {
     let mut publisher = ffmpeg::publish_command(&url, "320x240", 120)
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while !api(&http, "GET", "/api/v1/live", None, None)
-        .1
-        .contains("pg-live")
-    {
-        assert!(t.elapsed() < Duration::from_secs(20), "never live");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for("the channel to be live", 20, || {
+        api(&http, "GET", "/api/v1/live", None, None)
+            .1
+            .contains("pg-live")
+    });
 
     let restart = Restart;
     pg("stop");
@@ -197,18 +197,9 @@ fn postgres_restarts_and_the_platform_recovers_by_itself() {
     pg("start");
     drop(restart);
     // Back by itself.
-    let t = Instant::now();
-    loop {
-        let (st, _) = api(&http, "GET", "/api/v1/me", Some(&token), None);
-        if st == 200 {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the API did not recover ({st})"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for("the API to recover", 30, || {
+        api(&http, "GET", "/api/v1/me", Some(&token), None).0 == 200
+    });
     let (st, _) = api(
         &http,
         "PATCH",
@@ -221,17 +212,11 @@ fn postgres_restarts_and_the_platform_recovers_by_itself() {
     let mut second_pub = ffmpeg::publish_command(&second, "160x120", 60)
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while !api(&http, "GET", "/api/v1/live", None, None)
-        .1
-        .contains("pg-second")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the second channel never went live"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for("the second channel to go live", 20, || {
+        api(&http, "GET", "/api/v1/live", None, None)
+            .1
+            .contains("pg-second")
+    });
     let _ = second_pub.kill();
     let _ = second_pub.wait();
     let _ = publisher.kill();

@@ -17,7 +17,6 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use tower::ServiceExt as _;
 use videopick_app::api::ClientAddr;
-use videopick_app::channels::StreamHealth;
 use videopick_app::{App, AppConfig as Platform, Cache, Db};
 use videopick_live::auth::{Action, AuthRequest, Authorize, BoxFuture, Denied, Grant};
 use videopick_live::hub::{Hub, LiveEventKind};
@@ -208,7 +207,7 @@ pub(crate) fn connect_hub(
     let sessions = Sessions::default();
     let prefix = format!("{}/", app.config().live_app);
     let mut events = hub.events();
-    let (a, s, p) = (app.clone(), sessions.clone(), prefix.clone());
+    let (a, s, p) = (app.clone(), sessions.clone(), prefix);
     tokio::spawn(async move {
         loop {
             let ev = match events.recv().await {
@@ -251,28 +250,8 @@ pub(crate) fn connect_hub(
                 continue;
             };
             let streams = v["streams"].as_array().cloned().unwrap_or_default();
-            for s in streams {
-                let Some(name) = s["key"].as_str().and_then(|k| k.strip_prefix(&prefix)) else {
-                    continue;
-                };
-                let health = StreamHealth {
-                    video_codec: s["video_codec"].as_str().map(str::to_string),
-                    audio_codec: s["audio_codec"].as_str().map(str::to_string),
-                    width: s["width"].as_u64().and_then(|w| u32::try_from(w).ok()),
-                    height: s["height"].as_u64().and_then(|h| u32::try_from(h).ok()),
-                    fps: s["fps"].as_f64(),
-                    bitrate_kbps: s["bitrate_in_kbps"].as_f64().map(|b| {
-                        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-                        // clamped
-                        let kbps = b.clamp(0.0, 1e12).round() as u64;
-                        kbps
-                    }),
-                };
-                let viewers = s["viewers"].as_i64().unwrap_or(0);
-                let live_app = a.config().live_app.clone();
-                if let Err(e) = a.stream_stats(&live_app, name, viewers, &health).await {
-                    tracing::debug!(error = %e, "app: stream stats not stored");
-                }
+            if let Err(e) = a.streams_report(&streams).await {
+                tracing::debug!(error = %e, "app: stream stats not stored");
             }
         }
     });
