@@ -72,7 +72,7 @@ pub struct AuthAsk {
 /// A lifecycle event from the media server's event webhook.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct MediaEvent {
-    /// `publish`, `unpublish`, `stats`, … (others are ignored).
+    /// `publish`, `unpublish`, `stats`, `upload`, `recording` (others are ignored).
     pub event: String,
     /// `app/stream`, for publish and unpublish.
     #[serde(default)]
@@ -81,12 +81,40 @@ pub struct MediaEvent {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub streams: Vec<serde_json::Value>,
-    /// For `upload`: the upload's id.
+    /// For `upload`: the upload's id; for `recording`: the recording's.
     #[serde(default)]
     pub id: Option<String>,
-    /// For `upload`: the transcoding job queued for it.
+    /// For `upload` and `recording`: the transcoding job queued for it.
     #[serde(default)]
     pub job: Option<i64>,
+    /// For `recording`: the recorded stream, `app/stream`.
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// For `recording`: its duration.
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
+}
+
+/// The media server asks whether a request may fetch a video's files (`/vod/<media>/…`,
+/// `/recordings/<media>/…`): the media id and the request's credentials.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct MediaAsk {
+    /// The media id (upload, job output or recording id) in the path.
+    pub media: String,
+    /// The request's `Authorization` header.
+    #[serde(default)]
+    pub authorization: Option<String>,
+    /// The request's `Cookie` header.
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+/// The answer to a [`MediaAsk`] that is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MediaAccess {
+    /// Everyone may fetch it (the asker may remember this for everyone); else only this
+    /// requester may.
+    pub public: bool,
 }
 
 /// An upload as the media server's tus hooks describe it.
@@ -97,6 +125,25 @@ pub struct TusUpload {
     /// `Upload-Metadata` as received (`key base64,key2 base64`).
     #[serde(default)]
     pub metadata: String,
+    /// `partial` (a part of a parallel upload) or `final` (joining `parts`); none for an
+    /// ordinary upload.
+    #[serde(default)]
+    pub concat: Option<String>,
+    /// For a final upload: the ids of the parts it joins.
+    #[serde(default)]
+    pub parts: Vec<String>,
+}
+
+impl TusUpload {
+    /// How this upload takes part in concatenation.
+    pub fn kind(&self) -> crate::videos::UploadKind {
+        use crate::videos::UploadKind;
+        match self.concat.as_deref() {
+            Some("partial") => UploadKind::Partial,
+            Some("final") => UploadKind::Final(self.parts.clone()),
+            _ => UploadKind::Whole,
+        }
+    }
 }
 
 /// One of the media server's tus hooks (its `--upload-hook` body).
@@ -201,7 +248,8 @@ impl App {
             } => {
                 let user = self.tus_user(authorization.as_deref()).await?;
                 let meta = tus_metadata(&upload.metadata);
-                self.upload_started(&user, &upload.id, &meta).await?;
+                self.upload_created(&user, &upload.id, &upload.kind(), &meta)
+                    .await?;
             }
             TusHook::PostFinish { upload } => {
                 self.upload_finished(&upload.id, None).await?;
@@ -263,10 +311,50 @@ impl App {
                     self.upload_finished(id, job.as_deref()).await?;
                 }
             }
+            "recording" => {
+                if let (Some(id), Some(stream)) = (&ev.id, &ev.stream) {
+                    self.recording_finished(&crate::videos::ClosedRecording {
+                        stream: stream.clone(),
+                        id: id.clone(),
+                        duration_ms: ev.duration_ms,
+                        job: ev.job.map(|j| j.to_string()),
+                        session: None,
+                    })
+                    .await?;
+                }
+            }
             "stats" => self.streams_report(&ev.streams).await?,
             _ => {}
         }
         Ok(())
+    }
+
+    /// Answer the media server's media access hook: `Ok(Some(_))` when the request may
+    /// fetch the files of `ask.media` (a private video's only for its owner and admins),
+    /// `Ok(None)` when not.
+    pub async fn hook_media(&self, ask: &MediaAsk) -> Result<Option<MediaAccess>> {
+        if self.may_fetch_media(None, &ask.media).await? {
+            return Ok(Some(MediaAccess { public: true }));
+        }
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            (http::header::AUTHORIZATION, &ask.authorization),
+            (http::header::COOKIE, &ask.cookie),
+        ] {
+            if let Some(v) = value.as_deref().and_then(|v| v.parse().ok()) {
+                headers.insert(name, v);
+            }
+        }
+        let user = crate::api::session_from_headers(self, &http::Method::GET, &headers)
+            .await
+            .ok()
+            .and_then(|(u, _)| u);
+        Ok(match user {
+            Some(u) if self.may_fetch_media(Some(&u), &ask.media).await? => {
+                Some(MediaAccess { public: false })
+            }
+            _ => None,
+        })
     }
 }
 

@@ -137,6 +137,34 @@ pub struct VideoPatch {
     pub visibility: Option<Visibility>,
 }
 
+/// How a tus upload takes part in concatenation (its `Upload-Concat`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UploadKind {
+    /// An ordinary upload: a video of its own.
+    #[default]
+    Whole,
+    /// A part of a parallel upload: no video; only its creator may write to it or join it.
+    Partial,
+    /// The final upload joining these parts (upload ids, in order): the video.
+    Final(Vec<String>),
+}
+
+/// A closed recording of a live stream, as the media side reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClosedRecording {
+    /// The live stream, `app/name`.
+    pub stream: String,
+    /// The media side's id of the recording's files (`/recordings/<id>/`).
+    pub id: String,
+    /// Its duration.
+    pub duration_ms: Option<i64>,
+    /// The transcoding job queued for it (none: its own playlist is the video).
+    pub job: Option<String>,
+    /// The live session it recorded, when known (else the channel's latest one without a
+    /// video).
+    pub session: Option<String>,
+}
+
 /// What a finished transcoding job produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Processed {
@@ -575,7 +603,7 @@ impl App {
     /// A closed recording `recording` (the media side's id of its files) of the live
     /// stream `app/name` (whose session was `session`): a video in `processing`, when the
     /// channel keeps recordings. Its id.
-    pub async fn recording_closed(
+    pub(crate) async fn recording_closed(
         &self,
         app: &str,
         name: &str,
@@ -591,6 +619,20 @@ impl App {
         if !c.record {
             return Ok(None);
         }
+        // Told from another machine, the session is not known: the channel's latest one
+        // that has no video yet (a channel publishes once at a time).
+        let latest =
+            match session {
+                Some(_) => None,
+                None => sqlx::query_scalar::<_, String>(
+                    "SELECT id FROM app_live_sessions WHERE channel_id = $1 AND video_id IS NULL \
+                     ORDER BY started_at DESC LIMIT 1",
+                )
+                .bind(&c.channel.id)
+                .fetch_optional(&self.db().pool)
+                .await?,
+            };
+        let session = session.or(latest.as_deref());
         let title = match session {
             Some(s) => {
                 sqlx::query_scalar::<_, String>("SELECT title FROM app_live_sessions WHERE id = $1")
@@ -622,6 +664,46 @@ impl App {
                 .await?;
         }
         Ok(Some(id))
+    }
+
+    /// A closed recording (told in process or by the media server's event hook): when its
+    /// channel keeps recordings, a video — processing with the recording's job, or ready at
+    /// once with the recording's own playlist when recordings are not transcoded. Its id.
+    pub async fn recording_finished(&self, r: &ClosedRecording) -> Result<Option<String>> {
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 200
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        if !valid(&r.id) {
+            return Err(AppError::invalid("id", "a recording id ([A-Za-z0-9._-])"));
+        }
+        let Some((app, name)) = r.stream.split_once('/') else {
+            return Err(AppError::invalid("stream", "app/name"));
+        };
+        let Some(video) = self
+            .recording_closed(app, name, &r.id, r.session.as_deref())
+            .await?
+        else {
+            return Ok(None);
+        };
+        match &r.job {
+            Some(job) => self.attach_job(&video, job).await?,
+            None => {
+                self.video_ready(
+                    &video,
+                    &Processed {
+                        duration_ms: r.duration_ms,
+                        playlist: Some(format!("/recordings/{}/index.m3u8", r.id)),
+                        ..Processed::default()
+                    },
+                )
+                .await?;
+            }
+        }
+        tracing::info!(video = %video, recording = %r.id, "recording became a video");
+        Ok(Some(video))
     }
 
     /// The channel a new upload of `user` goes to: `slug` if given (and theirs), else
@@ -696,22 +778,61 @@ impl App {
     }
 }
 
+impl App {
+    /// A tus upload `upload_id` is being created by `user`: an ordinary or final upload
+    /// gets its video (see [`App::upload_started`]); a part of a parallel upload is only
+    /// recorded as `user`'s. A final upload may join only `user`'s own parts. The video's
+    /// id, if one was made.
+    pub async fn upload_created(
+        &self,
+        user: &User,
+        upload_id: &str,
+        kind: &UploadKind,
+        meta: &std::collections::HashMap<String, String>,
+    ) -> Result<Option<String>> {
+        match kind {
+            UploadKind::Partial => {
+                sqlx::query(
+                    "INSERT INTO app_upload_parts (upload_id, owner_id, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(upload_id)
+                .bind(&user.id)
+                .bind(now_ms())
+                .execute(&self.db().pool)
+                .await?;
+                Ok(None)
+            }
+            UploadKind::Final(parts) => {
+                for part in parts {
+                    if !self.may_use_upload(user, part).await? {
+                        return Err(AppError::NotFound("upload"));
+                    }
+                }
+                self.upload_started(user, upload_id, meta).await.map(Some)
+            }
+            UploadKind::Whole => self.upload_started(user, upload_id, meta).await.map(Some),
+        }
+    }
+}
+
 /// Who may touch an upload, and what a media file's video allows.
 impl App {
-    /// Whether `user` may act on the upload `upload_id` (resume, read its offset, cancel):
-    /// the owner of its video, or an admin. An upload without a video (a part of a
-    /// parallel upload) is anyone signed in's.
+    /// Whether `user` may act on the upload `upload_id` (resume, read its offset, cancel,
+    /// join it into a final upload): the owner of its video (or, for a part of a parallel
+    /// upload, its creator), or an admin. An upload the platform does not know is nobody's.
     pub async fn may_use_upload(&self, user: &User, upload_id: &str) -> Result<bool> {
         if user.role == Role::Admin {
             return Ok(true);
         }
         let owner: Option<String> = sqlx::query_scalar(
-            "SELECT c.owner_id FROM app_videos v JOIN app_channels c ON c.id = v.channel_id WHERE v.upload_id = $1",
+            "SELECT c.owner_id FROM app_videos v JOIN app_channels c ON c.id = v.channel_id WHERE v.upload_id = $1 \
+             UNION ALL SELECT owner_id FROM app_upload_parts WHERE upload_id = $2",
         )
+        .bind(upload_id)
         .bind(upload_id)
         .fetch_optional(&self.db().pool)
         .await?;
-        Ok(owner.is_none_or(|o| o == user.id))
+        Ok(owner.is_some_and(|o| o == user.id))
     }
 
     /// Every byte of the upload `upload_id` is stored; `job_id` (when one was queued)
@@ -741,6 +862,10 @@ impl App {
     /// The upload `upload_id` was cancelled (terminated) or expired before it finished:
     /// its video goes too.
     pub async fn upload_gone(&self, upload_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM app_upload_parts WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&self.db().pool)
+            .await?;
         let Some(id) = self.video_of_upload(upload_id).await? else {
             return Ok(());
         };

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use videopick_app::api::{ClientAddr, router};
 use videopick_app::channels::StreamHealth;
-use videopick_app::videos::{Processed, Rendition};
+use videopick_app::videos::{ClosedRecording, Processed, Rendition, UploadKind};
 use videopick_app::{App, AppConfig, BoxFuture, Db, MediaControl};
 
 /// Records what the platform asked of the media side.
@@ -694,6 +694,7 @@ async fn videos(t: &T) {
         .unwrap()
         .to_string();
     let carol = t.app.session_user(&c).await.unwrap().unwrap();
+    let dave = t.app.session_user(&d).await.unwrap().unwrap();
     let meta = |title: &str, vis: &str| -> HashMap<String, String> {
         HashMap::from([
             ("filename".to_string(), title.to_string()),
@@ -804,6 +805,53 @@ async fn videos(t: &T) {
             .status,
         200
     );
+
+    // Parallel uploads: parts have no video and are their creator's alone; a final
+    // upload joins only its creator's parts; an upload the platform does not know is
+    // nobody's.
+    let none = HashMap::new();
+    assert_eq!(
+        t.app
+            .upload_created(&carol, "part-1", &UploadKind::Partial, &none)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(t.app.may_use_upload(&carol, "part-1").await.unwrap());
+    assert!(!t.app.may_use_upload(&dave, "part-1").await.unwrap());
+    assert!(!t.app.may_use_upload(&carol, "never-made").await.unwrap());
+    let stolen = t
+        .app
+        .upload_created(
+            &dave,
+            "final-x",
+            &UploadKind::Final(vec!["part-1".into()]),
+            &none,
+        )
+        .await;
+    assert!(
+        matches!(stolen, Err(videopick_app::AppError::NotFound(_))),
+        "{stolen:?}"
+    );
+    let joined = t
+        .app
+        .upload_created(
+            &carol,
+            "final-1",
+            &UploadKind::Final(vec!["part-1".into()]),
+            &meta("joined.mp4", "public"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        t.app.video_of_upload("final-1").await.unwrap().as_deref(),
+        Some(joined.as_str())
+    );
+    t.app.upload_gone("part-1").await.unwrap();
+    assert!(!t.app.may_use_upload(&carol, "part-1").await.unwrap());
+    t.app.upload_gone("final-1").await.unwrap();
+    assert_eq!(t.app.video_of_upload("final-1").await.unwrap(), None);
 
     // A failed job says why.
     let f = t
@@ -1088,7 +1136,13 @@ async fn videos(t: &T) {
     let s = t.app.stream_started("live", "carol-tv").await.unwrap();
     let rec = t
         .app
-        .recording_closed("live", "carol-tv", "live.carol-tv.1", s.as_deref())
+        .recording_finished(&ClosedRecording {
+            stream: "live/carol-tv".into(),
+            id: "live.carol-tv.1".into(),
+            job: Some("job-rec".into()),
+            session: s.clone(),
+            ..ClosedRecording::default()
+        })
         .await
         .unwrap()
         .unwrap();
@@ -1099,6 +1153,54 @@ async fn videos(t: &T) {
         (r.body["source"].as_str(), r.body["state"].as_str()),
         (Some("recording"), Some("processing"))
     );
+    // Told by a media server on another machine (no session known, no job: recordings
+    // are not transcoded there): ready at once with the recording's own playlist, titled
+    // from the channel's latest live session.
+    t.app.stream_ended("live", "carol-tv").await.unwrap();
+    t.bearer(
+        "PATCH",
+        "/api/v1/channels/carol-tv",
+        &c,
+        Some(json!({"live_title": "저녁 방송"})),
+    )
+    .await;
+    t.app.stream_started("live", "carol-tv").await.unwrap();
+    t.app.stream_ended("live", "carol-tv").await.unwrap();
+    t.app
+        .hook_event(
+            &serde_json::from_value(json!({
+                "event": "recording", "id": "live.carol-tv.5", "stream": "live/carol-tv",
+                "duration_ms": 4200, "job": null
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mine = t.bearer("GET", "/api/v1/me/videos", &c, None).await.body;
+    let remote = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["playlist"] == "/recordings/live.carol-tv.5/index.m3u8")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (remote["state"].as_str(), remote["duration_ms"].as_i64()),
+        (Some("ready"), Some(4200)),
+        "{mine}"
+    );
+    assert_eq!(remote["title"], "저녁 방송", "{remote}");
+    assert!(
+        t.app
+            .recording_finished(&ClosedRecording {
+                stream: "live/carol-tv".into(),
+                id: "../../etc".into(),
+                ..ClosedRecording::default()
+            })
+            .await
+            .is_err(),
+        "a recording id that is not one safe path component"
+    );
     t.bearer(
         "PATCH",
         "/api/v1/channels/carol-tv",
@@ -1108,7 +1210,11 @@ async fn videos(t: &T) {
     .await;
     assert!(
         t.app
-            .recording_closed("live", "carol-tv", "live.carol-tv.2", None)
+            .recording_finished(&ClosedRecording {
+                stream: "live/carol-tv".into(),
+                id: "live.carol-tv.2".into(),
+                ..ClosedRecording::default()
+            })
             .await
             .unwrap()
             .is_none()

@@ -15,7 +15,7 @@ use videopick_testkit::ffmpeg;
 use videopick_testkit::http::request;
 
 mod common;
-use common::{api_json as api, tus_js, wait_for};
+use common::{api_json as api, tus_js, tus_js_mode, wait_for};
 
 struct Server {
     child: Child,
@@ -444,6 +444,27 @@ fn an_upload_by_a_signed_in_user_becomes_a_ready_private_video() {
     let vod = storage.vod_dir(&videopick_storage::VideoId::new(upload_id).unwrap());
     let upload = storage.upload_dir(&videopick_storage::UploadId::new(upload_id).unwrap());
     assert!(!vod.exists() && !upload.exists(), "files left behind");
+
+    // A parallel upload (four parts joined by a final upload) is one video.
+    let out = tus_js_mode(
+        &endpoint,
+        &input,
+        Some(&owner),
+        &json!({"title": "병렬 업로드"}),
+        "parallel4",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut mine = Value::Null;
+    wait_for("the parallel upload's video", 20, || {
+        mine = api(&http, "GET", "/api/v1/me/videos", Some(&owner), None).1;
+        mine["items"][0]["state"] == "processing" || mine["items"][0]["state"] == "ready"
+    });
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["items"][0]["title"], "병렬 업로드");
     let _ = s.child.kill();
     let _ = s.child.wait();
 }

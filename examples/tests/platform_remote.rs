@@ -1,7 +1,10 @@
 //! The seed's split: `app-server` and `media-server` as two processes, joined only by
-//! signed hooks — the media server asks the app whether a stream key may publish (and as
-//! which channel), and tells it publishes, unpublishes and viewer counts; its tus uploads
-//! belong to the app's accounts. Unsigned or
+//! signed hooks one way and the media server's token-guarded control API the other — the
+//! media server asks the app whether a stream key may publish (and as which channel),
+//! whether a request may fetch a private video's files, and tells it publishes,
+//! unpublishes, viewer counts and closed recordings (with their jobs); its tus uploads,
+//! parallel ones too, belong to the app's accounts. The app ends a publish whose key was
+//! rotated, and a deleted video's files go from the media server's storage. Unsigned or
 //! wrongly signed hooks are refused; the key never appears in the media server's logs.
 
 use std::io::{BufRead, BufReader};
@@ -14,7 +17,7 @@ use videopick_testkit::ffmpeg;
 use videopick_testkit::http::request;
 
 mod common;
-use common::{api_json as api, tus_js, wait_for};
+use common::{api_json as api, tus_js, tus_js_mode, wait_for};
 
 fn spawn(bin: &str, args: &[&str], ready: &str) -> (Child, Vec<String>, Receiver<String>) {
     let mut child = Command::new(bin)
@@ -62,6 +65,13 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (jobs_db, jobs_db_name) = rt.block_on(videopick_testkit::pg::fresh_db("vp_remote_jobs"));
     let data = dir.path().join("app");
+    // The media server's HTTP port, chosen first: the app calls it.
+    let media_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let media_api = format!("http://127.0.0.1:{media_port}");
     let (mut app, lines, _app_logs) = spawn(
         env!("CARGO_BIN_EXE_app-server"),
         &[
@@ -73,6 +83,10 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
             secret,
             "--jobs-db",
             &jobs_db,
+            "--media-api",
+            &media_api,
+            "--media-token",
+            "media-t0ken",
         ],
         "app-server: listening on http://",
     );
@@ -86,6 +100,8 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
     let auth = format!("http://{app_http}/api/v1/hooks/auth");
     let events = format!("http://{app_http}/api/v1/hooks/events");
     let uploads = format!("http://{app_http}/api/v1/hooks/tus");
+    let access = format!("http://{app_http}/api/v1/hooks/media");
+    let media_listen = format!("127.0.0.1:{media_port}");
     let storage = dir.path().join("media");
     let (mut media, lines, media_logs) = spawn(
         env!("CARGO_BIN_EXE_media-server"),
@@ -97,7 +113,11 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
             "--rtmp",
             "127.0.0.1:0",
             "--http",
-            "127.0.0.1:0",
+            &media_listen,
+            "--api-token",
+            "media-t0ken",
+            "--access-hook",
+            &access,
             "--auth-hook",
             &auth,
             "--event-hook",
@@ -197,6 +217,29 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
     wait_for("the app to see the stream end", 30, || {
         api(&app_http, "GET", "/api/v1/live", None, None).1["items"] == json!([])
     });
+    // The recording, closed on the media server and remuxed by its worker, is a ready
+    // video in the app (told by the event hook with its job, followed in the queue).
+    let by_source = |source: &str| -> Vec<Value> {
+        api(&app_http, "GET", "/api/v1/me/videos", Some(&token), None).1["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["source"] == source)
+            .cloned()
+            .collect()
+    };
+    let mut recording = Value::Null;
+    wait_for("the recording's video to be ready", 90, || {
+        recording = by_source("recording").first().cloned().unwrap_or_default();
+        assert_ne!(recording["state"], "failed", "{recording}");
+        recording["state"] == "ready"
+    });
+    let rec_file = recording["playlist"].as_str().unwrap().to_string();
+    assert_eq!(
+        request(&media_http, "GET", &rec_file, "", b"").0,
+        200,
+        "{recording}"
+    );
 
     // Uploads to the media server belong to the app's accounts: refused without a session,
     // and a video in the user's channel with one, processing once every byte is stored.
@@ -220,8 +263,7 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
         "the upload's video to be processing with its job",
         20,
         || {
-            video = api(&app_http, "GET", "/api/v1/me/videos", Some(&token), None).1["items"][0]
-                .clone();
+            video = by_source("upload").first().cloned().unwrap_or_default();
             video["state"] == "processing"
         },
     );
@@ -229,8 +271,7 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
     assert_eq!(video["channel"]["slug"], "remote-live");
     // The media server transcodes it; the app follows the job in the shared queue.
     wait_for("the upload's video to be ready", 90, || {
-        video =
-            api(&app_http, "GET", "/api/v1/me/videos", Some(&token), None).1["items"][0].clone();
+        video = by_source("upload").first().cloned().unwrap_or_default();
         assert_ne!(video["state"], "failed", "{video}");
         video["state"] == "ready"
     });
@@ -265,6 +306,117 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
         b"",
     );
     assert_eq!(st, 404);
+    let intruder = format!(
+        "Authorization: Bearer {}\r\n",
+        other["token"].as_str().unwrap()
+    );
+    let owner = format!("Authorization: Bearer {token}\r\n");
+
+    // Private: the media server asks the app, and only the owner gets the files.
+    let id = video["id"].as_str().unwrap().to_string();
+    let (st, _) = api(
+        &app_http,
+        "PATCH",
+        &format!("/api/v1/videos/{id}"),
+        Some(&token),
+        Some(json!({"visibility": "private"})),
+    );
+    assert_eq!(st, 200);
+    wait_for("the private video's files to be refused", 15, || {
+        request(&media_http, "GET", &playlist, "", b"").0 == 404
+    });
+    assert_eq!(
+        request(&media_http, "GET", &playlist, &intruder, b"").0,
+        404
+    );
+    assert_eq!(request(&media_http, "GET", &playlist, &owner, b"").0, 200);
+
+    // A parallel upload (four parts joined by a final upload) is one video.
+    let out = tus_js_mode(
+        &endpoint,
+        &input,
+        Some(&token),
+        &json!({"title": "병렬"}),
+        "parallel4",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the parallel upload's video", 20, || {
+        by_source("upload")
+            .iter()
+            .any(|v| v["title"] == "병렬" && v["state"] != "uploading")
+    });
+    assert_eq!(
+        by_source("upload").len(),
+        2,
+        "one video per upload, none per part"
+    );
+
+    // Deleting a video removes its files from the media server's storage.
+    let (st, _) = api(
+        &app_http,
+        "DELETE",
+        &format!("/api/v1/videos/{id}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(st, 204);
+    let upload_id = path.rsplit('/').next().unwrap().to_string();
+    let mut left = (0, Vec::new());
+    let gone = (0..75).any(|_| {
+        left = (
+            request(&media_http, "GET", &playlist, &owner, b"").0,
+            tree_names(&storage)
+                .into_iter()
+                .filter(|n| n.contains(&upload_id))
+                .collect::<Vec<_>>(),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        left.0 == 404 && left.1.is_empty()
+    });
+    assert!(gone, "the deleted video's files stay: {left:?}");
+    // The control API wants the media server's token.
+    assert_eq!(
+        request(
+            &media_http,
+            "DELETE",
+            &format!("/api/media/{upload_id}"),
+            "",
+            b""
+        )
+        .0,
+        401
+    );
+
+    // Rotating the key while live ends the publish on the media server; the old key is
+    // refused from then on.
+    let mut publisher =
+        ffmpeg::publish_command(&format!("rtmp://{rtmp}/live/{key}"), "160x120", 120)
+            .spawn()
+            .unwrap();
+    wait_for("the channel live again", 20, || {
+        api(&app_http, "GET", "/api/v1/live", None, None).1["items"][0]["slug"] == "remote-live"
+    });
+    let (st, rotated) = api(
+        &app_http,
+        "POST",
+        "/api/v1/channels/remote-live/key?end_live=true",
+        Some(&token),
+        None,
+    );
+    assert_eq!(st, 200, "{rotated}");
+    wait_for("the publisher to be cut off", 20, || {
+        publisher.try_wait().unwrap().is_some()
+    });
+    assert!(
+        !ffmpeg::publish_command(&format!("rtmp://{rtmp}/live/{key}"), "160x120", 3)
+            .status()
+            .unwrap()
+            .success()
+    );
 
     let _ = media.kill();
     let _ = media.wait();
@@ -284,6 +436,21 @@ fn media_and_app_servers_work_together_over_signed_hooks() {
         leaked.is_empty(),
         "the key leaked into the media server's logs: {leaked:?}"
     );
+}
+
+/// The names of every file and directory under `dir`.
+fn tree_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            names.push(e.file_name().to_string_lossy().into_owned());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            }
+        }
+    }
+    names
 }
 
 /// A signature header as `videopick-hooks` makes it, with `secret`.

@@ -192,6 +192,8 @@ fn a_recording_is_remuxed_to_a_served_mp4() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    // The event names the job, so an app on another machine can follow it.
+    assert_eq!(recording["job"].as_u64(), Some(job_id), "{recording}");
     let job = wait_job(&server.http, job_id, Duration::from_secs(60));
     assert_eq!(job["state"], "succeeded", "{job}");
     let path = format!("/vod/{rec_id}/video.mp4");

@@ -374,7 +374,29 @@ impl HookClient {
         }
     }
 
+    /// Send one `method` request to `url` (an API call rather than a hook: `DELETE`, or a
+    /// `POST` without body), with `Authorization: Bearer <bearer>` when given; signed like
+    /// the hooks when the client has a signing secret. Any answer is `Ok`.
+    pub async fn call(
+        &self,
+        method: http::Method,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<HookAnswer, HookError> {
+        self.send(method, url, bearer, Bytes::new()).await
+    }
+
     async fn post_bytes(&self, url: &str, body: Bytes) -> Result<HookAnswer, HookError> {
+        self.send(http::Method::POST, url, None, body).await
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        bearer: Option<&str>,
+        body: Bytes,
+    ) -> Result<HookAnswer, HookError> {
         let bad = || HookError::BadUrl {
             url: url.to_string(),
         };
@@ -389,11 +411,18 @@ impl HookClient {
             signature(secret, now, &body)
         });
         let request = || {
-            let mut r = http::Request::post(uri.clone())
-                .header(http::header::CONTENT_TYPE, "application/json")
+            let mut r = http::Request::builder()
+                .method(method.clone())
+                .uri(uri.clone())
                 .header(http::header::USER_AGENT, "videopick-hooks");
+            if !body.is_empty() {
+                r = r.header(http::header::CONTENT_TYPE, "application/json");
+            }
             if let Some(sig) = &signed {
                 r = r.header(SIGNATURE_HEADER, sig.as_str());
+            }
+            if let Some(token) = bearer {
+                r = r.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
             }
             r.body(Full::new(body.clone())).map_err(|_| bad())
         };

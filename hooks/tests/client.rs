@@ -265,3 +265,76 @@ async fn a_server_that_drops_idle_connections_loses_no_hook() {
     }
     assert_eq!(served.load(Ordering::SeqCst), 20);
 }
+
+#[tokio::test]
+async fn api_calls_carry_their_method_and_bearer_token() {
+    // What the server saw: method, path, Authorization, body length.
+    let seen = Arc::new(std::sync::Mutex::new(
+        Vec::<(String, String, String, usize)>::new(),
+    ));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (sock, _) = l.accept().await.unwrap();
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let method = req.method().to_string();
+                        let path = req.uri().path().to_string();
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        seen.lock().unwrap().push((method, path, auth, body.len()));
+                        Ok::<_, Infallible>(full(200, "{\"ok\":true}"))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(sock), svc)
+                    .await;
+            });
+        }
+    });
+    let client = HookClient::new(HookConfig::default()).unwrap();
+    let a = client
+        .call(
+            hyper::Method::DELETE,
+            &format!("http://127.0.0.1:{port}/api/streams/live/x"),
+            Some("t0ken"),
+        )
+        .await
+        .unwrap();
+    assert!(a.is_success());
+    let a = client
+        .call(
+            hyper::Method::POST,
+            &format!("http://127.0.0.1:{port}/api/jobs/7/cancel"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.text(), "{\"ok\":true}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            (
+                "DELETE".to_string(),
+                "/api/streams/live/x".to_string(),
+                "Bearer t0ken".to_string(),
+                0
+            ),
+            (
+                "POST".to_string(),
+                "/api/jobs/7/cancel".to_string(),
+                String::new(),
+                0
+            ),
+        ]
+    );
+}

@@ -18,6 +18,7 @@ use hyper::{Request, StatusCode};
 use tower::ServiceExt as _;
 use videopick_app::api::ClientAddr;
 use videopick_app::{App, AppConfig as Platform, Cache, Db};
+use videopick_hooks::{HookClient, HookConfig};
 use videopick_live::auth::{Action, AuthRequest, Authorize, BoxFuture, Denied, Grant};
 use videopick_live::hub::{Hub, LiveEventKind};
 
@@ -314,6 +315,16 @@ impl AppServer {
     pub async fn bind_with(config: AppConfig, metrics: Metrics) -> Result<AppServer, Error> {
         let trusted = crate::config::trusted_proxies(&config.trusted_proxies)?;
         let role = AppRole::open(&config, &config.data, None, None).await?;
+        if !config.media_api.is_empty() {
+            // The media server on another machine: key rotations end its publishes,
+            // deleted videos' jobs and files go there.
+            let client = HookClient::new(HookConfig::default())?;
+            role.app().set_media(Arc::new(crate::remote::HttpMedia::new(
+                client,
+                &config.media_api,
+                config.media_token.clone(),
+            )));
+        }
         if !config.jobs_db.is_empty() {
             // The media servers' shared job queue: videos follow their jobs from here.
             let queue = videopick_transcode::queue::PgQueue::connect(
@@ -397,43 +408,15 @@ pub(crate) async fn recording_closed(
     ev: &videopick_live::recorder::RecordingEvent,
     job: Option<videopick_transcode::queue::JobId>,
 ) {
-    let live_app = app.config().live_app.clone();
-    let Some(name) = ev
-        .stream
-        .strip_prefix(&live_app)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
-        return;
+    let closed = videopick_app::videos::ClosedRecording {
+        stream: ev.stream.clone(),
+        id: ev.id.clone(),
+        duration_ms: i64::try_from(ev.duration.as_millis()).ok(),
+        job: job.map(|j| j.to_string()),
+        session: sessions.take(&ev.stream),
     };
-    let session = sessions.take(&ev.stream);
-    match app
-        .recording_closed(&live_app, name, &ev.id, session.as_deref())
-        .await
-    {
-        Ok(Some(video)) => {
-            let done = match job {
-                Some(job) => app.attach_job(&video, &job.to_string()).await,
-                // No job (transcoding of recordings is off): the recording's own VOD
-                // playlist is the video.
-                None => {
-                    app.video_ready(
-                        &video,
-                        &videopick_app::videos::Processed {
-                            duration_ms: i64::try_from(ev.duration.as_millis()).ok(),
-                            playlist: Some(format!("/recordings/{}/index.m3u8", ev.id)),
-                            ..videopick_app::videos::Processed::default()
-                        },
-                    )
-                    .await
-                }
-            };
-            if let Err(e) = done {
-                tracing::warn!(video = %video, error = %e, "app: recording's video not updated");
-            }
-            tracing::info!(video = %video, recording = %ev.id, "recording became a video");
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(recording = %ev.id, error = %e, "app: recording not made a video"),
+    if let Err(e) = app.recording_finished(&closed).await {
+        tracing::warn!(recording = %ev.id, error = %e, "app: recording not made a video");
     }
 }
 
@@ -483,29 +466,7 @@ impl videopick_app::MediaControl for InProcessMedia {
     ) -> videopick_app::BoxFuture<'a, ()> {
         Box::pin(async move {
             let Some(media) = media_id else { return };
-            let storage = self.storage.clone();
-            let media = media.to_string();
-            let removed = tokio::task::spawn_blocking(move || {
-                let mut dirs = Vec::new();
-                if let Ok(v) = videopick_storage::VideoId::new(&media) {
-                    dirs.push(storage.vod_dir(&v));
-                    dirs.push(storage.thumbnail_dir(&v));
-                }
-                if let Ok(u) = videopick_storage::UploadId::new(&media) {
-                    dirs.push(storage.upload_dir(&u));
-                }
-                let mut n = 0;
-                for d in dirs {
-                    match std::fs::remove_dir_all(&d) {
-                        Ok(()) => n += 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => tracing::warn!(dir = %d.display(), error = %e, "video files not removed"),
-                    }
-                }
-                n
-            })
-            .await
-            .unwrap_or(0);
+            let removed = crate::remote::remove_media(&self.storage, media).await;
             tracing::info!(
                 video = video_id,
                 directories = removed,

@@ -223,6 +223,13 @@ pub const MEDIA_KEYS: &[Key] = &[
         "Sign every outgoing hook (auth, events, uploads) with this shared secret (X-Videopick-Signature: HMAC-SHA256), as the app server expects.",
     ),
     Key::new(
+        "access_hook",
+        "VIDEOPICK_ACCESS_HOOK",
+        Kind::Text,
+        "Hooks",
+        "Ask the app server at this URL (its /api/v1/hooks/media, signed) whether a request may fetch /vod/<id>/ or /recordings/<id>/ files: private videos are their owners' only. Answers are remembered for a few seconds.",
+    ),
+    Key::new(
         "key_apps",
         "VIDEOPICK_KEY_APPS",
         Kind::TextList,
@@ -234,7 +241,7 @@ pub const MEDIA_KEYS: &[Key] = &[
         "VIDEOPICK_API_TOKEN",
         Kind::Text,
         "Access",
-        "Bearer token that guards `DELETE /api/streams/<app>/<stream>` (kick a publisher).",
+        "Bearer token that guards the control API: `DELETE /api/streams/<app>/<stream>` (kick a publisher), job cancel/retry, `DELETE /api/media/<id>` (remove a video's files).",
     ),
     Key::new(
         "handshake_timeout_secs",
@@ -641,6 +648,20 @@ pub const APP_KEYS: &[Key] = &[
         "The media servers' shared PostgreSQL job queue (their --jobs-db): the app-server follows uploads' and recordings' jobs there.",
     ),
     Key::new(
+        "media_api",
+        "VIDEOPICK_MEDIA_API",
+        Kind::Text,
+        "App",
+        "The media server's HTTP URL (e.g. http://10.0.0.2:8000): the app-server ends publishes when keys are rotated, cancels deleted videos' jobs and removes their files there.",
+    ),
+    Key::secret(
+        "media_token",
+        "VIDEOPICK_MEDIA_TOKEN",
+        Kind::Text,
+        "App",
+        "The media server's --api-token, for those calls.",
+    ),
+    Key::new(
         "rtmp_url",
         "VIDEOPICK_RTMP_URL",
         Kind::Text,
@@ -783,6 +804,8 @@ pub struct MediaConfig {
     pub event_hook: Option<String>,
     /// Sign outgoing hooks with this shared secret.
     pub hook_secret: Option<String>,
+    /// Ask the app server at this URL whether a request may fetch a video's files.
+    pub access_hook: Option<String>,
     /// Apps whose stream names are secret stream keys (never logged).
     pub key_apps: Vec<String>,
     /// Bearer token that guards `DELETE /api/streams/<app>/<stream>` (kick a publisher).
@@ -852,6 +875,7 @@ impl Default for MediaConfig {
             allow_all: false,
             event_hook: None,
             hook_secret: None,
+            access_hook: None,
             key_apps: Vec::new(),
             api_token: None,
             handshake_timeout_secs: 10,
@@ -1031,6 +1055,10 @@ pub struct AppConfig {
     pub hook_secret: Option<String>,
     /// The media servers' shared PostgreSQL job queue (app-server); empty: none.
     pub jobs_db: String,
+    /// The media server's HTTP URL for control calls (app-server); empty: none.
+    pub media_api: String,
+    /// The media server's API token.
+    pub media_token: Option<String>,
     /// The public RTMP URL shown to creators; empty: from the RTMP listener.
     pub rtmp_url: String,
     /// The RTMP application channels publish to.
@@ -1058,6 +1086,8 @@ impl Default for AppConfig {
             chat_url: String::new(),
             hook_secret: None,
             jobs_db: String::new(),
+            media_api: String::new(),
+            media_token: None,
             rtmp_url: String::new(),
             live_app: "live".into(),
             media_base: String::new(),

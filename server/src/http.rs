@@ -32,6 +32,22 @@ pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -
     resp
 }
 
+/// Whether the request's `Authorization: Bearer <token>` is `token` (compared in constant
+/// time).
+pub fn bearer_is(headers: &hyper::HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// A connection whose first bytes were already read (to look at the request head); they
 /// are replayed before the rest, so hyper sees the whole stream.
 #[derive(Debug)]

@@ -317,11 +317,7 @@ impl Jobs {
         let Some(token) = &self.inner.api_token else {
             return true;
         };
-        req.headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t == token)
+        crate::http::bearer_is(req.headers(), token)
     }
 
     /// A file of a published video: `<id>/<name>` or `<id>/<rung>/<name>`, names of

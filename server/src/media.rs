@@ -249,6 +249,13 @@ impl MediaServer {
         tracing::info!(storage = %storage.root().display(), rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "media role listening");
 
         let thumbs = storage.clone();
+        let api_token: Option<Arc<str>> = config.api_token.as_deref().map(Arc::from);
+        let access = match (&role, &config.access_hook) {
+            (None, Some(url)) if !url.is_empty() => Some(Arc::new(
+                crate::remote::RemoteAccess::new(hooks.clone(), url.clone()),
+            )),
+            _ => None,
+        };
         let handler: Handler = Arc::new(
             move |req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
                 let started = std::time::Instant::now();
@@ -262,13 +269,15 @@ impl MediaServer {
                             }
                             _ => None,
                         });
-                let (hls, tus, jobs, metrics, role, storage) = (
+                let (hls, tus, jobs, metrics, role, storage, api_token, access) = (
                     hls.clone(),
                     tus.clone(),
                     jobs.clone(),
                     metrics.clone(),
                     role.clone(),
                     thumbs.clone(),
+                    api_token.clone(),
+                    access.clone(),
                 );
                 Box::pin(async move {
                     let resp = async {
@@ -289,10 +298,20 @@ impl MediaServer {
                         {
                             return r;
                         }
+                        if let Some(r) =
+                            crate::remote::media_api(&storage, api_token.as_deref(), &req).await
+                        {
+                            return r;
+                        }
                         if let Some(role) = &role
                             && (req.uri().path().starts_with("/vod/")
                                 || req.uri().path().starts_with("/recordings/"))
                             && let Some(refused) = crate::app::vod_access(role.app(), &req).await
+                        {
+                            return refused;
+                        }
+                        if let Some(access) = &access
+                            && let Some(refused) = access.check(&req).await
                         {
                             return refused;
                         }
@@ -524,14 +543,13 @@ fn start_hls(
     rec.segment = segment;
     let recordings = Recordings::new(storage.clone(), rec);
     recordings.attach(hub);
-    if let Some(url) = &args.event_hook {
-        recordings.spawn_webhook(hooks.clone(), url.clone());
-    }
-    // Closed recordings (the recovered ones too) become jobs.
+    // Closed recordings (the recovered ones too) become jobs, and are told to the
+    // platform in process or to the event webhook (with their job).
     let mut closed = recordings.events();
     let jobs = jobs.cloned();
+    let webhook = args.event_hook.clone().map(|url| (hooks.clone(), url));
     tokio::spawn(async move {
-        if jobs.is_none() && platform.is_none() {
+        if jobs.is_none() && platform.is_none() && webhook.is_none() {
             return;
         }
         loop {
@@ -546,6 +564,17 @@ fn start_hls(
                     };
                     if let Some((app, sessions)) = &platform {
                         crate::app::recording_closed(app, sessions, &ev, job).await;
+                    }
+                    if let Some((client, url)) = &webhook {
+                        let mut body = serde_json::to_value(
+                            videopick_live::recorder::RecordingBody::from(&ev),
+                        )
+                        .unwrap_or_default();
+                        body["job"] = job.map_or(serde_json::Value::Null, Into::into);
+                        let (client, url) = (client.clone(), url.clone());
+                        tokio::spawn(async move {
+                            let _ = client.deliver(&url, &body).await;
+                        });
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

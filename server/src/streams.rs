@@ -214,12 +214,7 @@ impl LiveHttp {
                 "kicking needs --api-token on the server\n",
             );
         };
-        let given = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        if !crate::http::bearer_is(req.headers(), token) {
             return respond(
                 StatusCode::UNAUTHORIZED,
                 "text/plain",

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
+use videopick_app::videos::UploadKind;
 use videopick_hooks::HookClient;
 use videopick_tus::Upload;
 use videopick_tus::hooks::{HookFuture, Hooks, HttpHooks, Rejection, RequestInfo};
+use videopick_tus::store::ConcatRole;
 
 /// A finished upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,8 +126,7 @@ impl Hooks for UploadEvents {
         req: &'a RequestInfo,
     ) -> HookFuture<'a, Result<(), Rejection>> {
         Box::pin(async move {
-            let partial = upload.info.concat == Some(videopick_tus::store::ConcatRole::Partial);
-            if let (Some(app), false) = (&self.platform, partial) {
+            if let Some(app) = &self.platform {
                 let user = UploadEvents::user(app, req).await?;
                 let meta = videopick_tus::headers::Metadata::parse(&upload.info.metadata, 1 << 16)
                     .map(|m| {
@@ -137,8 +138,15 @@ impl Hooks for UploadEvents {
                             .collect::<std::collections::HashMap<_, _>>()
                     })
                     .unwrap_or_default();
+                let kind = match &upload.info.concat {
+                    None => UploadKind::Whole,
+                    Some(ConcatRole::Partial) => UploadKind::Partial,
+                    Some(ConcatRole::Final(parts)) => {
+                        UploadKind::Final(parts.iter().map(ToString::to_string).collect())
+                    }
+                };
                 if let Err(e) = app
-                    .upload_started(&user, upload.info.id.as_str(), &meta)
+                    .upload_created(&user, upload.info.id.as_str(), &kind, &meta)
                     .await
                 {
                     return Err(Rejection {
@@ -156,7 +164,7 @@ impl Hooks for UploadEvents {
 
     fn post_finish<'a>(&'a self, upload: &'a Upload, data: &'a Path) -> HookFuture<'a, ()> {
         Box::pin(async move {
-            if upload.info.concat == Some(videopick_tus::store::ConcatRole::Partial) {
+            if upload.info.concat == Some(ConcatRole::Partial) {
                 // A part of a parallel upload: the final upload is the video.
                 if let Some(h) = &self.app {
                     h.post_finish(upload, data).await;

@@ -340,6 +340,45 @@ impl Storage {
         }
     }
 
+    /// Remove the lock files of the object at `path` and of every object inside it (call
+    /// once the object is gone: they would otherwise stay behind it forever). Missing ones
+    /// are fine.
+    pub fn remove_lock_files(&self, path: &Path) -> Result<()> {
+        let lock_file = self.lock_file_path(path)?;
+        let nested = self
+            .inner
+            .root
+            .join(LOCKS_DIR)
+            .join(self.object_relative(path)?);
+        match fs::remove_dir_all(&nested) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove locks", nested, e)),
+        }
+        match fs::remove_file(&lock_file) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io("remove lock", lock_file, e)),
+        }
+    }
+
+    /// Remove the object at `path` (a directory or file this storage handed out) and its
+    /// lock files, holding its lock meanwhile: [`StorageError::Locked`] while someone else
+    /// holds it. Whether it existed.
+    pub fn remove_object(&self, path: &Path) -> Result<bool> {
+        let lock = self.try_lock(path)?;
+        let existed = match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(path).map(|()| true),
+            Ok(_) => fs::remove_file(path).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| StorageError::io("remove", path, e))?;
+        self.remove_lock_files(path)?;
+        drop(lock);
+        Ok(existed)
+    }
+
     /// Like [`Storage::try_lock`] but waits until the lock is free.
     pub fn lock(&self, path: &Path) -> Result<ObjectLock> {
         let file = self.open_lock_file(path)?;

@@ -184,6 +184,7 @@ impl Storage {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::io("remove recording", rec.path, e)),
             }
+            let _ = self.remove_lock_files(&rec.path);
             total -= rec.bytes;
             report.removed.push(Removed {
                 path: rec.path,

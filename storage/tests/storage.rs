@@ -469,3 +469,44 @@ async fn async_writers() {
     assert_eq!(a.close().await.unwrap(), 4);
     assert_eq!(fs::read(&path).unwrap(), b"abcd");
 }
+
+#[test]
+fn removing_an_object_takes_its_lock_files_and_is_refused_while_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let v = s.vod_dir(&VideoId::new("gone").unwrap());
+    s.write_atomic(v.join("720p").join("index.m3u8"), b"#EXTM3U\n")
+        .unwrap();
+    // Locks of the object and of one inside it leave lock files behind.
+    drop(s.try_lock(&v).unwrap());
+    drop(s.try_lock(&v.join("720p")).unwrap());
+    let locks = |root: &Path| {
+        let mut n = 0;
+        let mut todo = vec![root.join("locks")];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(e.path());
+                } else {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    assert_eq!(locks(dir.path()), 2);
+    // Someone holds it: refused, nothing removed.
+    let held = s.try_lock(&v).unwrap();
+    assert!(matches!(
+        s.remove_object(&v),
+        Err(StorageError::Locked { .. })
+    ));
+    assert!(v.join("720p").join("index.m3u8").exists());
+    drop(held);
+    assert!(s.remove_object(&v).unwrap());
+    assert!(!v.exists());
+    assert_eq!(locks(dir.path()), 0, "lock files stay behind");
+    assert!(!s.remove_object(&v).unwrap());
+    // Nothing outside the object areas.
+    assert!(s.remove_object(dir.path()).is_err());
+}

@@ -97,6 +97,13 @@ pub struct UploadBody<'a> {
     pub metadata: &'a str,
     /// Whether every byte is stored.
     pub complete: bool,
+    /// `partial` (a part of a parallel upload) or `final` (joining `parts`); absent for an
+    /// ordinary upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concat: Option<&'static str>,
+    /// For a final upload: the ids of the parts it joins, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<&'a str>,
 }
 
 impl<'a> From<&'a Upload> for UploadBody<'a> {
@@ -107,6 +114,18 @@ impl<'a> From<&'a Upload> for UploadBody<'a> {
             length: u.info.length,
             metadata: &u.info.metadata,
             complete: u.is_complete(),
+            concat: match &u.info.concat {
+                None => None,
+                Some(crate::store::ConcatRole::Partial) => Some("partial"),
+                Some(crate::store::ConcatRole::Final(_)) => Some("final"),
+            },
+            parts: match &u.info.concat {
+                Some(crate::store::ConcatRole::Final(parts)) => parts
+                    .iter()
+                    .map(videopick_storage::UploadId::as_str)
+                    .collect(),
+                _ => Vec::new(),
+            },
         }
     }
 }

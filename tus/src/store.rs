@@ -461,6 +461,8 @@ impl FileStore {
         // Remove the info first: from then on the upload is gone for every reader.
         fs::remove_file(dir.join("info")).map_err(|e| StorageError::io("remove", &dir, e))?;
         fs::remove_dir_all(&dir).map_err(|e| StorageError::io("remove", &dir, e))?;
+        // Its lock files go too (the one held here is only unlinked).
+        let _ = self.storage.remove_lock_files(&dir);
         Ok(())
     }
 }

@@ -75,6 +75,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/hooks/auth", post(hook_auth))
         .route("/api/v1/hooks/events", post(hook_events))
         .route("/api/v1/hooks/tus", post(hook_tus))
+        .route("/api/v1/hooks/media", post(hook_media))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(request_context))
@@ -905,6 +906,28 @@ async fn hook_tus(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The media server's access hook (signed): may this request fetch a video's files?
+#[utoipa::path(post, path = "/api/v1/hooks/media", tag = "hooks", request_body = crate::hooks::MediaAsk,
+    responses(
+        (status = 200, description = "Allowed (for everyone, or for this requester)", body = crate::hooks::MediaAccess),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad signature", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Hooks are off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not for this requester (a private video, or a deleted one)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn hook_media(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<crate::hooks::MediaAccess>> {
+    match app.hook_media(&signed_hook(&app, &headers, &body)?).await? {
+        Some(access) => Ok(Json(access)),
+        None => Err(ApiError(AppError::NotFound("video"))),
+    }
+}
+
 /// The OpenAPI document of this API.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
     responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
@@ -940,7 +963,7 @@ impl utoipa::Modify for SecurityAddon {
     paths(openapi, sign_up, sign_in, sign_out, sign_out_all, me, my_channels, my_videos,
         create_channel, channel, channel_settings, update_channel, rotate_key, channel_videos,
         live_now, latest_videos, video, update_video, delete_video, count_view, chat_token, set_role,
-        hook_auth, hook_events, hook_tus),
+        hook_auth, hook_events, hook_tus, hook_media),
     components(schemas(Problem, ViewCounted, RoleChange)),
     modifiers(&SecurityAddon),
     tags(

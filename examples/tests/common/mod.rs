@@ -273,13 +273,25 @@ pub(crate) fn tus_js(
     token: Option<&str>,
     meta: &serde_json::Value,
 ) -> std::process::Output {
+    tus_js_mode(endpoint, file, token, meta, "single")
+}
+
+/// [`tus_js`] in `mode`: `single` (one request), `parallel4` (four partial uploads joined
+/// by a final one) or a chunk size in bytes.
+pub(crate) fn tus_js_mode(
+    endpoint: &str,
+    file: &std::path::Path,
+    token: Option<&str>,
+    meta: &serde_json::Value,
+    mode: &str,
+) -> std::process::Output {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
     let mut cmd = Command::new("node");
     cmd.current_dir(&dir)
         .arg("tus-upload.mjs")
         .arg(endpoint)
         .arg(file)
-        .arg("single")
+        .arg(mode)
         .env("TUS_METADATA", meta.to_string());
     if let Some(t) = token {
         cmd.env("TUS_TOKEN", t);
