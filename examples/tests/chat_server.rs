@@ -153,3 +153,67 @@ fn common_http(addr: &str, path: &str) -> (u16, String) {
             .unwrap_or_default(),
     )
 }
+
+/// One raw request; the whole answer (head and body) as text.
+fn raw(addr: &str, method: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    r.to_ascii_lowercase()
+}
+
+#[test]
+fn pages_of_allowed_origins_get_cors_answers_and_others_are_refused() {
+    let server = start(&["--allowed-origins", "https://site.example"]);
+    let handshake = "/socket.io/?EIO=4&transport=polling";
+    // A browser's preflight for long-polling (the POST of a packet carries a content type).
+    let r = raw(
+        &server.addr,
+        "OPTIONS",
+        handshake,
+        "Origin: https://site.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n",
+    );
+    assert!(r.starts_with("http/1.1 204"), "{r}");
+    for h in [
+        "access-control-allow-origin: https://site.example",
+        "access-control-allow-credentials: true",
+        "access-control-allow-methods: get, post, options",
+        "access-control-allow-headers: content-type",
+        "vary: origin",
+    ] {
+        assert!(r.contains(h), "{h} missing: {r}");
+    }
+    // The long-polling handshake itself, from that page.
+    let r = raw(
+        &server.addr,
+        "GET",
+        handshake,
+        "Origin: https://site.example\r\n",
+    );
+    assert!(r.starts_with("http/1.1 200"), "{r}");
+    assert!(
+        r.contains("access-control-allow-origin: https://site.example"),
+        "{r}"
+    );
+    assert!(r.contains("\"sid\""), "{r}");
+    // Another site's page is refused, preflight and request alike.
+    for method in ["OPTIONS", "GET"] {
+        let r = raw(
+            &server.addr,
+            method,
+            handshake,
+            "Origin: https://evil.example\r\nAccess-Control-Request-Method: GET\r\n",
+        );
+        assert!(r.starts_with("http/1.1 403"), "{method}: {r}");
+        assert!(!r.contains("access-control-allow-origin"), "{r}");
+    }
+    // Clients that are not browsers send no Origin and are served.
+    let r = raw(&server.addr, "GET", handshake, "");
+    assert!(r.starts_with("http/1.1 200"), "{r}");
+}

@@ -91,6 +91,7 @@ impl ChatServer {
                 metrics,
                 Duration::from_secs(config.header_timeout_secs.max(1)),
                 trusted,
+                Cors::new(&config.allowed_origins),
                 shutdown,
             )
             .await;
@@ -154,7 +155,17 @@ async fn run_chat(
     let server = Server::new(app, engine);
     metrics.register_collector(crate::metrics::ChatCollector(server.clone()));
     let header_timeout = Duration::from_secs(args.header_timeout_secs.max(1));
-    serve(listener, server, metrics, header_timeout, trusted, shutdown).await;
+    let cors = Cors::new(&args.allowed_origins);
+    serve(
+        listener,
+        server,
+        metrics,
+        header_timeout,
+        trusted,
+        cors,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
@@ -180,6 +191,7 @@ async fn serve<A: App>(
     metrics: Metrics,
     header_timeout: Duration,
     trusted: Arc<TrustedProxies>,
+    cors: Cors,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -196,10 +208,15 @@ async fn serve<A: App>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (server, metrics, trusted) = (server.clone(), metrics.clone(), trusted.clone());
+        let (server, metrics, trusted, cors) = (
+            server.clone(),
+            metrics.clone(),
+            trusted.clone(),
+            cors.clone(),
+        );
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (server, metrics) = (server.clone(), metrics.clone());
+                let (server, metrics, cors) = (server.clone(), metrics.clone(), cors.clone());
                 let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
                 let peer =
                     trusted.client_addr(peer, header("forwarded"), header("x-forwarded-for"));
@@ -207,7 +224,7 @@ async fn serve<A: App>(
                     let started = std::time::Instant::now();
                     let path = req.uri().path();
                     let (route, resp) = if path == "/socket.io/" || path == "/socket.io" {
-                        ("socket_io", server.handle(req, peer).await)
+                        ("socket_io", cors.serve(req, peer, &server).await)
                     } else if path == "/metrics" {
                         let mut r = text(StatusCode::OK, metrics.render());
                         r.headers_mut().insert(
@@ -232,6 +249,91 @@ async fn serve<A: App>(
                 .with_upgrades()
                 .await;
         });
+    }
+}
+
+/// Which pages may use the chat from a browser: CORS for long-polling (and its
+/// preflights), and the origin check of every `/socket.io/` request that has one.
+#[derive(Debug, Clone)]
+struct Cors {
+    any: bool,
+    origins: Arc<[String]>,
+}
+
+impl Cors {
+    fn new(list: &[String]) -> Cors {
+        Cors {
+            any: list.iter().any(|o| o == "*"),
+            origins: list
+                .iter()
+                .filter(|o| *o != "*")
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        self.any || self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+
+    /// Answer a `/socket.io/` request: a preflight here, the rest by `server`, with the
+    /// CORS headers a browser needs when the origin is allowed; a disallowed origin gets 403.
+    async fn serve<A: App>(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        server: &Server<A>,
+    ) -> Response<Full<Bytes>> {
+        use hyper::header::{self, HeaderValue};
+        let Some(origin) = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+        else {
+            // Not a browser's cross-origin request.
+            return server.handle(req, peer).await;
+        };
+        if !self.allows(&origin) {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("origin {origin} may not use this chat\n"),
+            );
+        }
+        let preflight = req.method() == hyper::Method::OPTIONS;
+        let asked_headers = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned();
+        let mut resp = if preflight {
+            let mut r = text(StatusCode::NO_CONTENT, String::new());
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                asked_headers.unwrap_or(HeaderValue::from_static("content-type")),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            );
+            r
+        } else {
+            server.handle(req, peer).await
+        };
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        resp
     }
 }
 

@@ -553,6 +553,13 @@ pub const CHAT_KEYS: &[Key] = &[
         "Seconds a connection has to send a complete request head, from its opening or from its previous response when it idles on keep-alive.",
     ),
     Key::new(
+        "allowed_origins",
+        "VIDEOPICK_CHAT_ALLOWED_ORIGINS",
+        Kind::TextList,
+        "Chat",
+        "Origins of the pages that may use the chat from a browser (comma-separated, e.g. https://videopick.example; * for any): their long-polling and preflight requests get CORS answers, other origins are refused.",
+    ),
+    Key::new(
         "trusted_proxies",
         "VIDEOPICK_CHAT_TRUSTED_PROXIES",
         Kind::TextList,
@@ -995,6 +1002,10 @@ pub struct ChatConfig {
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` / `Forwarded` name the
     /// real client (for the per-address connection limit and logs).
     pub trusted_proxies: Vec<String>,
+    /// Origins of the pages that may use the chat from a browser (`*`: any). Their
+    /// requests get CORS answers (preflights too); requests from other origins are refused.
+    /// Requests without an `Origin` (non-browser clients) are always served.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -1021,6 +1032,7 @@ impl Default for ChatConfig {
             test_suite: false,
             header_timeout_secs: 10,
             trusted_proxies: Vec::new(),
+            allowed_origins: vec!["*".into()],
         }
     }
 }

@@ -12,7 +12,7 @@ const CHAT: Table = Table {
     name: "chat",
     keys: CHAT_KEYS,
     prefix: "chat-",
-    only: &["listen", "redis", "trusted_proxies"],
+    only: &["listen", "redis", "trusted_proxies", "allowed_origins"],
 };
 const TABLES: &[Table] = &[
     Table::all("media", MEDIA_KEYS),
