@@ -1,5 +1,5 @@
 //! Chat tokens: the HS256 JWT the chat server verifies (`sub`, `name`, `role`, `room`,
-//! `exp`). One room per channel (`live/<slug>`); the channel's owner is its broadcaster,
+//! `exp`). One room per channel (`live:<slug>`: chat room names have no `/`); the channel's owner is its broadcaster,
 //! admins are moderators, everybody else a viewer. The `room` claim scopes a moderating
 //! role to that room.
 
@@ -68,7 +68,7 @@ impl App {
         } else {
             "viewer"
         };
-        let room = format!("{}/{}", self.config().live_app, c.channel.slug);
+        let room = format!("{}:{}", self.config().live_app, c.channel.slug);
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())

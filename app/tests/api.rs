@@ -630,11 +630,11 @@ async fn channels_keys_and_live(t: &T) {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["role"], "broadcaster");
-    assert_eq!(r.body["room"], "live/bob-live");
+    assert_eq!(r.body["room"], "live:bob-live");
     let claims = jwt_claims(r.body["token"].as_str().unwrap(), "chat-secret");
     assert_eq!(claims["sub"], b_user["id"]);
     assert_eq!(claims["name"], "bob");
-    assert_eq!(claims["room"], "live/bob-live");
+    assert_eq!(claims["room"], "live:bob-live");
     assert!(claims["exp"].as_u64().unwrap() > 1_700_000_000);
     let r = t
         .bearer(

@@ -21,6 +21,7 @@ struct Server {
     child: Child,
     rtmp: String,
     http: String,
+    chat: String,
     logs: Receiver<String>,
 }
 
@@ -42,13 +43,15 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut rtmp, mut http) = (String::new(), String::new());
-    while rtmp.is_empty() || http.is_empty() {
+    let (mut rtmp, mut http, mut chat) = (String::new(), String::new(), String::new());
+    while rtmp.is_empty() || http.is_empty() || chat.is_empty() {
         let line = lines.next().expect("videopick exited early").unwrap();
         if let Some(a) = line.strip_prefix("videopick: rtmp on rtmp://") {
             rtmp = a.to_string();
         } else if let Some(a) = line.strip_prefix("videopick: listening on http://") {
             http = a.to_string();
+        } else if let Some(a) = line.strip_prefix("videopick: chat on http://") {
+            chat = a.to_string();
         }
     }
     let (tx, logs) = std::sync::mpsc::channel();
@@ -68,8 +71,34 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
         child,
         rtmp,
         http,
+        chat,
         logs,
     }
+}
+
+/// socket.io-client (`clients/js/chat-once.mjs`) joins `room` at `chat` with `token` and
+/// sends `text`; the acks as JSON.
+fn chat_once(chat: &str, room: &str, text: Option<&str>, token: Option<&str>) -> Value {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir)
+        .arg("chat-once.mjs")
+        .arg(format!("http://{chat}"))
+        .arg(room);
+    if let Some(t) = text {
+        cmd.arg(t);
+    }
+    if let Some(t) = token {
+        cmd.env("CHAT_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 #[test]
@@ -132,6 +161,25 @@ fn a_channel_goes_live_with_its_key_and_only_with_it() {
     let (_, ch) = api(&http, "GET", "/api/v1/channels/jiwoo-live", None, None);
     assert_eq!(ch["live"]["flv"], "/live/jiwoo-live.flv");
     assert!(!ch.to_string().contains(&key));
+
+    // The channel's chat: the owner's token (minted by the API) joins its room and posts
+    // as the broadcaster; an anonymous viewer reads the history but may not post.
+    let (st, chat) = api(
+        &http,
+        "POST",
+        "/api/v1/chat/token",
+        Some(&token),
+        Some(json!({"channel": "jiwoo-live"})),
+    );
+    assert_eq!(st, 200, "{chat}");
+    let room = chat["room"].as_str().unwrap().to_string();
+    let said = chat_once(&s.chat, &room, Some("안녕하세요"), chat["token"].as_str());
+    assert_eq!(said["join"]["ok"], true, "{said}");
+    assert_eq!(said["message"]["ok"], true, "{said}");
+    let read = chat_once(&s.chat, &room, Some("hi"), None);
+    assert_eq!(read["join"]["history"][0]["text"], "안녕하세요", "{read}");
+    assert_eq!(read["join"]["history"][0]["user"]["role"], "broadcaster");
+    assert_eq!(read["message"]["error"]["code"], "unauthorized", "{read}");
 
     // A viewer plays the HTTP-FLV stream; the API counts it and reports the stream's health.
     let flv = format!("http://{http}/live/jiwoo-live.flv");
