@@ -37,6 +37,16 @@ for js in clients/js; do
   fi
 done
 
+# Browser tests: Debian's Chromium (driven by playwright-core from web/'s lockfile, never a
+# browser download), and CJK fonts so Korean pages render in screenshots.
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Chromium (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk >/dev/null
+fi
+say "web app: npm ci and build when missing or stale"
+./scripts/web-build.sh
+
 # --- services ----------------------------------------------------------------------------
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   say "starting PostgreSQL"
@@ -63,6 +73,12 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 say "cargo test (workspace, all features)"
 cargo test --workspace --all-features
+
+say "web app unit tests (Vitest)"
+(cd web && npm test --silent)
+
+say "browser tests (Chromium + playwright-core against a fresh videopick)"
+node web/e2e/run.mjs "${CARGO_TARGET_DIR:-target}/debug/videopick"
 
 say "schemathesis against the app API's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s)"
 ./scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/app-server" "${SCHEMATHESIS_SECONDS:-60}"

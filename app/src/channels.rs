@@ -346,7 +346,7 @@ impl App {
             secret_hash(&key),
             StreamKey {
                 stream_key: key,
-                server: self.config().rtmp_url.clone(),
+                server: self.rtmp_url(),
             },
         )
     }

@@ -135,19 +135,23 @@ pub struct AppConfig {
     pub allowed_origins: Vec<String>,
     /// The chat server's token secret (HS256); without it no chat tokens are minted.
     pub chat_secret: Option<String>,
-    /// The chat's Socket.IO URL, told to clients with their token.
+    /// The chat's Socket.IO URL, told to clients with their token (`{host}`: the host name
+    /// of the request, e.g. `http://{host}:3001`).
     pub chat_url: Option<String>,
     /// How long a chat token lasts.
     pub chat_token_ttl: Duration,
     /// Shared secret of the signed hooks between machines (media server → app).
     pub hook_secret: Option<String>,
-    /// OBS "Server" (`rtmp://HOST/live`).
+    /// OBS "Server" (`rtmp://HOST/live`; `{host}`: the host name of the request,
+    /// `{rtmp_port}`: the port of the RTMP listener in this process).
     pub rtmp_url: String,
     /// The RTMP application channels publish to.
     pub live_app: String,
     /// Prefix of media URLs (HTTP-FLV, HLS, thumbnails): empty when the media server
     /// shares the API's origin, else `http://media.example:8000`.
     pub media_base: String,
+    /// Largest upload the media side accepts (told to the web app; none: unknown).
+    pub max_upload_bytes: Option<u64>,
     /// Rate limits.
     pub limits: Limits,
     /// Longest a cached read may be stale if an invalidation is lost.
@@ -167,6 +171,7 @@ impl Default for AppConfig {
             rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
             live_app: "live".into(),
             media_base: String::new(),
+            max_upload_bytes: None,
             limits: Limits::default(),
             cache_ttl: Duration::from_secs(30),
         }
@@ -184,6 +189,8 @@ struct Inner {
     cache: Cache,
     config: AppConfig,
     media: RwLock<Arc<dyn MediaControl>>,
+    /// The RTMP listener's port, once bound (for `{rtmp_port}` in `rtmp_url`).
+    rtmp_port: std::sync::atomic::AtomicU16,
     sign_in: limits::RateLimiter,
     sign_up: limits::RateLimiter,
 }
@@ -215,6 +222,7 @@ impl App {
                 sign_up: limits::RateLimiter::new(l.sign_up_burst, l.sign_up_every),
                 config,
                 media: RwLock::new(Arc::new(NoMedia)),
+                rtmp_port: std::sync::atomic::AtomicU16::new(0),
             }),
         }
     }
@@ -226,6 +234,33 @@ impl App {
             .media
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = media;
+    }
+
+    /// The RTMP listener in this process is bound to `port` (fills `{rtmp_port}` in
+    /// [`AppConfig::rtmp_url`]).
+    pub fn set_rtmp_port(&self, port: u16) {
+        self.inner
+            .rtmp_port
+            .store(port, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// OBS "Server": [`AppConfig::rtmp_url`] with the RTMP port filled in (`{host}` is left
+    /// for the API to fill with the request's host).
+    pub fn rtmp_url(&self) -> String {
+        let url = &self.inner.config.rtmp_url;
+        if url.contains("{rtmp_port}") {
+            let port = match self
+                .inner
+                .rtmp_port
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                0 => 1935,
+                p => p,
+            };
+            url.replace("{rtmp_port}", &port.to_string())
+        } else {
+            url.clone()
+        }
     }
 
     pub(crate) fn media(&self) -> Arc<dyn MediaControl> {

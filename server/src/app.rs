@@ -35,6 +35,7 @@ const MAX_ANSWER: usize = 16 << 20;
 pub struct AppRole {
     app: App,
     router: axum::Router,
+    web: Option<crate::web::WebApp>,
 }
 
 impl std::fmt::Debug for AppRole {
@@ -48,8 +49,14 @@ impl std::fmt::Debug for AppRole {
 impl AppConfig {
     /// The platform settings, with `chat_secret` and `rtmp_url` filled in from the other
     /// roles when not set.
-    fn platform(&self, chat_secret: Option<&str>, rtmp: Option<SocketAddr>) -> Platform {
+    fn platform(
+        &self,
+        chat_secret: Option<&str>,
+        media: Option<&crate::config::MediaConfig>,
+    ) -> Platform {
+        let rtmp = media.map(|m| m.rtmp);
         let mut p = Platform::default();
+        p.max_upload_bytes = media.map(|m| m.tus_max_size);
         p.session_ttl = Duration::from_secs(self.session_ttl_hours.max(1) * 3600);
         p.cookie_secure = self.cookie_secure;
         p.allowed_origins.clone_from(&self.allowed_origins);
@@ -63,13 +70,11 @@ impl AppConfig {
         p.live_app.clone_from(&self.live_app);
         p.media_base = self.media_base.trim_end_matches('/').to_string();
         p.rtmp_url = if self.rtmp_url.is_empty() {
-            let addr = rtmp.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1935)));
-            let host = if addr.ip().is_unspecified() {
-                SocketAddr::new([127, 0, 0, 1].into(), addr.port())
-            } else {
-                addr
-            };
-            format!("rtmp://{host}/{}", self.live_app)
+            // The host the creator's browser used, on the RTMP listener's port.
+            match rtmp.map(|a| a.port()) {
+                Some(0) => format!("rtmp://{{host}}:{{rtmp_port}}/{}", self.live_app),
+                port => format!("rtmp://{{host}}:{}/{}", port.unwrap_or(1935), self.live_app),
+            }
         } else {
             self.rtmp_url.clone()
         };
@@ -79,14 +84,15 @@ impl AppConfig {
 
 impl AppRole {
     /// Open the database (`config.db`, or SQLite under `data`) and the cache, apply the
-    /// migrations. `chat_secret` and `rtmp` come from the process's other roles.
+    /// migrations. `chat_secret` and `media` (the RTMP port, the upload limit) come from
+    /// the process's other roles.
     pub async fn open(
         config: &AppConfig,
         data: &Path,
         chat_secret: Option<&str>,
-        rtmp: Option<SocketAddr>,
+        media: Option<&crate::config::MediaConfig>,
     ) -> Result<AppRole, Error> {
-        let platform = config.platform(chat_secret, rtmp);
+        let platform = config.platform(chat_secret, media);
         let db = if config.db.is_empty() {
             Db::open_in(data).await?
         } else {
@@ -109,10 +115,38 @@ impl AppRole {
                 }
             }
         });
+        // The chat on another origin is where the page may connect besides its own.
+        let connect = app
+            .config()
+            .chat_url
+            .iter()
+            .filter(|u| u.contains("://"))
+            .map(|u| {
+                // Its origin: scheme, host and port.
+                let rest = u.split_once("://").map_or("", |x| x.1);
+                let scheme = u.split_once("://").map_or("http", |x| x.0);
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
+            })
+            .collect();
+        let web = crate::web::WebApp::open(&config.web_dir, connect);
+        if web.is_some() {
+            tracing::info!(dir = %config.web_dir.display(), "web app served at /");
+        } else {
+            tracing::info!(
+                dir = %config.web_dir.display(),
+                "no web app built there (npm run build in web/): the API only"
+            );
+        }
         Ok(AppRole {
             router: videopick_app::api::router(app.clone()),
             app,
+            web,
         })
+    }
+
+    /// The web application, when built.
+    pub fn web(&self) -> Option<&crate::web::WebApp> {
+        self.web.as_ref()
     }
 
     /// The platform.
@@ -376,7 +410,13 @@ impl AppServer {
                             respond(StatusCode::OK, "text/plain", "ok\n")
                         }
                         (_, p) if AppRole::owns(p) => role.handle(req, peer).await,
-                        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+                        _ => match role.web() {
+                            Some(web) => web.serve(&req).await,
+                            None => None,
+                        }
+                        .unwrap_or_else(|| {
+                            respond(StatusCode::NOT_FOUND, "text/plain", "not found\n")
+                        }),
                     };
                     metrics.observe_http(
                         "app",

@@ -342,3 +342,57 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     *r.status_mut() = status;
     r
 }
+
+/// The chat's token secret kept in the storage root (`chat-secret`, made once, readable by
+/// the owner only), so chat tokens stay valid across restarts.
+pub fn kept_secret(storage: &std::path::Path) -> Result<String, Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = storage.join("chat-secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if s.len() >= 32 {
+            return Ok(s);
+        }
+    }
+    std::fs::create_dir_all(storage).map_err(|e| format!("{}: {e}", storage.display()))?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("random: {e}"))?;
+    let secret = bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    let tmp = storage.join("chat-secret.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(secret.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_kept_secret_is_made_once_and_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let a = super::kept_secret(dir.path()).unwrap();
+        assert_eq!(a.len(), 64);
+        assert_eq!(super::kept_secret(dir.path()).unwrap(), a);
+        let mode = std::fs::metadata(dir.path().join("chat-secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(super::kept_secret(other.path()).unwrap(), a);
+    }
+}

@@ -690,6 +690,13 @@ pub const APP_KEYS: &[Key] = &[
         "URL prefix of the media server's HTTP-FLV, HLS and thumbnails when it is not the API's origin.",
     ),
     Key::new(
+        "web_dir",
+        "VIDEOPICK_WEB_DIR",
+        Kind::Text,
+        "App",
+        "The built web application (`npm run build` in web/ makes web/dist), served at / with the API; missing: API only.",
+    ),
+    Key::new(
         "header_timeout_secs",
         "VIDEOPICK_APP_HEADER_TIMEOUT_SECS",
         Kind::Number,
@@ -1077,6 +1084,8 @@ pub struct AppConfig {
     pub live_app: String,
     /// URL prefix of media (HTTP-FLV, HLS, thumbnails) when not the API's origin.
     pub media_base: String,
+    /// The built web application's directory (served at `/` when it holds `index.html`).
+    pub web_dir: PathBuf,
     /// Seconds a connection has to send a complete request head.
     pub header_timeout_secs: u64,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` name the real client.
@@ -1103,6 +1112,7 @@ impl Default for AppConfig {
             rtmp_url: String::new(),
             live_app: "live".into(),
             media_base: String::new(),
+            web_dir: PathBuf::from("web/dist"),
             header_timeout_secs: 10,
             trusted_proxies: Vec::new(),
         }

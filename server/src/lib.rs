@@ -67,6 +67,7 @@ mod remote;
 pub mod streams;
 mod thumbnails;
 pub mod uploads;
+pub mod web;
 
 pub use config::{AppConfig, ChatConfig, FileConfig, JobsConfig, MediaConfig};
 pub use media::Error;

@@ -167,7 +167,7 @@ impl MediaServer {
         chat_secret: Option<&str>,
     ) -> Result<MediaServer, Error> {
         let role =
-            crate::app::AppRole::open(app, &config.storage, chat_secret, Some(config.rtmp)).await?;
+            crate::app::AppRole::open(app, &config.storage, chat_secret, Some(&config)).await?;
         MediaServer::bind_inner(config, metrics, Some(role)).await
     }
 
@@ -207,6 +207,9 @@ impl MediaServer {
         net.trusted_proxies = trusted.clone();
         net.proxy_protocol = config.proxy_protocol;
         let rtmp = RtmpServer::bind(config.rtmp, hub.clone(), auth, net).await?;
+        if let Some(app) = &platform {
+            app.set_rtmp_port(rtmp.local_addr()?.port());
+        }
         let live = LiveHttp::new(
             hub.clone(),
             rtmp.stats(),
@@ -320,10 +323,16 @@ impl MediaServer {
                         {
                             return r;
                         }
-                        match hls.route(&req).await {
-                            Some(r) => r,
-                            None => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+                        if let Some(r) = hls.route(&req).await {
+                            return r;
                         }
+                        // Last: the web app's assets and page routes.
+                        if let Some(web) = role.as_ref().and_then(|r| r.web())
+                            && let Some(r) = web.serve(&req).await
+                        {
+                            return r;
+                        }
+                        respond(StatusCode::NOT_FOUND, "text/plain", "not found\n")
                     }
                     .await;
                     metrics.observe_http("media", route, resp.status().as_u16(), started.elapsed());

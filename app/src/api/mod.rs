@@ -48,10 +48,12 @@ pub struct ClientAddr(pub IpAddr);
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/site", get(site))
         .route("/api/v1/auth/signup", post(sign_up))
         .route("/api/v1/auth/signin", post(sign_in))
         .route("/api/v1/auth/signout", post(sign_out))
         .route("/api/v1/auth/signout-all", post(sign_out_all))
+        .route("/api/v1/auth/session", get(session))
         .route("/api/v1/me", get(me))
         .route("/api/v1/me/channels", get(my_channels))
         .route("/api/v1/me/videos", get(my_videos))
@@ -432,6 +434,26 @@ async fn sign_out_all(State(app): State<App>, who: SignedIn) -> ApiResult<Respon
     Ok(r)
 }
 
+/// Who is signed in, if anyone.
+#[derive(Debug, Clone, serde::Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// The account (none: signed out, or the session cookie expired).
+    pub user: Option<User>,
+}
+
+/// The session of this browser: the account, or none (never 401: a page asks this on
+/// every load).
+#[utoipa::path(get, path = "/api/v1/auth/session", tag = "accounts",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The account, or none", body = SessionInfo),
+        (status = 401, description = "Bearer token invalid or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn session(who: Caller) -> Json<SessionInfo> {
+    Json(SessionInfo { user: who.user })
+}
+
 /// The signed-in account.
 #[utoipa::path(get, path = "/api/v1/me", tag = "accounts",
     security(("bearer" = []), ("cookie" = [])),
@@ -490,13 +512,13 @@ async fn my_videos(
     ))]
 async fn create_channel(
     State(app): State<App>,
+    headers: HeaderMap,
     who: SignedIn,
     JsonBody(input): JsonBody<NewChannel>,
 ) -> ApiResult<(StatusCode, Json<ChannelCreated>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(app.create_channel(&who.user, input).await?),
-    ))
+    let mut created = app.create_channel(&who.user, input).await?;
+    created.key.server = with_host(&created.key.server, &headers);
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// A channel, with its live session while live.
@@ -574,14 +596,16 @@ pub struct RotateQuery {
     ))]
 async fn rotate_key(
     State(app): State<App>,
+    headers: HeaderMap,
     who: SignedIn,
     PathArg(slug): PathArg,
     QueryArgs(q): QueryArgs<RotateQuery>,
 ) -> ApiResult<Json<StreamKey>> {
-    Ok(Json(
-        app.rotate_key(&who.user, &slug, q.end_live.unwrap_or(false))
-            .await?,
-    ))
+    let mut key = app
+        .rotate_key(&who.user, &slug, q.end_live.unwrap_or(false))
+        .await?;
+    key.server = with_host(&key.server, &headers);
+    Ok(Json(key))
 }
 
 /// A channel's videos: public and ready ones, or all of them for its owner.
@@ -767,10 +791,82 @@ async fn count_view(
     ))]
 async fn chat_token(
     State(app): State<App>,
+    headers: HeaderMap,
     who: SignedIn,
     JsonBody(req): JsonBody<ChatTokenRequest>,
 ) -> ApiResult<Json<ChatToken>> {
-    Ok(Json(app.chat_token(&who.user, &req.channel).await?))
+    let mut token = app.chat_token(&who.user, &req.channel).await?;
+    token.url = token.url.map(|u| with_host(&u, &headers));
+    Ok(Json(token))
+}
+
+/// What the web application needs to know of this site.
+#[derive(Debug, Clone, serde::Serialize, ToSchema)]
+pub struct Site {
+    /// The chat's Socket.IO URL (none: no chat).
+    pub chat_url: Option<String>,
+    /// Signed-in users may post in the chat (chat tokens are minted).
+    pub chat_posting: bool,
+    /// OBS "Server" for going live.
+    pub rtmp_url: String,
+    /// The RTMP application channels publish to (a channel's chat room is
+    /// `<live_app>:<slug>`).
+    pub live_app: String,
+    /// Prefix of media URLs (empty: this origin).
+    pub media_base: String,
+    /// The tus upload endpoint.
+    pub upload_url: String,
+    /// Largest upload accepted, in bytes (none: not known here).
+    pub max_upload_bytes: Option<u64>,
+}
+
+/// The site's settings for the web application.
+#[utoipa::path(get, path = "/api/v1/site", tag = "meta",
+    responses((status = 200, description = "The site's settings", body = Site)))]
+async fn site(State(app): State<App>, headers: HeaderMap) -> Json<Site> {
+    let c = app.config();
+    Json(Site {
+        chat_url: c.chat_url.as_deref().map(|u| with_host(u, &headers)),
+        chat_posting: c.chat_secret.is_some(),
+        rtmp_url: with_host(&app.rtmp_url(), &headers),
+        live_app: c.live_app.clone(),
+        media_base: c.media_base.clone(),
+        upload_url: format!("{}/files/", c.media_base),
+        max_upload_bytes: c.max_upload_bytes,
+    })
+}
+
+/// The host name the client used (its `Host` header without the port; `localhost` when
+/// missing or not a plain host name).
+pub fn request_host(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let name = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    if !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+    {
+        name.to_string()
+    } else {
+        "localhost".into()
+    }
+}
+
+/// `template` with `{host}` replaced by the request's host name.
+fn with_host(template: &str, headers: &HeaderMap) -> String {
+    if template.contains("{host}") {
+        template.replace("{host}", &request_host(headers))
+    } else {
+        template.to_string()
+    }
 }
 
 /// A role change.
@@ -960,7 +1056,7 @@ impl utoipa::Modify for SecurityAddon {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "VideoPick API", version = "1", description = "Accounts, channels and stream keys, live sessions, videos and chat tokens. Errors are RFC 9457 problems."),
-    paths(openapi, sign_up, sign_in, sign_out, sign_out_all, me, my_channels, my_videos,
+    paths(openapi, site, session, sign_up, sign_in, sign_out, sign_out_all, me, my_channels, my_videos,
         create_channel, channel, channel_settings, update_channel, rotate_key, channel_videos,
         live_now, latest_videos, video, update_video, delete_video, count_view, chat_token, set_role,
         hook_auth, hook_events, hook_tus, hook_media),
@@ -974,7 +1070,7 @@ impl utoipa::Modify for SecurityAddon {
         (name = "chat", description = "Chat tokens"),
         (name = "admin", description = "Administration"),
         (name = "hooks", description = "Signed hooks from media servers on other machines"),
-        (name = "meta", description = "This document"),
+        (name = "meta", description = "This document and the site's settings"),
     )
 )]
 pub struct ApiDoc;
@@ -1004,6 +1100,25 @@ mod tests {
             let _ = cookie_token(&h);
             let _ = bearer_token(&h);
         }
+    }
+
+    #[test]
+    fn request_hosts_are_names_only() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_str(v).unwrap());
+            request_host(&m)
+        };
+        assert_eq!(h("example.com:8000"), "example.com");
+        assert_eq!(h("[::1]:8000"), "[::1]");
+        assert_eq!(h("evil.com/\"x"), "localhost");
+        assert_eq!(request_host(&HeaderMap::new()), "localhost");
+        let mut m = HeaderMap::new();
+        m.insert(header::HOST, HeaderValue::from_static("10.1.2.3:8000"));
+        assert_eq!(
+            with_host("rtmp://{host}:1935/live", &m),
+            "rtmp://10.1.2.3:1935/live"
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ const TABLES: &[Table] = &[
             "rtmp_url",
             "live_app",
             "session_ttl_hours",
+            "web_dir",
         ],
     },
 ];
@@ -46,19 +47,33 @@ async fn main() -> std::process::ExitCode {
     let about = "The whole platform in one process on embedded defaults (filesystem storage, \
                  SQLite, in-process buses, queue and cache): the media role (RTMP on 1935; \
                  HTTP-FLV, HLS, tus uploads, jobs, VOD, /metrics on 8000), the app role (the \
-                 platform API at /api/v1 on the same port: accounts, channels and their stream \
-                 keys, videos) and the chat role (Socket.IO on 3001). Without --jwt-secret the \
-                 chat is read-only for everybody (no chat tokens are minted); with it, signed-in users \
-                 post and anonymous viewers read";
+                 web app at / and the platform API at /api/v1 on the same port: accounts, \
+                 channels and their stream keys, videos) and the chat role (Socket.IO on \
+                 3001; signed-in users post with tokens the API mints, anonymous viewers \
+                 read). Without --jwt-secret the chat's token secret is made once and kept \
+                 in the storage root";
     let matches = command("videopick", about, TABLES).get_matches();
     let run = async {
         let mut config = load(&matches, TABLES)?;
         // The site's viewers read a channel's chat without signing in; writing needs a
-        // token the API mints (POST /api/v1/chat/token) when --jwt-secret is set.
+        // token the API mints (POST /api/v1/chat/token) with the chat's secret.
         config.chat.anonymous = true;
+        if config.chat.jwt_secret.as_deref().is_none_or(str::is_empty) {
+            config.chat.jwt_secret = Some(
+                videopick_server::chat::kept_secret(&config.media.storage)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         // One metrics registry: /metrics of either role shows both.
         let metrics = Metrics::new();
         let secret = config.chat.jwt_secret.clone();
+        let chat =
+            ChatServer::bind_with(config.chat, metrics.clone()).map_err(|e| e.to_string())?;
+        // The page reaches the chat on its port of the host the browser used.
+        if config.app.chat_url.is_empty() {
+            let port = chat.local_addr().map_err(|e| e.to_string())?.port();
+            config.app.chat_url = format!("http://{{host}}:{port}");
+        }
         let media = MediaServer::bind_platform(
             config.media,
             metrics.clone(),
@@ -67,7 +82,6 @@ async fn main() -> std::process::ExitCode {
         )
         .await;
         let media = media.map_err(|e| e.to_string())?;
-        let chat = ChatServer::bind_with(config.chat, metrics).map_err(|e| e.to_string())?;
         let text = |r: std::io::Result<std::net::SocketAddr>| r.map_err(|e| e.to_string());
         println!("videopick: rtmp on rtmp://{}", text(media.rtmp_addr())?);
         println!(
