@@ -128,7 +128,14 @@ impl AppRole {
                 format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
             })
             .collect();
-        let web = crate::web::WebApp::open(&config.web_dir, connect);
+        let web = crate::web::WebApp::open(&config.web_dir, connect).map(|w| {
+            let base = &app.config().media_base;
+            // The media server's origin, when it is not the page's.
+            let origin = base.split_once("://").map(|(scheme, rest)| {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
+            });
+            w.with_media_origin(origin)
+        });
         if web.is_some() {
             tracing::info!(dir = %config.web_dir.display(), "web app served at /");
         } else {

@@ -20,6 +20,9 @@ pub struct WebApp {
     /// Where the page may connect besides its own origin (the chat), `{host}` standing for
     /// the host name the browser used.
     connect: Vec<String>,
+    /// The media server's origin when it is not the page's (players fetch from it, images
+    /// and video come from it).
+    media: Option<String>,
 }
 
 /// How a file is cached.
@@ -41,7 +44,16 @@ impl WebApp {
         Some(WebApp {
             dir: dir.to_path_buf(),
             connect,
+            media: None,
         })
+    }
+
+    /// Media (HLS, HTTP-FLV, thumbnails, uploads) comes from `origin`, not the page's own
+    /// (`https://media.example`).
+    #[must_use]
+    pub fn with_media_origin(mut self, origin: Option<String>) -> WebApp {
+        self.media = origin.filter(|o| !o.is_empty());
+        self
     }
 
     /// Answer `req` if it is the web app's: an asset, a root file, or a page route (a GET
@@ -103,7 +115,12 @@ impl WebApp {
     /// origin only (players run their workers from `blob:`), media and images from its
     /// origin and `blob:`/`data:`, connections to its origin and the chat's.
     fn csp(&self, host: &str) -> String {
-        let mut connect = String::from("'self'");
+        let media = self
+            .media
+            .as_deref()
+            .map(|m| format!(" {}", m.replace("{host}", host)))
+            .unwrap_or_default();
+        let mut connect = format!("'self'{media}");
         for c in &self.connect {
             let url = c.replace("{host}", host);
             connect.push(' ');
@@ -118,8 +135,8 @@ impl WebApp {
             }
         }
         format!(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-             media-src 'self' blob:; font-src 'self'; worker-src 'self' blob:; connect-src {connect}; \
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{media}; \
+             media-src 'self' blob:{media}; font-src 'self'; worker-src 'self' blob:; connect-src {connect}; \
              object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
         )
     }
@@ -296,6 +313,20 @@ mod tests {
         );
         assert_eq!(r.headers()["x-frame-options"], "DENY");
         assert_eq!(body(r).await, b"<!doctype html><p>app");
+        // Media from another origin: the players may fetch it, pages show it.
+        let web = web.with_media_origin(Some("https://media.example".into()));
+        let r = web
+            .serve(&get("/", &[("accept", "text/html")]))
+            .await
+            .unwrap();
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        for part in [
+            "img-src 'self' data: blob: https://media.example;",
+            "media-src 'self' blob: https://media.example;",
+            "connect-src 'self' https://media.example http://localhost:3001",
+        ] {
+            assert!(csp.contains(part), "{part}: {csp}");
+        }
         // Not a page: API paths, non-HTML requests, other methods.
         assert!(
             web.serve(&get("/api/v1/nope", &[("accept", "text/html")]))

@@ -279,7 +279,12 @@ async function main() {
     await viewerCtx.close();
   });
 
+  let watching;
   await step('the owner rotates the key → the broadcast ends and the old key is refused', async () => {
+    // A viewer's live page stays open through the end of the broadcast.
+    watching = await owner.newPage();
+    await watching.goto(`${base}/c/minji-live/live`);
+    await watching.waitForSelector('[data-testid=live-player]');
     await page.goto(`${base}/studio`);
     page.once('dialog', (d) => d.accept());
     await page.click('[data-testid=rotate-key]');
@@ -294,6 +299,16 @@ async function main() {
     assert(code2 !== 0 && code2 !== null, `ffmpeg with the old key is refused (exit ${code2})`);
   });
 
+  await step('the ended broadcast links its replay once it is ready, and the replay plays', async () => {
+    await watching.waitForSelector('[data-testid=offline]', { timeout: 15000 });
+    await watching.waitForSelector('[data-testid=replay-link]', { timeout: 90000 });
+    await watching.click('[data-testid=replay-link]');
+    await watching.waitForSelector('[data-testid=vod-video]');
+    await watching.click('[data-testid=play]');
+    await playsFor(watching, '[data-testid=vod-video]', 2, 30);
+    await watching.close();
+  });
+
   // A ~30 MB MP4 (720p, high bitrate) to upload.
   const clip = join(tmp, 'clip.mp4');
   spawnSync('ffmpeg', [
@@ -305,7 +320,7 @@ async function main() {
   const clipSize = statSync(clip).size;
   log(`     clip.mp4 is ${(clipSize / 1e6).toFixed(1)} MB`);
 
-  await step('an upload resumes after a page reload, reaches 100 % and becomes a ready video', async () => {
+  await step('an upload resumes after a page reload, reaches 100 %, becomes ready and plays (quality menu, storyboard, keys, resume)', async () => {
     await page.goto(`${base}/studio`);
     const cdp = await owner.newCDPSession(page);
     await cdp.send('Network.enable');
@@ -325,7 +340,7 @@ async function main() {
     const received = (await metric(base, 'videopick_tus_received_bytes')) - before;
     log(`     the server stored ${(received / 1e6).toFixed(1)} MB for a ${(clipSize / 1e6).toFixed(1)} MB file`);
     assert(received < 1.2 * clipSize, `resumed, not restarted: ${received} bytes for ${clipSize}`);
-    const row = page.locator('[data-testid=my-video]').first();
+    const row = page.locator('[data-testid=my-video][data-title=clip]');
     await until('the video to be ready', 240, async () => (await row.getAttribute('data-state')) === 'ready', 1000);
     const id = await row.getAttribute('data-id');
     await page.goto(`${base}/v/${id}`);
@@ -337,6 +352,31 @@ async function main() {
       return o.length >= 3 ? o : null;
     });
     log(`     quality menu: ${options.join(', ')}`);
+    // Storyboard thumbnails over the seek bar.
+    const seek = await page.$('.seek');
+    const box = await seek.boundingBox();
+    await page.mouse.move(box.x + box.width * 0.6, box.y + box.height / 2);
+    const sprite = await page.waitForSelector('[data-testid=storyboard] .sprite', { timeout: 5000 });
+    const bg = await sprite.evaluate((e) => e.style.backgroundImage);
+    assert(bg.includes('storyboard.jpg'), `a storyboard sprite: ${bg}`);
+    // Keyboard: space pauses, → skips 5 s.
+    await page.focus('[data-testid=vod-player]');
+    await page.keyboard.press('Space');
+    await until('paused by space', 5, () => page.$eval('[data-testid=vod-video]', (v) => v.paused));
+    await page.$eval('[data-testid=vod-video]', (v) => (v.currentTime = 3));
+    await until('the seek to 3 s', 5, () => page.$eval('[data-testid=vod-video]', (v) => !v.seeking && Math.abs(v.currentTime - 3) < 0.5));
+    const t1 = await page.$eval('[data-testid=vod-video]', (v) => v.currentTime);
+    await page.keyboard.press('ArrowRight');
+    const t2 = await until('5 s further', 5, async () => {
+      const t = await page.$eval('[data-testid=vod-video]', (v) => v.currentTime);
+      return t >= t1 + 4.5 ? t : null;
+    });
+    // Where the viewer left off is remembered: a reload resumes there.
+    await page.$eval('[data-testid=vod-video]', (v) => v.dispatchEvent(new Event('pause')));
+    await page.reload();
+    await page.waitForSelector('[data-testid=resumed]', { timeout: 10000 });
+    const t3 = await page.$eval('[data-testid=vod-video]', (v) => v.currentTime);
+    assert(Math.abs(t3 - Math.floor(t2)) <= 1, `resumed at ${t3} s, left at ${t2} s`);
     await page.screenshot({ path: join(shots, 'watch.png') });
   });
 
@@ -373,6 +413,13 @@ async function main() {
     await page.goto(`${base}/c/minji-live/live`);
     await page.waitForSelector('[data-testid=chat]');
     await page.screenshot({ path: join(shots, 'phone-live.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 800 });
+    for (const path of ['/signin', '/signup', '/nowhere']) {
+      await page.goto(`${base}${path}`);
+      await page.waitForSelector('main h1');
+    }
+    await page.goto(`${base}/signin`);
+    await page.screenshot({ path: join(shots, 'signin.png') });
   });
 
   await browser.close();
