@@ -849,26 +849,27 @@ impl TusService {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Open the upload for writing; if another request of this server holds it, ask that
-    /// request to stop and wait (up to 5 s) for it to let go.
-    async fn take_writer(
+    /// Run `op` (blocking) on the upload `id`; while another request holds the upload
+    /// (a PATCH whose client went away and has not noticed yet), ask that request to stop
+    /// and try again, for up to 5 s.
+    async fn when_released<T: Send + 'static>(
         &self,
-        store: FileStore,
-        id: UploadId,
-        offset: u64,
-    ) -> Result<crate::store::UploadWriter, Response<TusBody>> {
+        id: &UploadId,
+        op: impl Fn() -> Result<T, StoreError> + Send + Sync + Clone + 'static,
+    ) -> Result<T, Response<TusBody>> {
+        let store = self.inner.store.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let mut asked = false;
         let result = loop {
-            let (s, i) = (store.clone(), id.clone());
-            match tokio::task::spawn_blocking(move || s.writer(&i, offset)).await {
-                Ok(Ok(w)) => break Ok(w),
+            let op = op.clone();
+            match tokio::task::spawn_blocking(op).await {
+                Ok(Ok(v)) => break Ok(v),
                 Ok(Err(StoreError::Locked(_))) if tokio::time::Instant::now() < deadline => {
                     if let Some(holder) = self.active().get(id.as_str()) {
                         holder.notify_one(); // a request of this server
                     } else if !asked {
                         // A request of another process sharing the storage.
-                        asked = store.request_takeover(&id).is_ok();
+                        asked = store.request_takeover(id).is_ok();
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -877,16 +878,30 @@ impl TusService {
             }
         };
         if asked {
-            store.clear_takeover(&id);
+            store.clear_takeover(id);
         }
         result
     }
 
+    /// Open the upload for writing (see [`Self::when_released`]).
+    async fn take_writer(
+        &self,
+        store: FileStore,
+        id: UploadId,
+        offset: u64,
+    ) -> Result<crate::store::UploadWriter, Response<TusBody>> {
+        let i = id.clone();
+        self.when_released(&id, move || store.writer(&i, offset))
+            .await
+    }
+
+    /// Terminate the upload; a PATCH still holding it (its client cancelled mid-request)
+    /// is asked to stop first, so the client gets 204 rather than 423.
     async fn delete(&self, id: &UploadId) -> Response<TusBody> {
         let store = self.inner.store.clone();
         let id2 = id.clone();
-        match tokio::task::spawn_blocking(move || store.terminate(&id2)).await {
-            Ok(Ok(())) => {
+        match self.when_released(id, move || store.terminate(&id2)).await {
+            Ok(()) => {
                 self.inner
                     .metrics
                     .terminated
@@ -894,8 +909,7 @@ impl TusService {
                 self.inner.hooks.post_terminate(id.as_str());
                 status(StatusCode::NO_CONTENT)
             }
-            Ok(Err(e)) => store_error(&e),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            Err(r) => r,
         }
     }
 }

@@ -1009,3 +1009,27 @@ fn checksum_trailer() {
         r.body
     );
 }
+
+#[test]
+fn a_termination_takes_over_a_stalled_request() {
+    // tus-js-client's cancel aborts its PATCH and sends DELETE at once: the server may still
+    // be writing for the aborted request. The DELETE asks it to let go instead of 423.
+    let s = server(1 << 30);
+    let len = 4usize << 20;
+    let source: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let loc = create(&s, len as u64);
+    let mut a = TcpStream::connect(&s.addr).unwrap();
+    write!(
+        a,
+        "PATCH {loc} HTTP/1.1\r\nHost: x\r\n{V}\r\n{OCTETS}\r\nUpload-Offset: 0\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .unwrap();
+    a.write_all(&source[..1 << 20]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let r = req(&s, "DELETE", &loc, &[V], b"");
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(req(&s, "HEAD", &loc, &[V], b"").status, 404);
+    drop(a);
+}
