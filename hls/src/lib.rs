@@ -50,6 +50,7 @@
 
 pub mod crc;
 pub mod error;
+pub mod fmp4;
 pub mod origin;
 pub mod playlist;
 pub mod segmenter;
