@@ -48,12 +48,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cmaf;
 pub mod crc;
 pub mod error;
 pub mod fmp4;
+pub mod llhls;
 pub mod origin;
 pub mod playlist;
 pub mod segmenter;
+mod timeline;
 pub mod ts;
 
 pub use error::{HlsError, Result};

@@ -188,6 +188,7 @@ impl MediaPlaylist {
     }
 
     /// Parse a media playlist. Unknown tags are ignored; malformed known ones are errors.
+    #[allow(clippy::too_many_lines)] // one arm per tag
     pub fn parse(text: &str) -> Result<MediaPlaylist> {
         if text.len() > MAX_PLAYLIST_BYTES {
             return Err(HlsError::Playlist {
@@ -206,7 +207,8 @@ impl MediaPlaylist {
             }
         }
         let mut p = MediaPlaylist::new(PlaylistKind::Live { window: usize::MAX });
-        let mut first_sequence = 0;
+        let mut first_sequence: u64 = 0;
+        let mut skipped: u64 = 0;
         let mut target = None;
         let mut duration: Option<Duration> = None;
         let mut discontinuity = false;
@@ -241,6 +243,14 @@ impl MediaPlaylist {
                             _ => return Err(bad(n, "bad playlist type")),
                         };
                     }
+                    "EXT-X-SKIP" => {
+                        // A delta update: the first listed segment comes after these.
+                        skipped = value
+                            .split(',')
+                            .find_map(|a| a.strip_prefix("SKIPPED-SEGMENTS="))
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| bad(n, "bad EXT-X-SKIP"))?;
+                    }
                     "EXT-X-INDEPENDENT-SEGMENTS" => p.independent_segments = true,
                     "EXT-X-ENDLIST" => p.ended = true,
                     "EXT-X-DISCONTINUITY" => discontinuity = true,
@@ -262,7 +272,10 @@ impl MediaPlaylist {
             let d = duration
                 .take()
                 .ok_or_else(|| bad(n, "URI without EXTINF"))?;
-            let sequence = first_sequence + entries.len() as u64;
+            let sequence = first_sequence
+                .checked_add(skipped)
+                .and_then(|s| s.checked_add(entries.len() as u64))
+                .ok_or_else(|| bad(n, "media sequence overflows"))?;
             entries.push_back(PlaylistEntry {
                 sequence,
                 uri: line.to_string(),
@@ -272,7 +285,11 @@ impl MediaPlaylist {
             });
         }
         p.target_secs = target.ok_or_else(|| bad(0, "no EXT-X-TARGETDURATION"))?;
-        p.next_sequence = first_sequence + entries.len() as u64;
+        p.next_sequence = entries
+            .back()
+            .map_or(first_sequence.saturating_add(skipped), |e| {
+                e.sequence.saturating_add(1)
+            });
         p.entries = entries;
         Ok(p)
     }

@@ -28,6 +28,7 @@ use videopick_flv::{
 };
 
 use crate::error::{HlsError, Result};
+use crate::timeline::Timeline;
 use crate::ts::{Pes, StreamType, TsWriter};
 
 /// 90 kHz ticks per millisecond.
@@ -171,16 +172,11 @@ pub struct Segmenter {
     ready: VecDeque<Segment>,
     next_sequence: u64,
     pending_audio: Vec<PendingAudio>,
-    // Time: FLV ms extended past the 32-bit wrap, then shifted to the output timeline.
-    last_raw: Option<u32>,
-    extended: i64,
-    shift: i64,
-    /// Newest output ms of any frame, and of the last video / audio frame.
-    newest_ms: Option<i64>,
+    /// FLV ms onto the output timeline.
+    timeline: Timeline,
+    /// Output ms (and frame duration) of the last video frame, and of the last audio frame.
     last_video_ms: Option<(i64, i64)>,
     last_audio_ms: Option<i64>,
-    /// Re-base time at the next frame (after a discontinuity).
-    rebase: bool,
     next_discontinuity: bool,
     // PCR state in 90 kHz ticks (unmasked).
     clock: u64,
@@ -206,13 +202,9 @@ impl Segmenter {
             ready: VecDeque::new(),
             next_sequence: 0,
             pending_audio: Vec::new(),
-            last_raw: None,
-            extended: 0,
-            shift: 0,
-            newest_ms: None,
+            timeline: Timeline::new(config.jump_threshold, START_MS),
             last_video_ms: None,
             last_audio_ms: None,
-            rebase: true,
             next_discontinuity: false,
             clock: 0,
             last_pcr: None,
@@ -281,9 +273,8 @@ impl Segmenter {
     /// publisher, new codec parameters). Time is re-based so output timestamps continue.
     pub fn discontinuity(&mut self) {
         self.close_segment(None);
-        self.rebase = true;
+        self.timeline.rebase();
         self.next_discontinuity = true;
-        self.last_raw = None;
     }
 
     /// The stream ended: close the current segment (it becomes available from
@@ -323,35 +314,14 @@ impl Segmenter {
         self.unsupported = Some(what);
     }
 
-    /// Map an FLV timestamp to output milliseconds.
+    /// Map an FLV timestamp to output milliseconds; a jump closes the segment and marks
+    /// the next one as a discontinuity.
     fn time_ms(&mut self, raw: u32) -> i64 {
-        if let Some(last) = self.last_raw {
-            // Wrapping difference: handles the 32-bit wrap and small steps back.
-            self.extended += i64::from(raw.wrapping_sub(last) as i32);
-        } else {
-            self.extended = i64::from(raw);
+        let (t, jumped) = self.timeline.map(raw);
+        if jumped {
+            self.close_segment(None);
+            self.next_discontinuity = true;
         }
-        self.last_raw = Some(raw);
-        let jump = self.config.jump_threshold.as_millis() as i64;
-        if !self.rebase
-            && let Some(newest) = self.newest_ms
-        {
-            let t = self.extended + self.shift;
-            if t > newest + jump || t < newest - jump {
-                // A jump: close the segment and continue the timeline.
-                self.close_segment(None);
-                self.next_discontinuity = true;
-                self.rebase = true;
-            }
-        }
-        if self.rebase {
-            self.rebase = false;
-            // Continue one frame after the newest output, or start the timeline.
-            let next = self.newest_ms.map_or(START_MS, |n| n + 40);
-            self.shift = next - self.extended;
-        }
-        let t = (self.extended + self.shift).max(0);
-        self.newest_ms = Some(self.newest_ms.map_or(t, |n| n.max(t)));
         t
     }
 
