@@ -151,9 +151,10 @@ fn live_playlist_while_publishing_then_a_clean_recording() {
     assert_eq!(get(&server.http, "/live/nothing.m3u8").0, 404);
     assert_eq!(get(&server.http, "/live/nothing-1-0.ts").0, 404);
 
-    // While live: the playlist appears once a segment is complete.
+    // While live: the TS playlist (the variant for old players) appears once a segment is
+    // complete.
     let (head, body) = wait_for("the live playlist", Duration::from_secs(20), || {
-        let (status, head, body) = get(&server.http, "/live/show.m3u8");
+        let (status, head, body) = get(&server.http, "/live/show.m3u8?format=ts");
         (status == 200).then_some((head, body))
     });
     let text = String::from_utf8(body).unwrap();
@@ -187,13 +188,15 @@ fn live_playlist_while_publishing_then_a_clean_recording() {
     let future = format!("/live/{name}-{}.ts", seq.parse::<u64>().unwrap() + 50);
     assert_eq!(get(&server.http, &future).0, 404);
 
-    // ffprobe reads the live playlist over HTTP.
-    let live_url = format!("http://{}/live/show.m3u8", server.http);
-    let (_, codecs) = probe(&live_url);
-    assert!(
-        codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
-        "{codecs:?}"
-    );
+    // ffprobe reads both live playlists over HTTP: low-latency (fMP4) and TS.
+    for path in ["/live/show.m3u8", "/live/show.m3u8?format=ts"] {
+        let live_url = format!("http://{}{path}", server.http);
+        let (_, codecs) = probe(&live_url);
+        assert!(
+            codecs.contains(&"h264".to_string()) && codecs.contains(&"aac".to_string()),
+            "{path}: {codecs:?}"
+        );
+    }
 
     let status = publisher.wait().unwrap();
     assert!(status.success(), "publisher failed");
@@ -238,14 +241,17 @@ fn live_playlist_while_publishing_then_a_clean_recording() {
     );
     assert_eq!(get(&server.http, "/recordings/nope.x.1/index.m3u8").0, 404);
 
-    // The ended live playlist lingers with EXT-X-ENDLIST for late players.
-    let (status, _, body) = get(&server.http, "/live/show.m3u8");
-    assert_eq!(status, 200);
-    assert!(
-        String::from_utf8(body)
-            .unwrap()
-            .ends_with("#EXT-X-ENDLIST\n")
-    );
+    // The ended live playlists linger with EXT-X-ENDLIST for late players.
+    for path in ["/live/show.m3u8", "/live/show.m3u8?format=ts"] {
+        let (status, _, body) = get(&server.http, path);
+        assert_eq!(status, 200);
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .ends_with("#EXT-X-ENDLIST\n"),
+            "{path}"
+        );
+    }
 }
 
 #[test]

@@ -45,6 +45,7 @@
 pub mod amf0;
 pub mod amf3;
 mod audio;
+pub mod av1;
 pub mod avc;
 mod bits;
 mod error;
@@ -52,6 +53,7 @@ pub mod hevc;
 mod script;
 mod tag;
 mod video;
+pub mod vp9;
 
 pub use audio::{AacPacketType, AudioData, AudioSpecificConfig, SoundFormat};
 pub use avc::{AvcConfig, SpsInfo};

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use videopick_flv::vp9::Vp9Config;
 use videopick_flv::{
     AacPacketType, AudioData, AudioSpecificConfig, AvcConfig, FrameType, HevcConfig, SoundFormat,
     Tag, TagKind, VideoCodec, VideoData, VideoPacket,
@@ -42,6 +43,9 @@ pub struct CmafConfig {
     pub part_target: Duration,
     /// A segment ends at the first key frame at or after this duration (default 2 s).
     pub segment_target: Duration,
+    /// A segment ends even without a key frame once it is this long (default 20 s): a
+    /// stream without key frames still gets bounded segments.
+    pub max_segment: Duration,
     /// A timestamp step larger than this is a discontinuity (default 10 s).
     pub jump_threshold: Duration,
 }
@@ -51,6 +55,7 @@ impl Default for CmafConfig {
         CmafConfig {
             part_target: Duration::from_millis(333),
             segment_target: Duration::from_secs(2),
+            max_segment: Duration::from_secs(20),
             jump_threshold: Duration::from_secs(10),
         }
     }
@@ -67,6 +72,10 @@ pub struct CmafPart {
     pub independent: bool,
     /// Its duration.
     pub duration: Duration,
+    /// Its segment follows a discontinuity.
+    pub discontinuity: bool,
+    /// Wall-clock time of its segment's first frame.
+    pub program_date_time: SystemTime,
     /// The `moof` + `mdat`.
     pub fragment: Fragment,
 }
@@ -94,6 +103,8 @@ pub enum CmafEvent {
 
 #[derive(Debug, Clone)]
 struct Video {
+    /// The sequence start it came from (a repeat of it changes nothing).
+    seq: Bytes,
     entry: SampleEntry,
     codec: String,
     resolution: (u32, u32),
@@ -148,6 +159,7 @@ pub struct CmafSegmenter {
     part: Option<OpenPart>,
     pending: Option<PendingVideo>,
     last_frame_ms: i64,
+    prev_frame_ms: i64,
     /// Decode time of the next video sample (90 kHz) and audio sample (sample rate).
     video_time: Option<u64>,
     audio_time: Option<u64>,
@@ -172,6 +184,7 @@ impl CmafSegmenter {
             part: None,
             pending: None,
             last_frame_ms: 40,
+            prev_frame_ms: 40,
             video_time: None,
             audio_time: None,
             next_discontinuity: false,
@@ -267,10 +280,11 @@ impl CmafSegmenter {
         let v = VideoData::parse(&tag.data)?;
         match v.packet {
             VideoPacket::SequenceStart => {
-                let (entry, codec, resolution) = video_entry(&v)?;
-                if self.video.as_ref().is_none_or(|old| old.entry != entry) {
+                if self.video.as_ref().is_none_or(|old| old.seq != v.body) {
+                    let (entry, codec, resolution) = video_entry(&v)?;
                     self.reconfigure();
                     self.video = Some(Video {
+                        seq: v.body.clone(),
                         entry,
                         codec,
                         resolution,
@@ -293,21 +307,34 @@ impl CmafSegmenter {
         // The previous frame's duration is known now.
         if let Some(p) = self.pending.take() {
             let d = (ms - p.ms).clamp(1, 10_000);
+            // Millisecond timestamps make 33.3 ms frames 33 or 34: the larger of the last
+            // two predicts the next frame's end without overshooting the part target.
+            self.prev_frame_ms = self.last_frame_ms;
             self.last_frame_ms = d;
             self.add_video(p, d);
+        }
+        let body = strip_temporal_delimiter(v.codec, v.body);
+        if key
+            && let Some(video) = self.video.as_mut()
+            && video.resolution == (0, 0)
+        {
+            size_from_key_frame(video, v.codec, &body);
         }
         if self.segment.is_none() {
             if !key {
                 return Ok(()); // wait for the first key frame
             }
-            self.open_segment(ms, now);
-        } else if key
+            self.open_segment(ms, now, true);
+        } else if (key
             && ms - self.segment.as_ref().map_or(ms, |s| s.start_ms)
-                >= millis(self.config.segment_target)
+                >= millis(self.config.segment_target))
+            || ms - self.segment.as_ref().map_or(ms, |s| s.start_ms)
+                >= millis(self.config.max_segment)
         {
             self.close_segment(Some(ms));
-            self.open_segment(ms, now);
-        } else if ms + self.last_frame_ms + 1 /* ms rounding */ - self.part.as_ref().map_or(ms, |p| p.start_ms)
+            self.open_segment(ms, now, key);
+        } else if ms + self.last_frame_ms.max(self.prev_frame_ms)
+            - self.part.as_ref().map_or(ms, |p| p.start_ms)
             > millis(self.config.part_target)
         {
             self.close_part(ms);
@@ -317,7 +344,7 @@ impl CmafSegmenter {
             ms,
             cts_ms: v.composition_time,
             key,
-            data: v.body,
+            data: body,
         });
         Ok(())
     }
@@ -373,12 +400,12 @@ impl CmafSegmenter {
             // Millisecond timestamps round each frame's 21.3 ms (48 kHz) up or down.
             let frame_ms = (i64::from(AAC_FRAME) * 1000).div_euclid(i64::from(rate)) + 1;
             if self.segment.is_none() {
-                self.open_segment(ms, now);
+                self.open_segment(ms, now, true);
             } else if ms - self.segment.as_ref().map_or(ms, |s| s.start_ms)
                 >= millis(self.config.segment_target)
             {
                 self.close_segment(Some(ms));
-                self.open_segment(ms, now);
+                self.open_segment(ms, now, true);
             } else if ms + frame_ms - self.part.as_ref().map_or(ms, |p| p.start_ms)
                 > millis(self.config.part_target)
             {
@@ -407,7 +434,7 @@ impl CmafSegmenter {
         Ok(())
     }
 
-    fn open_segment(&mut self, ms: i64, now: SystemTime) {
+    fn open_segment(&mut self, ms: i64, now: SystemTime, independent: bool) {
         self.ensure_init();
         self.segment = Some(OpenSegment {
             sequence: self.next_sequence,
@@ -417,7 +444,7 @@ impl CmafSegmenter {
             parts: 0,
         });
         self.next_sequence += 1;
-        self.open_part(ms, true);
+        self.open_part(ms, independent);
     }
 
     fn open_part(&mut self, ms: i64, independent: bool) {
@@ -458,6 +485,8 @@ impl CmafSegmenter {
             index: seg.parts,
             independent: part.independent,
             duration,
+            discontinuity: seg.discontinuity,
+            program_date_time: seg.pdt,
             fragment: frag,
         }));
         seg.parts += 1;
@@ -539,9 +568,67 @@ fn video_entry(v: &VideoData) -> Result<(SampleEntry, String, (u32, u32))> {
                 (w, h),
             ))
         }
+        VideoCodec::Av1 => {
+            let c = videopick_flv::av1::Av1Config::parse(&v.body)?;
+            let (w, h) = c.size().unwrap_or((0, 0));
+            let (width, height) = size(w, h);
+            Ok((
+                SampleEntry::Av1 {
+                    config: v.body.clone(),
+                    width,
+                    height,
+                },
+                c.codec_string(),
+                (w, h),
+            ))
+        }
+        VideoCodec::Vp9 => {
+            let c = Vp9Config::parse(&v.body)?;
+            let record = Vp9Config::record(&v.body);
+            let at = v.body.len() - record.len();
+            // The size comes with the first key frame.
+            Ok((
+                SampleEntry::Vp9 {
+                    config: v.body.slice(at..),
+                    width: 0,
+                    height: 0,
+                },
+                c.codec_string(),
+                (0, 0),
+            ))
+        }
         other => Err(HlsError::invalid(
             "video codec",
-            format!("{other:?} is not carried in CMAF here yet"),
+            format!("{other:?} cannot be carried in CMAF"),
         )),
     }
+}
+
+/// AV1 samples in ISOBMFF carry no temporal delimiter OBU (AV1-ISOBMFF 2.4): drop a
+/// leading one (`0x12 0x00`) without copying.
+fn strip_temporal_delimiter(codec: VideoCodec, data: Bytes) -> Bytes {
+    if codec == VideoCodec::Av1 && data.starts_with(&[0x12, 0x00]) {
+        data.slice(2..)
+    } else {
+        data
+    }
+}
+
+/// Fill in a picture size the sequence start did not carry (VP9 always, AV1 without a
+/// sequence header OBU) from a key frame.
+fn size_from_key_frame(video: &mut Video, codec: VideoCodec, frame: &[u8]) {
+    let found = match codec {
+        VideoCodec::Vp9 => videopick_flv::vp9::frame_size(frame),
+        VideoCodec::Av1 => videopick_flv::av1::frame_size(frame),
+        _ => None,
+    };
+    let Some((w, h)) = found else { return };
+    let (ww, hh) = (u16::try_from(w).unwrap_or(0), u16::try_from(h).unwrap_or(0));
+    if let SampleEntry::Av1 { width, height, .. } | SampleEntry::Vp9 { width, height, .. } =
+        &mut video.entry
+    {
+        *width = ww;
+        *height = hh;
+    }
+    video.resolution = (w, h);
 }

@@ -474,6 +474,11 @@ impl LowLatencyPlaylist {
         skip
     }
 
+    /// The oldest segment whose parts are listed (parts of older ones may be dropped).
+    pub fn parts_listed_from(&self) -> Option<u64> {
+        self.segments.get(self.parts_from()).map(|s| s.sequence)
+    }
+
     /// The index of the first segment whose parts are listed.
     fn parts_from(&self) -> usize {
         let keep = self.target_duration() * 3;

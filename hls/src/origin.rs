@@ -1,11 +1,17 @@
-//! A live HLS origin: per-stream rolling windows of segments in memory (shared `Bytes`),
-//! fed by any source of FLV tags, read by any HTTP server.
+//! A live HLS origin: per-stream rolling windows in memory (shared `Bytes`), fed by any
+//! source of FLV tags, read by any HTTP server.
 //!
-//! [`LiveOrigin::feed`] starts (or restarts) a stream and returns the [`OriginFeed`] that
-//! owns its segmenter; completed segments are listed in the live playlist only once they
-//! are complete. Readers call [`LiveOrigin::playlist`] and [`LiveOrigin::segment`].
-//! Segment names carry the feed's generation (`<stream>-<gen>-<seq>.ts`), so a URI never
-//! names two different segments and segments can be cached as immutable.
+//! Each stream gets low-latency HLS — CMAF parts and segments listed in a
+//! [`LowLatencyPlaylist`] as they are cut — and, if configured, the classic MPEG-TS
+//! variant. [`LiveOrigin::feed`] starts (or restarts) a stream and returns the
+//! [`OriginFeed`] that owns its segmenters. Resource names carry the feed's generation
+//! (`<stream>-<gen>-<seq>.ts`, `<stream>-<gen>-<msn>.<part>.m4s`,
+//! `<stream>-<gen>-<msn>.m4s`, `<stream>-<gen>-init<n>.mp4`), so a URI never names two
+//! different things and everything but the playlists can be cached as immutable.
+//!
+//! Blocking playlist reloads and requests for a hinted part wait with
+//! [`LiveOrigin::part_ready`], a runtime-agnostic future woken once per new part of its
+//! stream, however many requests wait on it; the caller adds its own timeout.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -19,35 +25,55 @@
 //! for i in 0..100u32 {
 //!     feed.push(&Tag::new(TagKind::Audio, i * 23, &b"\xaf\x01\x21\x10\x04"[..]), now)?;
 //! }
-//! // 2.3 s of audio: the first 2 s segment is complete and listed.
-//! let text = String::from_utf8(origin.playlist("live/cam").unwrap().to_vec()).unwrap();
-//! assert!(text.contains("cam-7-0.ts"));
+//! // 2.3 s of audio: the first 2 s segment is complete and listed in both variants.
+//! let ts = String::from_utf8(origin.playlist("live/cam").unwrap().to_vec()).unwrap();
+//! assert!(ts.contains("cam-7-0.ts"));
 //! assert_eq!(origin.segment("live/cam", 7, 0).unwrap().len() % 188, 0);
 //! assert!(origin.segment("live/cam", 7, 1).is_none()); // still being written
+//!
+//! let ll = String::from_utf8(origin.ll_playlist("live/cam", false).unwrap().to_vec()).unwrap();
+//! assert!(ll.contains("#EXT-X-MAP:URI=\"cam-7-init0.mp4\""));
+//! assert!(ll.contains("#EXT-X-PART:DURATION=0.3"));
+//! assert!(ll.contains("\ncam-7-0.m4s\n"));
+//! assert!(origin.ll_part("live/cam", 7, 0, 0).is_some());
+//! assert!(origin.ll_part("live/cam", 7, 1, 0).is_none()); // the part being written
 //! # Ok::<(), videopick_hls::HlsError>(())
 //! ```
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use videopick_flv::Tag;
 
+use crate::cmaf::{CmafConfig, CmafEvent, CmafSegmenter};
 use crate::error::Result;
+use crate::llhls::{LlPart, LowLatencyPlaylist};
 use crate::playlist::{MediaPlaylist, PlaylistEntry, PlaylistKind};
 use crate::segmenter::{MediaInfo, Segment, Segmenter, SegmenterConfig};
 
 /// Origin settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OriginConfig {
-    /// Segmenting (target duration …).
+    /// Segmenting (target duration …) of the TS variant; the CMAF segments use the same
+    /// target.
     pub segmenter: SegmenterConfig,
-    /// Segments listed in the live playlist (default 6).
+    /// Segments listed in the TS playlist (default 6).
     pub window: usize,
     /// Segments kept in memory beyond the window, for players holding an older playlist
     /// (default 3).
     pub extra: usize,
+    /// Low-latency HLS: the part target (default 333 ms); `None` turns it off.
+    pub part_target: Option<Duration>,
+    /// Segments listed in the low-latency playlist (default 12: long enough for delta
+    /// updates to skip some).
+    pub ll_window: usize,
+    /// Keep the MPEG-TS variant too (default on).
+    pub ts: bool,
 }
 
 impl Default for OriginConfig {
@@ -56,23 +82,84 @@ impl Default for OriginConfig {
             segmenter: SegmenterConfig::default(),
             window: 6,
             extra: 3,
+            part_target: Some(Duration::from_millis(333)),
+            ll_window: 12,
+            ts: true,
         }
     }
 }
 
 #[derive(Debug)]
-struct StreamState {
-    generation: u64,
+struct TsState {
     playlist: MediaPlaylist,
     text: Bytes,
     segments: VecDeque<(u64, Bytes)>,
+}
+
+#[derive(Debug)]
+struct LlState {
+    playlist: LowLatencyPlaylist,
+    /// Rendered once per change: the whole playlist and the delta update.
+    full: Bytes,
+    delta: Bytes,
+    inits: VecDeque<(u32, Bytes)>,
+    /// Parts held, by (segment, part).
+    parts: VecDeque<(u64, u32, Bytes)>,
+    /// Complete segments (their parts, concatenated).
+    segments: VecDeque<(u64, Bytes)>,
+    /// The open segment's parts, for its whole-segment resource.
+    open: BytesMut,
+    init: u32,
+    /// A segment is complete (the playlist is served from then on, so that players
+    /// without low-latency support find something to play).
+    started: bool,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    generation: u64,
+    ts: Option<TsState>,
+    ll: Option<LlState>,
     info: MediaInfo,
+    /// The feed ended (or a newer one replaced it).
+    closed: bool,
+    /// Requests waiting for the next part.
+    waiters: Vec<Waker>,
+}
+
+impl StreamState {
+    fn wake(&mut self) {
+        for w in self.waiters.drain(..) {
+            w.wake();
+        }
+    }
 }
 
 #[derive(Debug)]
 struct OriginStream {
     name: String,
     state: Mutex<StreamState>,
+}
+
+/// What a blocking playlist request should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocking {
+    /// Answer with the playlist.
+    Ready,
+    /// Wait for [`LiveOrigin::part_ready`] (with a timeout of
+    /// [`LiveOrigin::block_timeout`]).
+    Wait,
+    /// Too far ahead: 400 Bad Request.
+    TooFar,
+}
+
+/// A part or segment of the low-latency variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LlResource {
+    /// Here it is.
+    Ready(Bytes),
+    /// The hinted next part: wait for it, then ask again.
+    Pending,
 }
 
 /// The origin: live streams by key (`app/stream`). Cheap to share (`Arc`).
@@ -104,28 +191,56 @@ impl LiveOrigin {
     /// replacing whatever the origin held for it.
     pub fn feed(self: &Arc<Self>, key: &str, generation: u64) -> OriginFeed {
         let name = key.rsplit('/').next().unwrap_or(key).to_string();
+        let c = self.config;
         let stream = Arc::new(OriginStream {
             name,
             state: Mutex::new(StreamState {
                 generation,
-                playlist: MediaPlaylist::new(PlaylistKind::Live {
-                    window: self.config.window,
+                ts: c.ts.then(|| TsState {
+                    playlist: MediaPlaylist::new(PlaylistKind::Live { window: c.window }),
+                    text: Bytes::new(),
+                    segments: VecDeque::new(),
                 }),
-                text: Bytes::new(),
-                segments: VecDeque::new(),
+                ll: c.part_target.map(|part| LlState {
+                    playlist: LowLatencyPlaylist::new(part, c.ll_window),
+                    full: Bytes::new(),
+                    delta: Bytes::new(),
+                    inits: VecDeque::new(),
+                    parts: VecDeque::new(),
+                    segments: VecDeque::new(),
+                    open: BytesMut::new(),
+                    init: 0,
+                    started: false,
+                }),
                 info: MediaInfo::default(),
+                closed: false,
+                waiters: Vec::new(),
             }),
         });
-        self.streams
+        let old = self
+            .streams
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key.to_string(), stream.clone());
+        if let Some(old) = old {
+            let mut st = lock(&old.state);
+            st.closed = true;
+            st.wake();
+        }
         OriginFeed {
             origin: self.clone(),
             key: key.to_string(),
             stream,
-            segmenter: Segmenter::new(self.config.segmenter),
-            extra: self.config.extra,
+            segmenter: c.ts.then(|| Segmenter::new(c.segmenter)),
+            cmaf: c.part_target.map(|part_target| {
+                CmafSegmenter::new(CmafConfig {
+                    part_target,
+                    segment_target: c.segmenter.target_duration,
+                    max_segment: c.segmenter.max_segment_duration,
+                    jump_threshold: c.segmenter.jump_threshold,
+                })
+            }),
+            extra: c.extra,
         }
     }
 
@@ -137,23 +252,142 @@ impl LiveOrigin {
             .cloned()
     }
 
-    /// The live playlist of `key`, once it has a complete segment.
+    /// The live TS playlist of `key`, once it has a complete segment.
     pub fn playlist(&self, key: &str) -> Option<Bytes> {
         let s = self.stream(key)?;
         let st = lock(&s.state);
-        (!st.text.is_empty()).then(|| st.text.clone())
+        let ts = st.ts.as_ref()?;
+        (!ts.text.is_empty()).then(|| ts.text.clone())
     }
 
-    /// Segment `sequence` of generation `generation` of `key`, if still held.
+    /// TS segment `sequence` of generation `generation` of `key`, if still held.
     pub fn segment(&self, key: &str, generation: u64, sequence: u64) -> Option<Bytes> {
         let s = self.stream(key)?;
         let st = lock(&s.state);
         if st.generation != generation {
             return None;
         }
-        st.segments
+        st.ts
+            .as_ref()?
+            .segments
             .iter()
             .find(|(n, _)| *n == sequence)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// The low-latency playlist of `key` (whole, or as a delta update), once it has a
+    /// complete segment.
+    pub fn ll_playlist(&self, key: &str, skip: bool) -> Option<Bytes> {
+        let s = self.stream(key)?;
+        let st = lock(&s.state);
+        let ll = st.ll.as_ref().filter(|l| l.started)?;
+        Some(if skip {
+            ll.delta.clone()
+        } else {
+            ll.full.clone()
+        })
+    }
+
+    /// Whether `key` serves low-latency HLS (it has a complete segment).
+    pub fn has_ll(&self, key: &str) -> bool {
+        self.stream(key)
+            .is_some_and(|s| lock(&s.state).ll.as_ref().is_some_and(|l| l.started))
+    }
+
+    /// What a blocking reload of `key` for part `part` of segment `msn` (or the whole
+    /// segment) should do now (`None`: no such stream).
+    pub fn blocking(&self, key: &str, msn: u64, part: Option<u32>) -> Option<Blocking> {
+        let s = self.stream(key)?;
+        let st = lock(&s.state);
+        let ll = st.ll.as_ref()?;
+        let p = &ll.playlist;
+        Some(if st.closed || p.is_ended() || p.has_part(msn, part) {
+            Blocking::Ready
+        } else if p.too_far(msn, part) {
+            Blocking::TooFar
+        } else {
+            Blocking::Wait
+        })
+    }
+
+    /// How long a blocking request may wait: three target durations (RFC 8216bis
+    /// §6.2.5.2), then 503.
+    pub fn block_timeout(&self, key: &str) -> Duration {
+        self.stream(key)
+            .and_then(|s| {
+                lock(&s.state)
+                    .ll
+                    .as_ref()
+                    .map(|l| l.playlist.target_duration() * 3)
+            })
+            .unwrap_or(self.config.segmenter.target_duration * 3)
+    }
+
+    /// Resolves when `key` has part `part` of segment `msn` (or the segment, or
+    /// something later), or the stream ends or is replaced. Woken once per new part.
+    pub fn part_ready(&self, key: &str, msn: u64, part: Option<u32>) -> PartReady {
+        PartReady {
+            stream: self.stream(key),
+            msn,
+            part,
+        }
+    }
+
+    /// Init segment `n` of generation `generation` of `key`.
+    pub fn ll_init(&self, key: &str, generation: u64, n: u32) -> Option<Bytes> {
+        let s = self.stream(key)?;
+        let st = lock(&s.state);
+        if st.generation != generation {
+            return None;
+        }
+        let ll = st.ll.as_ref()?;
+        ll.inits
+            .iter()
+            .find(|(i, _)| *i == n)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Part `part` of segment `msn`: held, or the hinted next part (not written yet).
+    pub fn ll_part_or_hint(
+        &self,
+        key: &str,
+        generation: u64,
+        msn: u64,
+        part: u32,
+    ) -> Option<LlResource> {
+        let s = self.stream(key)?;
+        let st = lock(&s.state);
+        if st.generation != generation {
+            return None;
+        }
+        let ll = st.ll.as_ref()?;
+        if let Some((_, _, b)) = ll.parts.iter().find(|(m, p, _)| *m == msn && *p == part) {
+            return Some(LlResource::Ready(b.clone()));
+        }
+        let hinted = format!("{}-{generation}-{msn}.{part}.m4s", s.name);
+        (!st.closed && ll.playlist.preload_hint() == Some(hinted.as_str()))
+            .then_some(LlResource::Pending)
+    }
+
+    /// Part `part` of segment `msn` if it is held.
+    pub fn ll_part(&self, key: &str, generation: u64, msn: u64, part: u32) -> Option<Bytes> {
+        match self.ll_part_or_hint(key, generation, msn, part)? {
+            LlResource::Ready(b) => Some(b),
+            LlResource::Pending => None,
+        }
+    }
+
+    /// Complete CMAF segment `msn`.
+    pub fn ll_segment(&self, key: &str, generation: u64, msn: u64) -> Option<Bytes> {
+        let s = self.stream(key)?;
+        let st = lock(&s.state);
+        if st.generation != generation {
+            return None;
+        }
+        let ll = st.ll.as_ref()?;
+        ll.segments
+            .iter()
+            .find(|(n, _)| *n == msn)
             .map(|(_, b)| b.clone())
     }
 
@@ -181,19 +415,54 @@ impl LiveOrigin {
         if streams
             .get(key)
             .is_some_and(|s| lock(&s.state).generation == generation)
+            && let Some(s) = streams.remove(key)
         {
-            streams.remove(key);
+            let mut st = lock(&s.state);
+            st.closed = true;
+            st.wake();
         }
     }
 }
 
-/// Feeds one stream of a [`LiveOrigin`]; owns its segmenter.
+/// The future of [`LiveOrigin::part_ready`].
+#[derive(Debug)]
+pub struct PartReady {
+    stream: Option<Arc<OriginStream>>,
+    msn: u64,
+    part: Option<u32>,
+}
+
+impl Future for PartReady {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(s) = &self.stream else {
+            return Poll::Ready(());
+        };
+        let mut st = lock(&s.state);
+        let done = st.closed
+            || st
+                .ll
+                .as_ref()
+                .is_none_or(|l| l.playlist.is_ended() || l.playlist.has_part(self.msn, self.part));
+        if done {
+            return Poll::Ready(());
+        }
+        if !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            st.waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Feeds one stream of a [`LiveOrigin`]; owns its segmenters.
 #[derive(Debug)]
 pub struct OriginFeed {
     origin: Arc<LiveOrigin>,
     key: String,
     stream: Arc<OriginStream>,
-    segmenter: Segmenter,
+    segmenter: Option<Segmenter>,
+    cmaf: Option<CmafSegmenter>,
     extra: usize,
 }
 
@@ -208,63 +477,199 @@ impl OriginFeed {
         &self.origin
     }
 
-    /// Feed a tag; returns the segments it completed (already listed in the playlist), for
-    /// callers that also record them.
+    /// Feed a tag; returns the TS segments it completed (already listed in the playlist),
+    /// for callers that also record them.
     pub fn push(&mut self, tag: &Tag, now: SystemTime) -> Result<Vec<Segment>> {
-        let r = self.segmenter.push(tag, now);
+        let ts = match &mut self.segmenter {
+            Some(s) => s.push(tag, now),
+            None => Ok(()),
+        };
+        let ll = match &mut self.cmaf {
+            Some(c) => c.push(tag, now),
+            None => Ok(()),
+        };
         let done = self.publish();
-        r.map(|()| done)
+        ts.and(ll).map(|()| done)
     }
 
     /// A new publisher (or new codec parameters): the next segment starts a discontinuity.
     pub fn discontinuity(&mut self) -> Vec<Segment> {
-        self.segmenter.discontinuity();
+        if let Some(s) = &mut self.segmenter {
+            s.discontinuity();
+        }
+        if let Some(c) = &mut self.cmaf {
+            c.discontinuity();
+        }
         self.publish()
     }
 
-    /// The stream ended: publish the last segment and end the playlist (EXT-X-ENDLIST).
+    /// The stream ended: publish the last segment and end the playlists (EXT-X-ENDLIST).
     pub fn finish(&mut self) -> Vec<Segment> {
-        self.segmenter.finish();
+        if let Some(s) = &mut self.segmenter {
+            s.finish();
+        }
+        if let Some(c) = &mut self.cmaf {
+            c.finish();
+        }
         let done = self.publish();
         let mut st = lock(&self.stream.state);
-        st.playlist.end();
-        st.text = Bytes::from(st.playlist.render());
+        if let Some(ts) = &mut st.ts {
+            ts.playlist.end();
+            ts.text = Bytes::from(ts.playlist.render());
+        }
+        if let Some(ll) = &mut st.ll {
+            ll.playlist.end();
+            ll.full = Bytes::from(ll.playlist.render(false));
+            ll.delta = ll.full.clone();
+        }
+        st.closed = true;
+        st.wake();
         done
     }
 
-    /// The segmenter (media info, skipped tags …).
-    pub fn segmenter(&self) -> &Segmenter {
-        &self.segmenter
+    /// The TS segmenter (media info, skipped tags …), if the TS variant is on.
+    pub fn segmenter(&self) -> Option<&Segmenter> {
+        self.segmenter.as_ref()
     }
 
     fn publish(&mut self) -> Vec<Segment> {
         let mut done = Vec::new();
-        while let Some(seg) = self.segmenter.pop_segment() {
-            done.push(seg);
-        }
-        if done.is_empty() {
-            return done;
-        }
-        let info = self.segmenter.media_info();
-        let mut st = lock(&self.stream.state);
-        let generation = st.generation;
-        for seg in &done {
-            st.playlist.push(PlaylistEntry {
-                sequence: seg.sequence,
-                uri: format!("{}-{generation}-{}.ts", self.stream.name, seg.sequence),
-                duration: seg.duration,
-                discontinuity: seg.discontinuity,
-                program_date_time: Some(seg.program_date_time),
-            });
-            st.segments.push_back((seg.sequence, seg.data.clone()));
-            // Everything listed, plus a few older ones for players with an older playlist.
-            let keep = st.playlist.entries().len() + self.extra;
-            while st.segments.len() > keep {
-                st.segments.pop_front();
+        if let Some(s) = &mut self.segmenter {
+            while let Some(seg) = s.pop_segment() {
+                done.push(seg);
             }
         }
+        let mut events = Vec::new();
+        if let Some(c) = &mut self.cmaf {
+            while let Some(e) = c.pop() {
+                events.push(e);
+            }
+        }
+        if done.is_empty() && events.is_empty() {
+            return done;
+        }
+        let info = match (&self.segmenter, &self.cmaf) {
+            (Some(s), _) => s.media_info(),
+            (None, Some(c)) => c.media_info(),
+            (None, None) => MediaInfo::default(),
+        };
+        let name = &self.stream.name;
+        let mut st = lock(&self.stream.state);
+        let generation = st.generation;
+        if let Some(ts) = &mut st.ts
+            && !done.is_empty()
+        {
+            for seg in &done {
+                ts.playlist.push(PlaylistEntry {
+                    sequence: seg.sequence,
+                    uri: format!("{name}-{generation}-{}.ts", seg.sequence),
+                    duration: seg.duration,
+                    discontinuity: seg.discontinuity,
+                    program_date_time: Some(seg.program_date_time),
+                });
+                ts.segments.push_back((seg.sequence, seg.data.clone()));
+                // Everything listed, plus a few older ones for players with an older
+                // playlist.
+                let keep = ts.playlist.entries().len() + self.extra;
+                while ts.segments.len() > keep {
+                    ts.segments.pop_front();
+                }
+            }
+            ts.text = Bytes::from(ts.playlist.render());
+        }
+        let mut new_part = false;
+        if let Some(ll) = &mut st.ll
+            && !events.is_empty()
+        {
+            for e in events {
+                new_part |= apply(ll, e, name, generation, self.extra);
+            }
+            ll.full = Bytes::from(ll.playlist.render(false));
+            ll.delta = Bytes::from(ll.playlist.render(true));
+        }
         st.info = info;
-        st.text = Bytes::from(st.playlist.render());
+        if new_part {
+            st.wake();
+        }
         done
+    }
+}
+
+/// Drop the init segments that neither the playlist nor the next part names.
+fn prune_inits(ll: &mut LlState, name: &str, generation: u64) {
+    let current = ll.init;
+    let named: Vec<&str> = ll.playlist.segments().map(|s| s.map.as_str()).collect();
+    ll.inits.retain(|(n, _)| {
+        *n == current || named.contains(&format!("{name}-{generation}-init{n}.mp4").as_str())
+    });
+}
+
+/// Apply one CMAF event to the low-latency state; whether it added a part.
+fn apply(ll: &mut LlState, e: CmafEvent, name: &str, generation: u64, extra: usize) -> bool {
+    let map = |n: u32| format!("{name}-{generation}-init{n}.mp4");
+    match e {
+        CmafEvent::Init(bytes) => {
+            if !ll.inits.is_empty() {
+                ll.init += 1;
+            }
+            ll.inits.push_back((ll.init, bytes));
+            prune_inits(ll, name, generation);
+            false
+        }
+        CmafEvent::Part(p) => {
+            if ll
+                .playlist
+                .segments()
+                .last()
+                .is_none_or(|s| s.sequence != p.segment || s.complete.is_some())
+            {
+                // The first part of a segment opens it; its details come at its end, but
+                // the playlist needs its discontinuity and date now: the segmenter knows.
+                ll.playlist.open_segment(
+                    p.segment,
+                    p.discontinuity,
+                    p.program_date_time,
+                    map(ll.init),
+                );
+                ll.open.clear();
+            }
+            let bytes = p.fragment.to_bytes();
+            ll.open.extend_from_slice(&bytes);
+            ll.parts.push_back((p.segment, p.index, bytes));
+            ll.playlist.push_part(LlPart::new(
+                p.duration,
+                p.independent,
+                format!("{name}-{generation}-{}.{}.m4s", p.segment, p.index),
+            ));
+            ll.playlist.set_preload_hint(Some(format!(
+                "{name}-{generation}-{}.{}.m4s",
+                p.segment,
+                p.index + 1
+            )));
+            true
+        }
+        CmafEvent::SegmentEnd {
+            sequence, duration, ..
+        } => {
+            ll.playlist
+                .close_segment(format!("{name}-{generation}-{sequence}.m4s"), duration);
+            ll.segments.push_back((sequence, ll.open.split().freeze()));
+            ll.started = true;
+            let listed = ll.playlist.segments().len();
+            while ll.segments.len() > listed + extra {
+                ll.segments.pop_front();
+            }
+            // Parts of the segments whose parts are listed, and of two before them for
+            // players holding an older playlist.
+            let oldest = ll
+                .playlist
+                .parts_listed_from()
+                .map_or(0, |m| m.saturating_sub(2));
+            while ll.parts.front().is_some_and(|(m, _, _)| *m < oldest) {
+                ll.parts.pop_front();
+            }
+            prune_inits(ll, name, generation);
+            false
+        }
     }
 }

@@ -38,6 +38,7 @@ fn live_reloads_follow_rfc_8216() {
         segmenter: SegmenterConfig::with_target(Duration::from_secs(2)),
         window: 3,
         extra: 2,
+        ..OriginConfig::default()
     });
     let mut feed = origin.feed("live/x", 42);
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_680_000);

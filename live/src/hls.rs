@@ -1,5 +1,6 @@
 //! Live HLS: a tap per stream that segments it inline, in the publisher's task, into the
-//! in-memory [`LiveOrigin`] (served at `/<app>/<stream>.m3u8` by the server).
+//! in-memory [`LiveOrigin`] (served at `/<app>/<stream>.m3u8` by the server): low-latency
+//! HLS with CMAF parts, and the MPEG-TS variant for old players.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,8 +18,12 @@ pub struct HlsConfig {
     pub apps: Option<Vec<String>>,
     /// Target segment duration (segments are cut at key frames; default 2 s).
     pub segment: Duration,
-    /// Segments listed in the live playlist (default 6).
+    /// Segments listed in the live TS playlist (default 6).
     pub window: usize,
+    /// Low-latency HLS part target (default 333 ms); `None`: TS only.
+    pub part_target: Option<Duration>,
+    /// Keep the MPEG-TS variant beside low-latency HLS (default on).
+    pub ts: bool,
     /// How long an ended stream's playlist (with `EXT-X-ENDLIST`) stays for late players
     /// (default 30 s).
     pub linger: Duration,
@@ -30,6 +35,8 @@ impl Default for HlsConfig {
             apps: None,
             segment: Duration::from_secs(2),
             window: 6,
+            part_target: Some(Duration::from_millis(333)),
+            ts: true,
             linger: Duration::from_secs(30),
         }
     }
@@ -48,7 +55,10 @@ impl LiveHls {
         let origin = LiveOrigin::new(OriginConfig {
             segmenter: SegmenterConfig::with_target(config.segment),
             window: config.window,
-            extra: 3,
+            part_target: config.part_target,
+            // Without low-latency HLS, TS is the only variant.
+            ts: config.ts || config.part_target.is_none(),
+            ..OriginConfig::default()
         });
         LiveHls {
             origin,

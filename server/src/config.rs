@@ -279,6 +279,20 @@ pub const MEDIA_KEYS: &[Key] = &[
         "Segments listed in the live HLS playlist.",
     ),
     Key::new(
+        "hls_part_ms",
+        "VIDEOPICK_HLS_PART_MS",
+        Kind::Number,
+        "Live streaming",
+        "Low-latency HLS part target in milliseconds (CMAF parts, blocking reloads); 0 serves MPEG-TS HLS only.",
+    ),
+    Key::new(
+        "hls_ts",
+        "VIDEOPICK_HLS_TS",
+        Kind::Switch,
+        "Live streaming",
+        "Keep the MPEG-TS variant of live HLS beside low-latency HLS, at `/<app>/<stream>.m3u8?format=ts`.",
+    ),
+    Key::new(
         "thumbnail_secs",
         "VIDEOPICK_THUMBNAIL_SECS",
         Kind::Number,
@@ -834,6 +848,12 @@ pub struct MediaConfig {
     pub hls_segment_ms: u64,
     /// Segments listed in the live HLS playlist.
     pub hls_window: usize,
+    /// Low-latency HLS part target in milliseconds (CMAF parts, blocking reloads); 0
+    /// serves MPEG-TS HLS only.
+    pub hls_part_ms: u64,
+    /// Keep the MPEG-TS variant of live HLS beside low-latency HLS, at
+    /// `/<app>/<stream>.m3u8?format=ts`.
+    pub hls_ts: bool,
     /// Seconds between live thumbnails of the platform's channels (all-in-one).
     pub thumbnail_secs: u64,
     /// Apps whose every publish is recorded to storage (`*` for all), comma-separated;
@@ -897,6 +917,8 @@ impl Default for MediaConfig {
             hls_apps: None,
             hls_segment_ms: 2000,
             hls_window: 6,
+            hls_part_ms: 333,
+            hls_ts: true,
             thumbnail_secs: 30,
             record_apps: Vec::new(),
             record_flv: false,

@@ -1,10 +1,17 @@
-//! HTTP routes of live HLS and recordings: `/<app>/<stream>.m3u8` and its segments from the
-//! live origin ([`videopick_live::hls::LiveHls`]), `/recordings/<id>/…` from storage.
+//! HTTP routes of live HLS and recordings: `/<app>/<stream>.m3u8` and its parts and
+//! segments from the live origin ([`videopick_live::hls::LiveHls`]), `/recordings/<id>/…`
+//! from storage.
+//!
+//! `/<app>/<stream>.m3u8` is low-latency HLS (CMAF) when the origin makes it, with
+//! blocking reloads (`_HLS_msn`, `_HLS_part`), delta updates (`_HLS_skip=YES`) and hinted
+//! parts that wait until they are complete; players that do not speak LL-HLS play the same
+//! playlist as plain fMP4 HLS. `?format=ts` gives the MPEG-TS variant for old players.
 
 use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 use videopick_hls::LiveOrigin;
+use videopick_hls::origin::{Blocking, LlResource};
 use videopick_live::recorder::recording_dir;
 use videopick_storage::Storage;
 
@@ -27,7 +34,10 @@ impl HlsService {
     pub async fn route<B>(&self, req: &hyper::Request<B>) -> Option<HttpResponse> {
         let path = req.uri().path();
         #[allow(clippy::case_sensitive_file_extension_comparisons)] // the URL contract
-        let ours = path.ends_with(".m3u8") || path.ends_with(".ts");
+        let ours = path.ends_with(".m3u8")
+            || path.ends_with(".ts")
+            || path.ends_with(".m4s")
+            || path.ends_with(".mp4");
         if !ours {
             return None;
         }
@@ -50,20 +60,114 @@ impl HlsService {
         if app.is_empty() || file.contains('/') {
             return None;
         }
+        #[allow(clippy::case_sensitive_file_extension_comparisons)] // the URL contract
+        if file.ends_with(".m4s") || file.ends_with(".mp4") {
+            let (stream, generation, what) = ll_name(file)?;
+            return Some(cors(
+                self.ll_file(&format!("{app}/{stream}"), generation, what)
+                    .await,
+            ));
+        }
+        if let Some(stream) = file.strip_suffix(".m3u8") {
+            let key = format!("{app}/{stream}");
+            let query = req.uri().query().unwrap_or("");
+            let ts = query_value(query, "format") == Some("ts");
+            return Some(cors(if ts || self.origin.config().part_target.is_none() {
+                ts_playlist(&self.origin, &key)
+            } else {
+                self.ll_playlist(&key, query).await
+            }));
+        }
         Some(cors(self.live_file(app, file)))
+    }
+
+    /// The low-latency playlist, after waiting for what a blocking reload names.
+    async fn ll_playlist(&self, key: &str, query: &str) -> HttpResponse {
+        let origin = &self.origin;
+        let number = |name: &str| query_value(query, name).map(str::parse::<u64>);
+        let msn = match number("_HLS_msn") {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => return bad_request("_HLS_msn is not a number"),
+        };
+        let part = match number("_HLS_part") {
+            None => None,
+            Some(Ok(n)) => match u32::try_from(n) {
+                Ok(n) => Some(n),
+                Err(_) => return bad_request("_HLS_part is too large"),
+            },
+            Some(Err(_)) => return bad_request("_HLS_part is not a number"),
+        };
+        let skip = matches!(query_value(query, "_HLS_skip"), Some("YES" | "v2"));
+        if part.is_some() && msn.is_none() {
+            return bad_request("_HLS_part without _HLS_msn");
+        }
+        let mut cache = "no-cache";
+        if let Some(msn) = msn {
+            match origin.blocking(key, msn, part) {
+                None => return not_found(),
+                Some(Blocking::TooFar) => {
+                    return bad_request("_HLS_msn/_HLS_part is too far ahead of the live edge");
+                }
+                Some(Blocking::Wait) => {
+                    let wait = origin.part_ready(key, msn, part);
+                    if tokio::time::timeout(origin.block_timeout(key), wait)
+                        .await
+                        .is_err()
+                    {
+                        return cached(
+                            respond(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "text/plain",
+                                "the requested part did not appear in time\n",
+                            ),
+                            "no-cache",
+                        );
+                    }
+                }
+                Some(Blocking::Ready) => {}
+            }
+            // The answer to a blocking request names a fixed point of the stream: a CDN
+            // may keep it (by its query) for a while.
+            cache = "public, max-age=6";
+        }
+        match origin.ll_playlist(key, skip) {
+            Some(text) => cached(
+                respond(StatusCode::OK, "application/vnd.apple.mpegurl", text),
+                cache,
+            ),
+            None => not_found(),
+        }
+    }
+
+    /// An init segment, part or segment of the low-latency variant; a hinted part waits
+    /// until it is complete (RFC 8216bis §6.2.6: no byte of a part before all of it).
+    async fn ll_file(&self, key: &str, generation: u64, what: LlName) -> HttpResponse {
+        let origin = &self.origin;
+        let found = match what {
+            LlName::Init(n) => origin.ll_init(key, generation, n),
+            LlName::Segment(msn) => origin.ll_segment(key, generation, msn),
+            LlName::Part(msn, part) => match origin.ll_part_or_hint(key, generation, msn, part) {
+                Some(LlResource::Ready(b)) => Some(b),
+                Some(LlResource::Pending) => {
+                    let wait = origin.part_ready(key, msn, Some(part));
+                    let _ = tokio::time::timeout(origin.block_timeout(key), wait).await;
+                    origin.ll_part(key, generation, msn, part)
+                }
+                None => None,
+            },
+        };
+        match found {
+            Some(data) => cached(
+                respond(StatusCode::OK, "video/mp4", data),
+                "public, max-age=31536000, immutable",
+            ),
+            None => not_found(),
+        }
     }
 
     fn live_file(&self, app: &str, file: &str) -> HttpResponse {
         let origin = &self.origin;
-        if let Some(stream) = file.strip_suffix(".m3u8") {
-            return match origin.playlist(&format!("{app}/{stream}")) {
-                Some(text) => cached(
-                    respond(StatusCode::OK, "application/vnd.apple.mpegurl", text),
-                    "no-cache",
-                ),
-                None => not_found(),
-            };
-        }
         // `<stream>-<generation>-<sequence>.ts`
         let found = file.strip_suffix(".ts").and_then(|name| {
             let mut it = name.rsplitn(3, '-');
@@ -113,6 +217,61 @@ impl HlsService {
             Err(_) => not_found(),
         }
     }
+}
+
+/// What a low-latency resource name (`<stream>-<gen>-…`) names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LlName {
+    Init(u32),
+    Part(u64, u32),
+    Segment(u64),
+}
+
+/// `<stream>-<gen>-init<n>.mp4`, `<stream>-<gen>-<msn>.<part>.m4s`, `<stream>-<gen>-<msn>.m4s`.
+fn ll_name(file: &str) -> Option<(&str, u64, LlName)> {
+    let (name, init) = match file.strip_suffix(".mp4") {
+        Some(n) => (n, true),
+        None => (file.strip_suffix(".m4s")?, false),
+    };
+    let mut it = name.rsplitn(3, '-');
+    let last = it.next()?;
+    let generation: u64 = it.next()?.parse().ok()?;
+    let stream = it.next().filter(|s| !s.is_empty())?;
+    let what = if init {
+        LlName::Init(last.strip_prefix("init")?.parse().ok()?)
+    } else if let Some((msn, part)) = last.split_once('.') {
+        LlName::Part(msn.parse().ok()?, part.parse().ok()?)
+    } else {
+        LlName::Segment(last.parse().ok()?)
+    };
+    Some((stream, generation, what))
+}
+
+/// The value of `name` in a query string (first occurrence, not percent-decoded: the
+/// values read here are plain tokens and numbers).
+fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn ts_playlist(origin: &LiveOrigin, key: &str) -> HttpResponse {
+    match origin.playlist(key) {
+        Some(text) => cached(
+            respond(StatusCode::OK, "application/vnd.apple.mpegurl", text),
+            "no-cache",
+        ),
+        None => not_found(),
+    }
+}
+
+fn bad_request(why: &str) -> HttpResponse {
+    cached(
+        respond(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n")),
+        "no-cache",
+    )
 }
 
 fn cors(mut r: HttpResponse) -> HttpResponse {

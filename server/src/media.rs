@@ -542,6 +542,9 @@ fn start_hls(
     live.apps.clone_from(&args.hls_apps);
     live.segment = segment;
     live.window = args.hls_window.max(1);
+    live.part_target =
+        (args.hls_part_ms > 0).then(|| Duration::from_millis(args.hls_part_ms.clamp(50, 5000)));
+    live.ts = args.hls_ts;
     let live = LiveHls::new(live);
     if args.hls {
         live.attach(hub);

@@ -63,11 +63,37 @@ fn describe(meta: Option<&Tag>, video: Option<&Tag>, audio: Option<&Tag>) -> Str
                     }
                 }
             }
+            VideoCodec::Av1 => {
+                if let Ok(c) = videopick_flv::av1::Av1Config::parse(&v.body) {
+                    fields.push(format!("\"video_codec\":{}", json_str(&c.codec_string())));
+                    if let Some((w, h)) = c.size() {
+                        fields.push(format!("\"width\":{w},\"height\":{h}"));
+                    }
+                }
+            }
+            VideoCodec::Vp9 => {
+                if let Ok(c) = videopick_flv::vp9::Vp9Config::parse(&v.body) {
+                    fields.push(format!("\"video_codec\":{}", json_str(&c.codec_string())));
+                }
+            }
             other => fields.push(format!(
                 "\"video_codec\":{}",
                 json_str(&format!("{other:?}"))
             )),
         }
+    }
+    // The picture size from the metadata when the codec configuration has none (VP9
+    // carries it only in key frames).
+    let meta = meta.and_then(|t| OnMetaData::parse(&t.data).ok());
+    if video.is_some()
+        && !fields.iter().any(|f| f.starts_with("\"width\""))
+        && let Some(m) = &meta
+        && let (Some(w), Some(h)) = (m.width, m.height)
+        && (1.0..=65_535.0).contains(&w)
+        && (1.0..=65_535.0).contains(&h)
+    {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked
+        fields.push(format!("\"width\":{},\"height\":{}", w as u32, h as u32));
     }
     if let Some(a) = audio.and_then(|t| AudioData::parse(&t.data).ok())
         && let Ok(asc) = AudioSpecificConfig::parse(&a.body)
@@ -79,10 +105,7 @@ fn describe(meta: Option<&Tag>, video: Option<&Tag>, audio: Option<&Tag>) -> Str
             asc.channels()
         ));
     }
-    if let Some(fps) = meta
-        .and_then(|t| OnMetaData::parse(&t.data).ok())
-        .and_then(|m| m.frame_rate)
-    {
+    if let Some(fps) = meta.and_then(|m| m.frame_rate) {
         fields.push(format!("\"fps\":{fps}"));
     }
     fields.join(",")

@@ -1,0 +1,471 @@
+//! Low-latency HLS through `media-server` with ffmpeg publishing: the playlist's tags,
+//! blocking reloads that answer when the part appears (and 400 / 503 where the spec says),
+//! a hinted part that waits until it is complete, delta updates, many waiting players
+//! answered by one part, and ffmpeg playing the playlist.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::start_server;
+
+/// ffmpeg publishing 320x240 25 fps H.264 (1 s GOP) + AAC in real time.
+fn publish(url: &str, secs: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args([
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ffmpeg")
+}
+
+/// GET `path`: (status, head, body).
+fn get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..at]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    (status, head, resp[at + 4..].to_vec())
+}
+
+fn text(addr: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = get(addr, path);
+    (status, String::from_utf8(body).unwrap())
+}
+
+/// The newest part listed: (msn, part index, its URI).
+fn last_part(playlist: &str) -> (u64, u32, String) {
+    let uri = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+        .filter_map(|a| a.split("URI=\"").nth(1)?.split('"').next())
+        .next_back()
+        .expect("a part")
+        .to_string();
+    let (msn, part) = part_of(&uri);
+    (msn, part, uri)
+}
+
+/// `<stream>-<gen>-<msn>.<part>.m4s` → (msn, part).
+fn part_of(uri: &str) -> (u64, u32) {
+    let tail = uri.trim_end_matches(".m4s").rsplit('-').next().unwrap();
+    let (m, p) = tail.split_once('.').unwrap();
+    (m.parse().unwrap(), p.parse().unwrap())
+}
+
+fn hint(playlist: &str) -> String {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .map(|u| u.trim_end_matches('"').to_string())
+        .expect("a preload hint")
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one broadcast, checked from every side
+fn low_latency_hls_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(
+        &dir.path().join("data"),
+        &["--hls-segment-ms", "1000", "--hls-part-ms", "200"],
+    );
+    let addr = server.http.clone();
+    let mut publisher = publish(&format!("rtmp://{}/live/ll", server.rtmp), 16);
+
+    let playlist = wait_for("the LL-HLS playlist", Duration::from_secs(20), || {
+        let (status, body) = text(&addr, "/live/ll.m3u8");
+        (status == 200).then_some(body)
+    });
+    for tag in [
+        "#EXT-X-VERSION:9\n",
+        "#EXT-X-TARGETDURATION:1\n",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=6.000\n",
+        "#EXT-X-PART-INF:PART-TARGET=0.200\n",
+        "#EXT-X-INDEPENDENT-SEGMENTS\n",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        ",INDEPENDENT=YES\n",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"ll-",
+    ] {
+        assert!(playlist.contains(tag), "{tag} missing:\n{playlist}");
+    }
+    // Parts never exceed the part target.
+    for d in playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PART:DURATION="))
+    {
+        let secs: f64 = d.split(',').next().unwrap().parse().unwrap();
+        assert!(secs > 0.0 && secs <= 0.2, "part of {secs} s");
+    }
+
+    // The init segment and the parts are fMP4, cached as immutable.
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let (status, head, init) = get(&addr, &format!("/live/{map}"));
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: video/mp4"), "{head}");
+    assert!(head.contains("immutable"), "{head}");
+    assert_eq!(&init[4..8], b"ftyp");
+    assert!(init.windows(4).any(|w| w == b"avcC") && init.windows(4).any(|w| w == b"esds"));
+    let (_, _, uri) = last_part(&playlist);
+    let (status, _, part) = get(&addr, &format!("/live/{uri}"));
+    assert_eq!(status, 200);
+    assert_eq!(&part[4..8], b"moof");
+
+    // A blocking reload for the next part answers when it exists, within a part or two.
+    let (msn, p, _) = last_part(&text(&addr, "/live/ll.m3u8").1);
+    let start = Instant::now();
+    let (status, head, body) = get(
+        &addr,
+        &format!("/live/ll.m3u8?_HLS_msn={msn}&_HLS_part={}", p + 1),
+    );
+    let waited = start.elapsed();
+    assert_eq!(status, 200);
+    assert!(head.contains("cache-control: public, max-age=6"), "{head}");
+    let body = String::from_utf8(body).unwrap();
+    let (m2, p2, _) = last_part(&body);
+    assert!((m2, p2) > (msn, p), "({m2},{p2}) after ({msn},{p})");
+    assert!(waited < Duration::from_millis(900), "waited {waited:?}");
+    // One already there answers at once.
+    let start = Instant::now();
+    assert_eq!(
+        get(
+            &addr,
+            &format!("/live/ll.m3u8?_HLS_msn={msn}&_HLS_part={p}")
+        )
+        .0,
+        200
+    );
+    assert!(start.elapsed() < Duration::from_millis(150));
+
+    // What the spec refuses: too far ahead, a part without a segment, garbage.
+    for q in [
+        format!("_HLS_msn={}", msn + 10),
+        format!("_HLS_msn={}&_HLS_part={}", msn + 1, p + 30),
+        "_HLS_part=1".to_string(),
+        "_HLS_msn=x".to_string(),
+        "_HLS_msn=1&_HLS_part=99999999999".to_string(),
+    ] {
+        let (status, _, _) = get(&addr, &format!("/live/ll.m3u8?{q}"));
+        assert_eq!(status, 400, "{q}");
+    }
+
+    // The hinted part can be asked for before it exists: it comes when complete.
+    let listed = text(&addr, "/live/ll.m3u8").1;
+    let hinted = hint(&listed);
+    let start = Instant::now();
+    let (status, head, part) = get(&addr, &format!("/live/{hinted}"));
+    assert_eq!(status, 200, "{hinted}");
+    assert!(head.contains("immutable"));
+    assert_eq!(&part[4..8], b"moof");
+    assert!(start.elapsed() < Duration::from_millis(900));
+    // A part that is neither held nor hinted is 404 at once.
+    let (m, q) = part_of(&hinted);
+    let far = hinted.replace(&format!("-{m}.{q}.m4s"), &format!("-{m}.{}.m4s", q + 3));
+    let start = Instant::now();
+    assert_eq!(get(&addr, &format!("/live/{far}")).0, 404);
+    assert!(start.elapsed() < Duration::from_millis(150));
+
+    // Many players waiting on the same part are all answered when it appears.
+    let (msn, p, _) = last_part(&text(&addr, "/live/ll.m3u8").1);
+    let waiters: Vec<_> = (0..200)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let (s, _) = text(
+                    &addr,
+                    &format!("/live/ll.m3u8?_HLS_msn={msn}&_HLS_part={}", p + 1),
+                );
+                (s, start.elapsed())
+            })
+        })
+        .collect();
+    for w in waiters {
+        let (status, waited) = w.join().unwrap();
+        assert_eq!(status, 200);
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
+    // After more than CAN-SKIP-UNTIL (6 s) of segments, a delta update skips some.
+    let delta = wait_for("a delta update", Duration::from_secs(20), || {
+        let (_, body) = text(&addr, "/live/ll.m3u8?_HLS_skip=YES");
+        body.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=")
+            .then_some(body)
+    });
+    let full = text(&addr, "/live/ll.m3u8").1;
+    assert!(delta.len() < full.len());
+    let seq = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .map(|v| v.parse::<u64>().unwrap())
+            .unwrap()
+    };
+    assert!(seq(&delta) >= seq(&full).saturating_sub(1));
+
+    // ffmpeg plays the low-latency playlist (as plain fMP4 HLS).
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("http://{addr}/live/ll.m3u8"))
+        .output()
+        .unwrap();
+    let codecs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        codecs.contains("h264") && codecs.contains("aac"),
+        "{codecs} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The TS variant is there for old players.
+    let (status, ts) = text(&addr, "/live/ll.m3u8?format=ts");
+    assert_eq!(status, 200);
+    assert!(ts.contains(".ts\n") && !ts.contains("EXT-X-PART"), "{ts}");
+
+    // A publisher that stalls: a blocking request gives up after 3 target durations.
+    let pid = publisher.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (msn, p, _) = last_part(&text(&addr, "/live/ll.m3u8").1);
+    let start = Instant::now();
+    let (status, _, _) = get(
+        &addr,
+        &format!("/live/ll.m3u8?_HLS_msn={msn}&_HLS_part={}", p + 1),
+    );
+    let waited = start.elapsed();
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(status, 503);
+    assert!(
+        waited >= Duration::from_millis(2900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // When the stream ends, the playlist ends and blocking directives are ignored.
+    assert!(publisher.wait().unwrap().success());
+    let ended = wait_for("the ended playlist", Duration::from_secs(20), || {
+        let (_, body) = text(&addr, "/live/ll.m3u8");
+        body.ends_with("#EXT-X-ENDLIST\n").then_some(body)
+    });
+    assert!(!ended.contains("PRELOAD-HINT") && !ended.contains("SERVER-CONTROL"));
+    let start = Instant::now();
+    let (status, _, _) = get(&addr, "/live/ll.m3u8?_HLS_msn=999999");
+    assert_eq!(status, 200);
+    assert!(start.elapsed() < Duration::from_millis(150));
+}
+
+/// The static ffmpeg 9 of PyPI's `imageio-ffmpeg` (clients/python/requirements.txt):
+/// Debian's ffmpeg 5.1 cannot publish Enhanced RTMP.
+fn ffmpeg9() -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "imageio-ffmpeg is missing: pip install -r clients/python/requirements.txt\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // three codecs, each checked from every side
+fn hevc_av1_and_vp9_publishes_get_low_latency_hls() {
+    let ffmpeg = ffmpeg9();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(
+        &dir.path().join("data"),
+        &["--hls-segment-ms", "1000", "--hls-part-ms", "250"],
+    );
+    let addr = server.http.clone();
+    let codecs: [(&str, &[&str], &str, &str); 3] = [
+        (
+            "hevc",
+            &[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=error:keyint=25:bframes=0",
+            ],
+            "hvc1",
+            "hev1.|hvc1.",
+        ),
+        (
+            "av1",
+            &[
+                "-c:v",
+                "libsvtav1",
+                "-preset",
+                "12",
+                "-g",
+                "25",
+                "-svtav1-params",
+                "lp=1",
+            ],
+            "av01",
+            "av01.0.",
+        ),
+        (
+            "vp9",
+            &[
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-g",
+                "25",
+                "-row-mt",
+                "0",
+            ],
+            "vp09",
+            "vp09.00.",
+        ),
+    ];
+    for (name, args, entry, codec_prefix) in codecs {
+        let mut publisher = Command::new(&ffmpeg)
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", "6", "-pix_fmt", "yuv420p"])
+            .args(args)
+            .args(["-c:a", "aac", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/{name}", server.rtmp))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A complete segment listed.
+        let playlist = wait_for(name, Duration::from_secs(30), || {
+            let (status, body) = text(&addr, &format!("/live/{name}.m3u8"));
+            (status == 200 && body.contains(".m4s\n#")).then_some(body)
+        });
+        let map = playlist
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+            .unwrap()
+            .trim_end_matches('"')
+            .to_string();
+        let (_, _, init) = get(&addr, &format!("/live/{map}"));
+        assert!(
+            init.windows(4).any(|w| w == entry.as_bytes()),
+            "{name}: no {entry} sample entry"
+        );
+        let segment = playlist
+            .lines()
+            .find(|l| {
+                !l.starts_with('#')
+                    && std::path::Path::new(l)
+                        .extension()
+                        .is_some_and(|e| e == "m4s")
+            })
+            .unwrap();
+        let (status, _, media) = get(&addr, &format!("/live/{segment}"));
+        assert_eq!(status, 200);
+        // init + segment decodes with every frame and no warning.
+        let file = dir.path().join(format!("{name}.mp4"));
+        std::fs::write(&file, [init.as_slice(), media.as_slice()].concat()).unwrap();
+        let out = Command::new(&ffmpeg)
+            .args(["-hide_banner", "-v", "warning", "-i"])
+            .arg(&file)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && warnings.trim().is_empty(),
+            "{name}: {warnings}"
+        );
+        // /api/streams knows the codec (RFC 6381) and the picture size.
+        let (_, streams) = common::http(&addr, "GET", "/api/streams", "");
+        let ours = streams
+            .split("{\"key\":")
+            .find(|s| s.starts_with(&format!("\"live/{name}\"")))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            codec_prefix
+                .split('|')
+                .any(|p| ours.contains(&format!("\"video_codec\":\"{p}"))),
+            "{name}: {streams}"
+        );
+        assert!(
+            ours.contains("\"width\":320,\"height\":240"),
+            "{name}: {streams}"
+        );
+        let status = publisher.wait().unwrap();
+        assert!(status.success(), "{name}: publisher failed");
+    }
+}
