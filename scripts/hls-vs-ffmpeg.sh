@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# CPU cost of live HLS for one 2.5 Mbit/s stream: media-server with HLS on, with HLS off,
-# and `ffmpeg -c copy -f hls` pulling the same stream (what Node Media Server v2 runs per
-# stream). Server and remuxer on core 0, the publisher on core 1; CPU is summed over all
+# CPU cost of live HLS for one 2.5 Mbit/s stream: media-server with low-latency HLS (CMAF
+# parts) only, with LL-HLS + the TS variant (the default), with TS only, with HLS off, and
+# `ffmpeg -c copy -f hls` pulling the same stream (TS, what Node Media Server v2 runs per
+# stream, and fMP4). Server and remuxer on core 0, the publisher on core 1; CPU is summed over all
 # threads from /proc/<pid>/task/*/schedstat over 60 s.
 #   usage: scripts/hls-vs-ffmpeg.sh [rounds]
 set -euo pipefail
@@ -14,11 +15,16 @@ input=/tmp/videopick-hls-bench.flv
   -preset veryfast -b:v 2400k -maxrate 2400k -bufsize 4800k -g 50 -c:a aac -b:a 128k "$input"
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%d", s}'; }
 run() {
-  local mode=$1 hls=false data out
-  [ "$mode" = media-server-hls ] && hls=true
+  local mode=$1 flags data out
+  case "$mode" in
+    media-server-ll) flags=(--hls true --hls-ts false) ;;
+    media-server-ll+ts) flags=(--hls true) ;;
+    media-server-ts) flags=(--hls true --hls-part-ms 0) ;;
+    *) flags=(--hls false) ;;
+  esac
   data=$(mktemp -d); out=$(mktemp -d)
   taskset -c 0 target/release/media-server --rtmp 127.0.0.1:19350 --http 127.0.0.1:18000 \
-    --storage "$data" --hls "$hls" >/dev/null 2>&1 &
+    --storage "$data" "${flags[@]}" >/dev/null 2>&1 &
   local server=$!
   sleep 1
   taskset -c 1 ffmpeg -hide_banner -loglevel quiet -re -i "$input" -c copy -f flv \
@@ -26,9 +32,12 @@ run() {
   local publisher=$!
   sleep 2
   local target=$server
-  if [ "$mode" = ffmpeg-remux ]; then
+  if [ "${mode#ffmpeg-remux}" != "$mode" ]; then
+    local kind=mpegts
+    [ "$mode" = ffmpeg-remux-fmp4 ] && kind=fmp4
     taskset -c 0 ffmpeg -hide_banner -loglevel quiet -i rtmp://127.0.0.1:19350/live/b -c copy \
-      -f hls -hls_time 2 -hls_list_size 6 -hls_flags delete_segments "$out/x.m3u8" &
+      -f hls -hls_time 2 -hls_list_size 6 -hls_flags delete_segments -hls_segment_type "$kind" \
+      "$out/x.m3u8" &
     target=$!
   fi
   sleep 3
@@ -40,5 +49,6 @@ run() {
   rm -rf "$data" "$out"
 }
 for _ in $(seq "$rounds"); do
-  for mode in media-server-hls media-server-no-hls ffmpeg-remux; do run "$mode"; done
+  for mode in media-server-ll media-server-ll+ts media-server-ts media-server-no-hls \
+    ffmpeg-remux ffmpeg-remux-fmp4; do run "$mode"; done
 done

@@ -1,5 +1,7 @@
 //! HLS: MPEG-TS segmenting of a 2.5 Mbit/s H.264 + AAC stream (AVCC → Annex B, ADTS, PES,
-//! 188-byte packets, segment cuts), in bytes of media per second.
+//! 188-byte packets, segment cuts), CMAF part segmenting of the same stream, and the live
+//! origin doing both (what a stream costs in media-server: parts, segments, playlists), in
+//! bytes of media per second.
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
@@ -8,6 +10,8 @@ use std::time::{Duration, SystemTime};
 use bytes::{BufMut, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use videopick_flv::{Tag, TagKind};
+use videopick_hls::cmaf::{CmafConfig, CmafEvent, CmafSegmenter};
+use videopick_hls::origin::{LiveOrigin, OriginConfig};
 use videopick_hls::{Segmenter, SegmenterConfig};
 
 const AVC_HEADER: &[u8] = &[
@@ -71,6 +75,58 @@ fn hls(c: &mut Criterion) {
             out
         });
     });
+    group.bench_function("cmaf_parts_2.5mbps_10s", |b| {
+        b.iter(|| {
+            let mut s = CmafSegmenter::new(CmafConfig::default());
+            let mut out = 0;
+            for t in &tags {
+                s.push(t, now).unwrap();
+                while let Some(e) = s.pop() {
+                    if let CmafEvent::Part(p) = e {
+                        out += p.fragment.len();
+                    }
+                }
+            }
+            s.finish();
+            while let Some(e) = s.pop() {
+                if let CmafEvent::Part(p) = e {
+                    out += p.fragment.len();
+                }
+            }
+            assert!(out > media_bytes);
+            out
+        });
+    });
+    // The origin as media-server runs it: both variants, and a player reloading the
+    // low-latency playlist after every part (a blocking reload) and fetching the part.
+    for (name, ts) in [
+        ("origin_ll_2.5mbps_10s", false),
+        ("origin_ll_ts_2.5mbps_10s", true),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let origin = LiveOrigin::new(OriginConfig {
+                    ts,
+                    ..OriginConfig::default()
+                });
+                let mut feed = origin.feed("live/b", 1);
+                let mut served = 0;
+                let mut last = None;
+                for t in &tags {
+                    feed.push(t, now).unwrap();
+                    if let Some(text) = origin.ll_playlist("live/b", false)
+                        && last != Some(text.len())
+                    {
+                        last = Some(text.len());
+                        served += text.len();
+                    }
+                }
+                feed.finish();
+                assert!(served > 0);
+                served
+            });
+        });
+    }
     group.finish();
 }
 

@@ -164,6 +164,8 @@ pub struct CmafSegmenter {
     video_time: Option<u64>,
     audio_time: Option<u64>,
     next_discontinuity: bool,
+    /// The next video sample meets the timeline again (after a republish).
+    video_resync: bool,
     /// Where the newest audio frame ends (ends an audio-only stream's last part).
     audio_end_ms: Option<i64>,
 }
@@ -189,6 +191,7 @@ impl CmafSegmenter {
             audio_time: None,
             next_discontinuity: false,
             audio_end_ms: None,
+            video_resync: false,
         }
     }
 
@@ -217,8 +220,9 @@ impl CmafSegmenter {
         self.close_segment(None);
         self.timeline.rebase();
         self.next_discontinuity = true;
-        self.video_time = None;
-        self.audio_time = None;
+        // Decode times go on from where they are (never back), meeting the new
+        // publisher's timeline at its next sample.
+        self.video_resync = true;
     }
 
     /// The stream ended: close the open part and segment.
@@ -351,9 +355,13 @@ impl CmafSegmenter {
 
     fn add_video(&mut self, p: PendingVideo, duration_ms: i64) {
         let ticks = u64::try_from(duration_ms * 90).unwrap_or(0);
-        let start = *self
-            .video_time
-            .get_or_insert(u64::try_from(p.ms * 90).unwrap_or(0));
+        let t = u64::try_from(p.ms * 90).unwrap_or(0);
+        let slack = if std::mem::take(&mut self.video_resync) {
+            0
+        } else {
+            u64::MAX // durations come from the timestamps: no drift to correct
+        };
+        let start = track_time(self.video_time, t, slack);
         if let Some(part) = &mut self.part {
             if part.video.is_empty() {
                 part.video_base = start;
@@ -415,9 +423,10 @@ impl CmafSegmenter {
         } else if self.segment.is_none() {
             return Ok(()); // video leads: wait for its first key frame
         }
-        let start = *self
-            .audio_time
-            .get_or_insert(u64::try_from(ms).unwrap_or(0) * u64::from(rate) / 1000);
+        // Frames are counted, not timed: a gap in the audio (over two frames) moves the
+        // decode time forward to the timestamp; it never goes back.
+        let t = u64::try_from(ms).unwrap_or(0) * u64::from(rate) / 1000;
+        let start = track_time(self.audio_time, t, 2 * u64::from(AAC_FRAME));
         if let Some(part) = &mut self.part {
             if part.audio.is_empty() {
                 part.audio_base = start;
@@ -525,6 +534,15 @@ impl CmafSegmenter {
                 program_date_time: seg.pdt,
             });
         }
+    }
+}
+
+/// A track's next decode time: `t` (from the timestamp) at the start or past a gap of
+/// more than `slack`, else where the track is (`cur`).
+fn track_time(cur: Option<u64>, t: u64, slack: u64) -> u64 {
+    match cur {
+        Some(c) if t <= c.saturating_add(slack) => c,
+        _ => t,
     }
 }
 

@@ -99,9 +99,10 @@ struct TsState {
 #[derive(Debug)]
 struct LlState {
     playlist: LowLatencyPlaylist,
-    /// Rendered once per change: the whole playlist and the delta update.
-    full: Bytes,
-    delta: Bytes,
+    /// Rendered on the first request after a change (none while nobody watches): the
+    /// whole playlist and the delta update.
+    full: Option<Bytes>,
+    delta: Option<Bytes>,
     inits: VecDeque<(u32, Bytes)>,
     /// Parts held, by (segment, part).
     parts: VecDeque<(u64, u32, Bytes)>,
@@ -203,8 +204,8 @@ impl LiveOrigin {
                 }),
                 ll: c.part_target.map(|part| LlState {
                     playlist: LowLatencyPlaylist::new(part, c.ll_window),
-                    full: Bytes::new(),
-                    delta: Bytes::new(),
+                    full: None,
+                    delta: None,
                     inits: VecDeque::new(),
                     parts: VecDeque::new(),
                     segments: VecDeque::new(),
@@ -279,13 +280,13 @@ impl LiveOrigin {
     /// complete segment.
     pub fn ll_playlist(&self, key: &str, skip: bool) -> Option<Bytes> {
         let s = self.stream(key)?;
-        let st = lock(&s.state);
-        let ll = st.ll.as_ref().filter(|l| l.started)?;
-        Some(if skip {
-            ll.delta.clone()
-        } else {
-            ll.full.clone()
-        })
+        let mut st = lock(&s.state);
+        let ll = st.ll.as_mut().filter(|l| l.started)?;
+        let slot = if skip { &mut ll.delta } else { &mut ll.full };
+        Some(
+            slot.get_or_insert_with(|| Bytes::from(ll.playlist.render(skip)))
+                .clone(),
+        )
     }
 
     /// Whether `key` serves low-latency HLS (it has a complete segment).
@@ -519,8 +520,8 @@ impl OriginFeed {
         }
         if let Some(ll) = &mut st.ll {
             ll.playlist.end();
-            ll.full = Bytes::from(ll.playlist.render(false));
-            ll.delta = ll.full.clone();
+            ll.full = None;
+            ll.delta = None;
         }
         st.closed = true;
         st.wake();
@@ -584,8 +585,8 @@ impl OriginFeed {
             for e in events {
                 new_part |= apply(ll, e, name, generation, self.extra);
             }
-            ll.full = Bytes::from(ll.playlist.render(false));
-            ll.delta = Bytes::from(ll.playlist.render(true));
+            ll.full = None;
+            ll.delta = None;
         }
         st.info = info;
         if new_part {
@@ -671,5 +672,151 @@ fn apply(ll: &mut LlState, e: CmafEvent, name: &str, generation: u64, extra: usi
             prune_inits(ll, name, generation);
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use videopick_flv::TagKind;
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Push AAC frames (23 ms each) until `origin` lists a new part; returns the new last
+    /// part.
+    fn until_next_part(origin: &LiveOrigin, feed: &mut OriginFeed, ts: &mut u32) -> (u64, u32) {
+        let before = last(origin);
+        loop {
+            *ts += 23;
+            feed.push(
+                &Tag::new(TagKind::Audio, *ts, &b"\xaf\x01\x21\x10\x04"[..]),
+                SystemTime::UNIX_EPOCH,
+            )
+            .unwrap();
+            let now = last(origin);
+            if now != before {
+                return now;
+            }
+        }
+    }
+
+    fn last(origin: &LiveOrigin) -> (u64, u32) {
+        let s = origin.stream("live/a").unwrap();
+        let st = lock(&s.state);
+        st.ll
+            .as_ref()
+            .unwrap()
+            .playlist
+            .last_part()
+            .unwrap_or((0, 0))
+    }
+
+    #[test]
+    fn a_thousand_waiting_requests_are_woken_once_by_one_part() {
+        let origin = LiveOrigin::new(OriginConfig::default());
+        let mut feed = origin.feed("live/a", 1);
+        let mut ts = 0;
+        feed.push(
+            &Tag::new(TagKind::Audio, 0, &b"\xaf\x00\x12\x10"[..]),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        // Past the first segment, so the playlist is served.
+        // Past the first segment (so the playlist is served), at the first part of a
+        // segment (so the next two parts are in the same one).
+        while origin.ll_playlist("live/a", false).is_none() || last(&origin).1 != 0 {
+            until_next_part(&origin, &mut feed, &mut ts);
+        }
+        let (msn, part) = last(&origin);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut next: Vec<_> = (0..1000)
+            .map(|_| Box::pin(origin.part_ready("live/a", msn, Some(part + 1))))
+            .collect();
+        // And one asking two parts ahead.
+        let mut later = Box::pin(origin.part_ready("live/a", msn, Some(part + 2)));
+        for f in &mut next {
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+        }
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        // Waiting costs nothing: no wake-up before the part.
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            origin.blocking("live/a", msn, Some(part + 1)),
+            Some(Blocking::Wait)
+        );
+
+        let got = until_next_part(&origin, &mut feed, &mut ts);
+        // One task polling them all registered its waker once: one wake-up for the part,
+        // and every waiting future is now ready.
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        for f in &mut next {
+            assert!(f.as_mut().poll(&mut cx).is_ready(), "{got:?}");
+        }
+        // The one further ahead waits on (and was woken to re-check).
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        let before = count.0.load(Ordering::SeqCst);
+        until_next_part(&origin, &mut feed, &mut ts);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            before + 1,
+            "one wake-up per part"
+        );
+        assert!(later.as_mut().poll(&mut cx).is_ready());
+
+        // Ending the stream wakes and releases everyone.
+        let mut ended = Box::pin(origin.part_ready("live/a", msn + 100, None));
+        assert!(ended.as_mut().poll(&mut cx).is_pending());
+        feed.finish();
+        assert!(ended.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn each_waiting_request_is_woken_once_per_part() {
+        let origin = LiveOrigin::new(OriginConfig::default());
+        let mut feed = origin.feed("live/a", 1);
+        let mut ts = 0;
+        feed.push(
+            &Tag::new(TagKind::Audio, 0, &b"\xaf\x00\x12\x10"[..]),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        while origin.ll_playlist("live/a", false).is_none() {
+            until_next_part(&origin, &mut feed, &mut ts);
+        }
+        let (msn, part) = last(&origin);
+        // 1,000 requests, each with its own waker (as 1,000 connections have).
+        let counts: Vec<_> = (0..1000)
+            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+            .collect();
+        let mut futures: Vec<_> = (0..1000)
+            .map(|_| Box::pin(origin.part_ready("live/a", msn, Some(part + 1))))
+            .collect();
+        for (f, c) in futures.iter_mut().zip(&counts) {
+            let w = Waker::from(c.clone());
+            assert!(f.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+            // A spurious re-poll does not register twice.
+            assert!(f.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+        }
+        until_next_part(&origin, &mut feed, &mut ts);
+        for (f, c) in futures.iter_mut().zip(&counts) {
+            assert_eq!(c.0.load(Ordering::SeqCst), 1, "woken exactly once");
+            let w = Waker::from(c.clone());
+            assert!(f.as_mut().poll(&mut Context::from_waker(&w)).is_ready());
+        }
+        // Nobody is left registered: the next part wakes no one.
+        until_next_part(&origin, &mut feed, &mut ts);
+        assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 1));
     }
 }

@@ -440,6 +440,7 @@ impl AppServer {
                 header_timeout: self.header_timeout,
                 trusted: self.trusted,
                 drain: Duration::from_secs(5),
+                tls: None,
             },
             shutdown,
         )

@@ -349,6 +349,20 @@ pub const MEDIA_KEYS: &[Key] = &[
         "Seconds an HTTP connection has to send a complete request head, from its opening or from its previous response when it idles on keep-alive.",
     ),
     Key::new(
+        "tls_cert",
+        "VIDEOPICK_TLS_CERT",
+        Kind::Text,
+        "Listeners and storage",
+        "PEM certificate chain: the HTTP listener speaks TLS, HTTP/2 (ALPN h2, which Apple's players need for low-latency HLS) and HTTP/1.1. Needs tls_key.",
+    ),
+    Key::new(
+        "tls_key",
+        "VIDEOPICK_TLS_KEY",
+        Kind::Text,
+        "Listeners and storage",
+        "PEM private key of tls_cert.",
+    ),
+    Key::new(
         "trusted_proxies",
         "VIDEOPICK_TRUSTED_PROXIES",
         Kind::TextList,
@@ -877,6 +891,11 @@ pub struct MediaConfig {
     /// Seconds an HTTP connection has to send a complete request head, from its opening or
     /// from its previous response when it idles on keep-alive; then it is closed.
     pub http_header_timeout_secs: u64,
+    /// PEM certificate chain: the HTTP listener speaks TLS, HTTP/2 (ALPN h2, which Apple's
+    /// players need for low-latency HLS) and HTTP/1.1. Needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Proxies (addresses or CIDR networks, e.g. the Nginx in front) whose word on the real
     /// client is believed: `X-Forwarded-For` / `Forwarded` on HTTP, the PROXY protocol on
     /// RTMP with `proxy_protocol`. Empty: the peer address is the client.
@@ -927,6 +946,8 @@ impl Default for MediaConfig {
             upload_hook: None,
             http_read_kib: 32,
             http_header_timeout_secs: 10,
+            tls_cert: None,
+            tls_key: None,
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
             jobs: JobsConfig::default(),

@@ -154,6 +154,35 @@ pub struct ServeOptions {
     /// On shutdown, how long open connections get to finish (in-flight requests complete,
     /// taken-over streams end at a tag boundary) before they are closed.
     pub drain: std::time::Duration,
+    /// Speak TLS (HTTP/2 or HTTP/1.1 by ALPN) with this configuration; see [`tls_config`].
+    /// Connections are not taken over then: HTTP-FLV streams through hyper.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A TLS configuration from PEM files (a certificate chain and its private key) that
+/// offers HTTP/2 and HTTP/1.1 by ALPN.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Takes over a whole connection for some requests (HTTP-FLV streams are written straight
@@ -227,6 +256,32 @@ pub async fn serve<H, F>(
     }
 }
 
+/// The hyper service of one connection: `handler` with the client's address.
+fn service<H, F>(
+    handler: Arc<H>,
+    options: Arc<ServeOptions>,
+    peer: std::net::SocketAddr,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = HttpResponse,
+    Error = Infallible,
+    Future = impl Future<Output = Result<HttpResponse, Infallible>> + Send,
+> + Clone
+where
+    H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let client =
+            options
+                .trusted
+                .client_addr(peer, header("forwarded"), header("x-forwarded-for"));
+        let resp = handler(req, client);
+        async move { Ok::<_, Infallible>(resp.await) }
+    })
+}
+
 async fn connection<H, F>(
     mut stream: TcpStream,
     peer: std::net::SocketAddr,
@@ -241,6 +296,47 @@ async fn connection<H, F>(
     let trusted = &options.trusted;
     let header_timeout = options.header_timeout;
     let max_read = options.max_read;
+    if let Some(tls) = options.tls.clone() {
+        let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+        let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, accept).await else {
+            return; // a stalled or failed handshake
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let service = service(handler, Arc::clone(&options), peer);
+        let io = TokioIo::new(stream);
+        if h2 {
+            let conn =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .max_frame_size(
+                        u32::try_from(max_read.clamp(16_384, 1 << 20)).unwrap_or(16_384),
+                    )
+                    .serve_connection(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = drain.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        } else {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(max_read.max(8192))
+                .serve_connection(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = drain.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        }
+        return;
+    }
     {
         {
             let mut prefix = Bytes::new();
@@ -274,17 +370,7 @@ async fn connection<H, F>(
                 prefix,
                 inner: stream,
             };
-            let options2 = Arc::clone(&options);
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-                let client = options2.trusted.client_addr(
-                    peer,
-                    header("forwarded"),
-                    header("x-forwarded-for"),
-                );
-                let resp = handler(req, client);
-                async move { Ok::<_, Infallible>(resp.await) }
-            });
+            let service = service(handler, Arc::clone(&options), peer);
             // Request bodies arrive in frames of at most `max_read` bytes (uploads stream
             // through a small bounded queue, so memory per upload stays small).
             let conn = hyper::server::conn::http1::Builder::new()

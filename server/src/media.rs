@@ -117,6 +117,7 @@ pub struct MediaServer {
     read_max: usize,
     header_timeout: Duration,
     trusted: videopick_live::proxy::TrustedProxies,
+    tls: Option<Arc<rustls::ServerConfig>>,
     storage: Storage,
     recordings: Recordings,
     platform: Option<videopick_app::App>,
@@ -185,6 +186,11 @@ impl MediaServer {
         if !(8..=1024).contains(&config.http_read_kib) {
             return Err(format!("http_read_kib is {}: use 8 to 1024", config.http_read_kib).into());
         }
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::http::tls_config(cert, key)?),
+            (None, None) => None,
+            _ => return Err("tls_cert and tls_key go together".into()),
+        };
         let mut hook_config = HookConfig::default();
         hook_config.signing_secret = config
             .hook_secret
@@ -349,6 +355,7 @@ impl MediaServer {
             read_max: usize::from(config.http_read_kib) * 1024,
             header_timeout: Duration::from_secs(config.http_header_timeout_secs.max(1)),
             trusted,
+            tls,
             storage,
             recordings,
             platform,
@@ -396,6 +403,7 @@ impl MediaServer {
                 header_timeout: self.header_timeout,
                 trusted: self.trusted,
                 drain: Duration::from_secs(5),
+                tls: self.tls,
             },
             async move {
                 let _ = http_stop.changed().await;
