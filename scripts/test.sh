@@ -80,6 +80,10 @@ say "web app unit tests (Vitest)"
 say "browser tests (Chromium + playwright-core against a fresh videopick)"
 node web/e2e/run.mjs "${CARGO_TARGET_DIR:-target}/debug/videopick"
 
+say "low-latency HLS in hls.js (Chromium): 30 s with no stall, under 3 s behind the wall clock"
+media_server="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/media-server"
+(cd web && node e2e/ll-latency.mjs "$media_server" --parts 333 --secs 30 --max 3)
+
 say "schemathesis against the app API's OpenAPI document (${SCHEMATHESIS_SECONDS:-60}s)"
 ./scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/app-server" "${SCHEMATHESIS_SECONDS:-60}"
 

@@ -560,8 +560,11 @@ fn video_entry(v: &VideoData) -> Result<(SampleEntry, String, (u32, u32))> {
                 .sps
                 .first()
                 .ok_or_else(|| HlsError::invalid("AVC configuration", "no SPS"))?;
-            let info = videopick_flv::avc::SpsInfo::parse(sps)?;
-            let (width, height) = size(info.width, info.height);
+            // An SPS this parser cannot size still configures the decoder (which reads
+            // the SPS itself): the sample entry then says 0 × 0.
+            let (w, h) =
+                videopick_flv::avc::SpsInfo::parse(sps).map_or((0, 0), |i| (i.width, i.height));
+            let (width, height) = size(w, h);
             Ok((
                 SampleEntry::Avc {
                     config: v.body.clone(),
@@ -569,7 +572,7 @@ fn video_entry(v: &VideoData) -> Result<(SampleEntry, String, (u32, u32))> {
                     height,
                 },
                 c.codec_string(),
-                (info.width, info.height),
+                (w, h),
             ))
         }
         VideoCodec::Hevc => {
