@@ -41,7 +41,7 @@ fn check(origin: &LiveOrigin, generation: u64) {
         let parsed = MediaPlaylist::parse(text).expect("our playlist reads back");
         for e in parsed.entries() {
             let msn: u64 = e.uri.rsplit('-').next().unwrap().trim_end_matches(".m4s").parse().unwrap();
-            let seg = origin.ll_segment(key, generation, msn).expect("a listed segment is served");
+            let seg = origin.ll_segment(key, generation, msn).expect("a listed segment is served").to_bytes();
             assert!(whole_boxes(&seg));
         }
         for line in text.lines() {
@@ -51,7 +51,8 @@ fn check(origin: &LiveOrigin, generation: u64) {
                 let (m, p) = tail.split_once('.').unwrap();
                 let part = origin
                     .ll_part(key, generation, m.parse().unwrap(), p.parse().unwrap())
-                    .expect("a listed part is served");
+                    .expect("a listed part is served")
+                    .to_bytes();
                 assert_eq!(&part[4..8], b"moof");
                 assert!(whole_boxes(&part));
             }

@@ -56,6 +56,38 @@ use crate::llhls::{LlPart, LowLatencyPlaylist};
 use crate::playlist::{MediaPlaylist, PlaylistEntry, PlaylistKind};
 use crate::segmenter::{MediaInfo, Segment, Segmenter, SegmenterConfig};
 
+/// A resource of the low-latency variant as the buffers it was written in (a part: its
+/// `moof` and `mdat` header, then the samples as they arrived; a segment: its parts): served
+/// with one vectored write, never copied into one buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunks(Arc<[Bytes]>);
+
+impl Chunks {
+    /// The buffers, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Bytes> {
+        self.0.iter()
+    }
+
+    /// Total size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes in one buffer (a copy: for tests and small consumers).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(self.len());
+        for c in self.0.iter() {
+            b.extend_from_slice(c);
+        }
+        b.freeze()
+    }
+}
+
 /// Origin settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OriginConfig {
@@ -105,11 +137,11 @@ struct LlState {
     delta: Option<Bytes>,
     inits: VecDeque<(u32, Bytes)>,
     /// Parts held, by (segment, part).
-    parts: VecDeque<(u64, u32, Bytes)>,
-    /// Complete segments (their parts, concatenated).
-    segments: VecDeque<(u64, Bytes)>,
-    /// The open segment's parts, for its whole-segment resource.
-    open: BytesMut,
+    parts: VecDeque<(u64, u32, Chunks)>,
+    /// Complete segments (their parts' buffers).
+    segments: VecDeque<(u64, Chunks)>,
+    /// The open segment's parts' buffers, for its whole-segment resource.
+    open: Vec<Bytes>,
     init: u32,
     /// A segment is complete (the playlist is served from then on, so that players
     /// without low-latency support find something to play).
@@ -158,7 +190,7 @@ pub enum Blocking {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LlResource {
     /// Here it is.
-    Ready(Bytes),
+    Ready(Chunks),
     /// The hinted next part: wait for it, then ask again.
     Pending,
 }
@@ -209,7 +241,7 @@ impl LiveOrigin {
                     inits: VecDeque::new(),
                     parts: VecDeque::new(),
                     segments: VecDeque::new(),
-                    open: BytesMut::new(),
+                    open: Vec::new(),
                     init: 0,
                     started: false,
                 }),
@@ -371,7 +403,7 @@ impl LiveOrigin {
     }
 
     /// Part `part` of segment `msn` if it is held.
-    pub fn ll_part(&self, key: &str, generation: u64, msn: u64, part: u32) -> Option<Bytes> {
+    pub fn ll_part(&self, key: &str, generation: u64, msn: u64, part: u32) -> Option<Chunks> {
         match self.ll_part_or_hint(key, generation, msn, part)? {
             LlResource::Ready(b) => Some(b),
             LlResource::Pending => None,
@@ -379,7 +411,7 @@ impl LiveOrigin {
     }
 
     /// Complete CMAF segment `msn`.
-    pub fn ll_segment(&self, key: &str, generation: u64, msn: u64) -> Option<Bytes> {
+    pub fn ll_segment(&self, key: &str, generation: u64, msn: u64) -> Option<Chunks> {
         let s = self.stream(key)?;
         let st = lock(&s.state);
         if st.generation != generation {
@@ -634,9 +666,12 @@ fn apply(ll: &mut LlState, e: CmafEvent, name: &str, generation: u64, extra: usi
                 );
                 ll.open.clear();
             }
-            let bytes = p.fragment.to_bytes();
-            ll.open.extend_from_slice(&bytes);
-            ll.parts.push_back((p.segment, p.index, bytes));
+            let mut chunks = Vec::with_capacity(1 + p.fragment.payload.len());
+            chunks.push(p.fragment.header);
+            chunks.extend(p.fragment.payload);
+            ll.open.extend(chunks.iter().cloned());
+            ll.parts
+                .push_back((p.segment, p.index, Chunks(chunks.into())));
             ll.playlist.push_part(LlPart::new(
                 p.duration,
                 p.independent,
@@ -654,7 +689,8 @@ fn apply(ll: &mut LlState, e: CmafEvent, name: &str, generation: u64, extra: usi
         } => {
             ll.playlist
                 .close_segment(format!("{name}-{generation}-{sequence}.m4s"), duration);
-            ll.segments.push_back((sequence, ll.open.split().freeze()));
+            let open = std::mem::take(&mut ll.open);
+            ll.segments.push_back((sequence, Chunks(open.into())));
             ll.started = true;
             let listed = ll.playlist.segments().len();
             while ll.segments.len() > listed + extra {

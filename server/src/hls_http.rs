@@ -145,21 +145,26 @@ impl HlsService {
     async fn ll_file(&self, key: &str, generation: u64, what: LlName) -> HttpResponse {
         let origin = &self.origin;
         let found = match what {
-            LlName::Init(n) => origin.ll_init(key, generation, n),
-            LlName::Segment(msn) => origin.ll_segment(key, generation, msn),
+            LlName::Init(n) => origin.ll_init(key, generation, n).map(|b| vec![b]),
+            LlName::Segment(msn) => origin
+                .ll_segment(key, generation, msn)
+                .map(|c| c.iter().cloned().collect()),
             LlName::Part(msn, part) => match origin.ll_part_or_hint(key, generation, msn, part) {
-                Some(LlResource::Ready(b)) => Some(b),
+                Some(LlResource::Ready(c)) => Some(c.iter().cloned().collect()),
                 Some(LlResource::Pending) => {
                     let wait = origin.part_ready(key, msn, Some(part));
                     let _ = tokio::time::timeout(origin.block_timeout(key), wait).await;
-                    origin.ll_part(key, generation, msn, part)
+                    origin
+                        .ll_part(key, generation, msn, part)
+                        .map(|c| c.iter().cloned().collect())
                 }
                 None => None,
             },
         };
         match found {
-            Some(data) => cached(
-                respond(StatusCode::OK, "video/mp4", data),
+            // The buffers as they are (a vectored write), not copied into one.
+            Some(chunks) => cached(
+                crate::http::respond_chunks(StatusCode::OK, "video/mp4", chunks),
                 "public, max-age=31536000, immutable",
             ),
             None => not_found(),

@@ -32,6 +32,40 @@ pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -
     resp
 }
 
+/// A response whose body is `chunks`, sent as they are (hyper writes them vectored) with
+/// their total as `Content-Length`.
+pub fn respond_chunks(status: StatusCode, content_type: &str, chunks: Vec<Bytes>) -> HttpResponse {
+    let mut resp = Response::new(ChunksBody(chunks.into()).boxed());
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// A body of buffers known in advance.
+struct ChunksBody(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for ChunksBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
 /// Whether the request's `Authorization: Bearer <token>` is `token` (compared in constant
 /// time).
 pub fn bearer_is(headers: &hyper::HeaderMap, token: &str) -> bool {
