@@ -20,6 +20,7 @@ input=/tmp/videopick-hls-bench.flv
   -preset veryfast -b:v 2400k -maxrate 2400k -bufsize 4800k -g 50 -c:a aac -b:a 128k "$input"
 work=$(mktemp -d)
 shm=$(mktemp -d -p /dev/shm vp-ll.XXXX)
+chmod 755 "$shm" # the nginx worker runs as www-data
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work" "$shm"; }
 trap cleanup EXIT
@@ -36,7 +37,7 @@ until curl -sf -o /dev/null http://127.0.0.1:18000/live/load.m3u8; do sleep 0.2;
 
 echo "== media-server: $viewers viewers with blocking reloads"
 taskset -c 1 target/release/hls-load --http 127.0.0.1:18000 --playlist /live/load.m3u8 \
-  --viewers "$viewers" --seconds "$secs" --server-pid "$server" | tail -n 3
+  --viewers "$viewers" --seconds "$secs" --server-pid "$server" | tail -n 4
 
 echo "== nginx (1 worker, files on tmpfs): $viewers viewers polling every 333 ms"
 taskset -c 1 target/release/hls-load --http 127.0.0.1:18000 --playlist /live/load.m3u8 \
@@ -65,7 +66,8 @@ http {
   server {
     listen 127.0.0.1:18080;
     root $shm;
-    location ~ \.m3u8\$ { add_header Cache-Control no-cache; }
+    # The playlist is replaced (renamed over) every part: no descriptor cache for it.
+    location ~ \.m3u8\$ { open_file_cache off; add_header Cache-Control no-cache; }
     location / { add_header Cache-Control "public, max-age=31536000, immutable"; }
   }
 }
@@ -76,4 +78,4 @@ pids+=($!)
 sleep 1
 worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -n1)
 taskset -c 1 target/release/hls-load --http 127.0.0.1:18080 --playlist /load.m3u8 \
-  --viewers "$viewers" --seconds "$secs" --poll-ms 333 --server-pid "$worker" | tail -n 3
+  --viewers "$viewers" --seconds "$secs" --poll-ms 333 --server-pid "$worker" | tail -n 4
