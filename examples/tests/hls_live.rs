@@ -6,12 +6,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{decode_warnings, event_sink, start_server, wait_event};
+use common::{decode_warnings, event_sink, get, start_server, wait_event};
 
 /// ffmpeg publishing a generated stream in real time to `url`.
 fn publish(url: &str, secs: u32, video: bool, audio: bool) -> Child {
@@ -47,23 +46,6 @@ fn publish(url: &str, secs: u32, video: bool, audio: bool) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run ffmpeg")
-}
-
-/// GET `path`: (status, head, body).
-fn get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&resp[..at]).to_lowercase();
-    let status = head[9..12].parse().unwrap();
-    (status, head, resp[at + 4..].to_vec())
 }
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {

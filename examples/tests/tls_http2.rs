@@ -100,17 +100,7 @@ fn https_with_http2_serves_low_latency_hls_and_http_flv() {
     assert_eq!(info, "1.1 200");
 
     // A blocking reload for the next part, then that part, on one HTTP/2 connection.
-    let (msn, part) = playlist
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
-        .filter_map(|a| a.split("URI=\"").nth(1)?.split('"').next())
-        .map(|u| {
-            let tail = u.trim_end_matches(".m4s").rsplit('-').next().unwrap();
-            let (m, p) = tail.split_once('.').unwrap();
-            (m.parse::<u64>().unwrap(), p.parse::<u32>().unwrap())
-        })
-        .next_back()
-        .unwrap();
+    let (msn, part, _) = common::last_part(&playlist);
     let next = format!("{base}/live/sec.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
     let (info, body) = curl(&cert_pem, &["--resolve", &resolve], &next);
     assert_eq!(info, "2 200");

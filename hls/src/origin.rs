@@ -143,6 +143,8 @@ struct LlState {
     /// The open segment's parts' buffers, for its whole-segment resource.
     open: Vec<Bytes>,
     init: u32,
+    /// The part the playlist hints at (its preload hint), as (segment, part).
+    hint: Option<(u64, u32)>,
     /// A segment is complete (the playlist is served from then on, so that players
     /// without low-latency support find something to play).
     started: bool,
@@ -243,6 +245,7 @@ impl LiveOrigin {
                     segments: VecDeque::new(),
                     open: Vec::new(),
                     init: 0,
+                    hint: None,
                     started: false,
                 }),
                 info: MediaInfo::default(),
@@ -366,18 +369,29 @@ impl LiveOrigin {
         }
     }
 
-    /// Init segment `n` of generation `generation` of `key`.
-    pub fn ll_init(&self, key: &str, generation: u64, n: u32) -> Option<Bytes> {
+    /// `f` on the low-latency state of `key`, if it is generation `generation`.
+    fn with_ll<T>(
+        &self,
+        key: &str,
+        generation: u64,
+        f: impl FnOnce(&StreamState, &LlState) -> Option<T>,
+    ) -> Option<T> {
         let s = self.stream(key)?;
         let st = lock(&s.state);
         if st.generation != generation {
             return None;
         }
-        let ll = st.ll.as_ref()?;
-        ll.inits
-            .iter()
-            .find(|(i, _)| *i == n)
-            .map(|(_, b)| b.clone())
+        f(&st, st.ll.as_ref()?)
+    }
+
+    /// Init segment `n` of generation `generation` of `key`.
+    pub fn ll_init(&self, key: &str, generation: u64, n: u32) -> Option<Bytes> {
+        self.with_ll(key, generation, |_, ll| {
+            ll.inits
+                .iter()
+                .find(|(i, _)| *i == n)
+                .map(|(_, b)| b.clone())
+        })
     }
 
     /// Part `part` of segment `msn`: held, or the hinted next part (not written yet).
@@ -388,18 +402,12 @@ impl LiveOrigin {
         msn: u64,
         part: u32,
     ) -> Option<LlResource> {
-        let s = self.stream(key)?;
-        let st = lock(&s.state);
-        if st.generation != generation {
-            return None;
-        }
-        let ll = st.ll.as_ref()?;
-        if let Some((_, _, b)) = ll.parts.iter().find(|(m, p, _)| *m == msn && *p == part) {
-            return Some(LlResource::Ready(b.clone()));
-        }
-        let hinted = format!("{}-{generation}-{msn}.{part}.m4s", s.name);
-        (!st.closed && ll.playlist.preload_hint() == Some(hinted.as_str()))
-            .then_some(LlResource::Pending)
+        self.with_ll(key, generation, |st, ll| {
+            if let Some((_, _, b)) = ll.parts.iter().find(|(m, p, _)| *m == msn && *p == part) {
+                return Some(LlResource::Ready(b.clone()));
+            }
+            (!st.closed && ll.hint == Some((msn, part))).then_some(LlResource::Pending)
+        })
     }
 
     /// Part `part` of segment `msn` if it is held.
@@ -412,16 +420,12 @@ impl LiveOrigin {
 
     /// Complete CMAF segment `msn`.
     pub fn ll_segment(&self, key: &str, generation: u64, msn: u64) -> Option<Chunks> {
-        let s = self.stream(key)?;
-        let st = lock(&s.state);
-        if st.generation != generation {
-            return None;
-        }
-        let ll = st.ll.as_ref()?;
-        ll.segments
-            .iter()
-            .find(|(n, _)| *n == msn)
-            .map(|(_, b)| b.clone())
+        self.with_ll(key, generation, |_, ll| {
+            ll.segments
+                .iter()
+                .find(|(n, _)| *n == msn)
+                .map(|(_, b)| b.clone())
+        })
     }
 
     /// Codecs, resolution and bitrate of `key`.
@@ -677,6 +681,7 @@ fn apply(ll: &mut LlState, e: CmafEvent, name: &str, generation: u64, extra: usi
                 p.independent,
                 format!("{name}-{generation}-{}.{}.m4s", p.segment, p.index),
             ));
+            ll.hint = Some((p.segment, p.index + 1));
             ll.playlist.set_preload_hint(Some(format!(
                 "{name}-{generation}-{}.{}.m4s",
                 p.segment,

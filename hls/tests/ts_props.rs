@@ -7,26 +7,10 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, BytesMut};
-use common::check_ts;
+use common::{avc_header, check_ts};
 use proptest::prelude::*;
-use videopick_flv::{AvcConfig, Tag, TagKind};
+use videopick_flv::{Tag, TagKind};
 use videopick_hls::{Segmenter, SegmenterConfig};
-
-fn avc_header() -> Vec<u8> {
-    let c = AvcConfig {
-        version: 1,
-        profile: 0x42,
-        compatibility: 0xc0,
-        level: 0x1e,
-        nalu_length_size: 4,
-        sps: vec![bytes::Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e, 0x95])],
-        pps: vec![bytes::Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])],
-        extension: bytes::Bytes::new(),
-    };
-    let mut v = vec![0x17, 0, 0, 0, 0];
-    v.extend_from_slice(&c.to_bytes().unwrap());
-    v
-}
 
 #[derive(Debug, Clone)]
 enum Item {

@@ -290,6 +290,36 @@ pub async fn serve<H, F>(
     }
 }
 
+/// Drive a hyper connection until it ends; when the server drains, the request in flight
+/// finishes, then the connection closes.
+macro_rules! until_drained {
+    ($conn:expr, $drain:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = $drain.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }};
+}
+
+/// HTTP/1.1 as every listener speaks it. Request bodies arrive in frames of at most
+/// `max_read` bytes (uploads stream through a small bounded queue, so memory per upload
+/// stays small); a head must come within `header_timeout`.
+fn http1(
+    header_timeout: std::time::Duration,
+    max_read: usize,
+) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(max_read.max(8192));
+    b
+}
+
 /// The hyper service of one connection: `handler` with the client's address.
 fn service<H, F>(
     handler: Arc<H>,
@@ -339,35 +369,20 @@ async fn connection<H, F>(
         let service = service(handler, Arc::clone(&options), peer);
         let io = TokioIo::new(stream);
         if h2 {
-            let conn =
+            until_drained!(
                 hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .timer(hyper_util::rt::TokioTimer::new())
                     .max_frame_size(
                         u32::try_from(max_read.clamp(16_384, 1 << 20)).unwrap_or(16_384),
                     )
-                    .serve_connection(io, service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = drain.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+                    .serve_connection(io, service),
+                drain
+            );
         } else {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(max_read.max(8192))
-                .serve_connection(io, service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = drain.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            until_drained!(
+                http1(header_timeout, max_read).serve_connection(io, service),
+                drain
+            );
         }
         return;
     }
@@ -405,22 +420,10 @@ async fn connection<H, F>(
                 inner: stream,
             };
             let service = service(handler, Arc::clone(&options), peer);
-            // Request bodies arrive in frames of at most `max_read` bytes (uploads stream
-            // through a small bounded queue, so memory per upload stays small).
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(max_read.max(8192))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = drain.changed() => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            until_drained!(
+                http1(header_timeout, max_read).serve_connection(TokioIo::new(stream), service),
+                drain
+            );
         }
     }
 }

@@ -298,3 +298,40 @@ pub(crate) fn tus_js_mode(
     }
     cmd.output().unwrap()
 }
+
+/// GET `path`: (status, head, body).
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..at]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    (status, head, resp[at + 4..].to_vec())
+}
+
+/// The newest part listed: (msn, part index, its URI).
+pub(crate) fn last_part(playlist: &str) -> (u64, u32, String) {
+    let uri = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+        .filter_map(|a| a.split("URI=\"").nth(1)?.split('"').next())
+        .next_back()
+        .expect("a part")
+        .to_string();
+    let (msn, part) = part_of(&uri);
+    (msn, part, uri)
+}
+
+/// `<stream>-<gen>-<msn>.<part>.m4s` → (msn, part).
+pub(crate) fn part_of(uri: &str) -> (u64, u32) {
+    let tail = uri.trim_end_matches(".m4s").rsplit('-').next().unwrap();
+    let (m, p) = tail.split_once('.').unwrap();
+    (m.parse().unwrap(), p.parse().unwrap())
+}

@@ -273,3 +273,20 @@ pub fn segment_all(tags: &[Tag], config: videopick_hls::SegmenterConfig) -> Vec<
     }
     out
 }
+
+/// An FLV AVC sequence header tag body (baseline, one SPS and PPS).
+pub fn avc_header() -> Vec<u8> {
+    let c = videopick_flv::AvcConfig {
+        version: 1,
+        profile: 0x42,
+        compatibility: 0xc0,
+        level: 0x1e,
+        nalu_length_size: 4,
+        sps: vec![bytes::Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e, 0x95])],
+        pps: vec![bytes::Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])],
+        extension: bytes::Bytes::new(),
+    };
+    let mut v = vec![0x17, 0, 0, 0, 0];
+    v.extend_from_slice(&c.to_bytes().unwrap());
+    v
+}
