@@ -302,11 +302,7 @@ impl CmafSegmenter {
         if self.video.is_none() || v.body.is_empty() {
             return Ok(());
         }
-        let (ms, jumped) = self.timeline.map(tag.timestamp);
-        if jumped {
-            self.close_segment(None);
-            self.next_discontinuity = true;
-        }
+        let ms = self.map_time(tag.timestamp);
         let key = v.frame_type == FrameType::Key;
         // The previous frame's duration is known now.
         if let Some(p) = self.pending.take() {
@@ -324,25 +320,9 @@ impl CmafSegmenter {
         {
             size_from_key_frame(video, v.codec, &body);
         }
-        if self.segment.is_none() {
-            if !key {
-                return Ok(()); // wait for the first key frame
-            }
-            self.open_segment(ms, now, true);
-        } else if (key
-            && ms - self.segment.as_ref().map_or(ms, |s| s.start_ms)
-                >= millis(self.config.segment_target))
-            || ms - self.segment.as_ref().map_or(ms, |s| s.start_ms)
-                >= millis(self.config.max_segment)
-        {
-            self.close_segment(Some(ms));
-            self.open_segment(ms, now, key);
-        } else if ms + self.last_frame_ms.max(self.prev_frame_ms)
-            - self.part.as_ref().map_or(ms, |p| p.start_ms)
-            > millis(self.config.part_target)
-        {
-            self.close_part(ms);
-            self.open_part(ms, key);
+        let next_frame_ms = self.last_frame_ms.max(self.prev_frame_ms);
+        if !self.cut(ms, now, key, next_frame_ms) {
+            return Ok(()); // wait for the first key frame
         }
         self.pending = Some(PendingVideo {
             ms,
@@ -398,28 +378,12 @@ impl CmafSegmenter {
         if a.body.is_empty() {
             return Ok(());
         }
-        let (ms, jumped) = self.timeline.map(tag.timestamp);
-        if jumped {
-            self.close_segment(None);
-            self.next_discontinuity = true;
-        }
+        let ms = self.map_time(tag.timestamp);
         if self.video.is_none() {
-            // Audio only: audio cuts parts and segments.
-            // Millisecond timestamps round each frame's 21.3 ms (48 kHz) up or down.
+            // Audio only: audio cuts parts and segments. Millisecond timestamps round
+            // each frame's 21.3 ms (48 kHz) up or down.
             let frame_ms = (i64::from(AAC_FRAME) * 1000).div_euclid(i64::from(rate)) + 1;
-            if self.segment.is_none() {
-                self.open_segment(ms, now, true);
-            } else if ms - self.segment.as_ref().map_or(ms, |s| s.start_ms)
-                >= millis(self.config.segment_target)
-            {
-                self.close_segment(Some(ms));
-                self.open_segment(ms, now, true);
-            } else if ms + frame_ms - self.part.as_ref().map_or(ms, |p| p.start_ms)
-                > millis(self.config.part_target)
-            {
-                self.close_part(ms);
-                self.open_part(ms, true);
-            }
+            self.cut(ms, now, true, frame_ms);
         } else if self.segment.is_none() {
             return Ok(()); // video leads: wait for its first key frame
         }
@@ -441,6 +405,44 @@ impl CmafSegmenter {
         self.audio_time = Some(start + u64::from(AAC_FRAME));
         self.audio_end_ms = Some(ms + i64::from(AAC_FRAME) * 1000 / i64::from(rate));
         Ok(())
+    }
+
+    /// The output time of `raw`; a jump in time closes what is open and makes the next
+    /// segment a discontinuity.
+    fn map_time(&mut self, raw: u32) -> i64 {
+        let (ms, jumped) = self.timeline.map(raw);
+        if jumped {
+            self.close_segment(None);
+            self.next_discontinuity = true;
+        }
+        ms
+    }
+
+    /// Cut before the sample at `ms` (a key frame, or any audio-only frame) if a segment
+    /// or part ends there: a segment at a key frame once the segment target has passed
+    /// (or at any frame past the maximum), a part when this sample, lasting about
+    /// `frame_ms`, would take it past the part target. Whether a segment is open for the
+    /// sample (the first one opens only at a key frame).
+    fn cut(&mut self, ms: i64, now: SystemTime, key: bool, frame_ms: i64) -> bool {
+        let Some(seg) = &self.segment else {
+            if key {
+                self.open_segment(ms, now, true);
+            }
+            return key;
+        };
+        let age = ms - seg.start_ms;
+        if (key && age >= millis(self.config.segment_target))
+            || age >= millis(self.config.max_segment)
+        {
+            self.close_segment(Some(ms));
+            self.open_segment(ms, now, key);
+        } else if ms + frame_ms - self.part.as_ref().map_or(ms, |p| p.start_ms)
+            > millis(self.config.part_target)
+        {
+            self.close_part(ms);
+            self.open_part(ms, key);
+        }
+        true
     }
 
     fn open_segment(&mut self, ms: i64, now: SystemTime, independent: bool) {

@@ -143,8 +143,6 @@ struct LlState {
     /// The open segment's parts' buffers, for its whole-segment resource.
     open: Vec<Bytes>,
     init: u32,
-    /// The part the playlist hints at (its preload hint), as (segment, part).
-    hint: Option<(u64, u32)>,
     /// A segment is complete (the playlist is served from then on, so that players
     /// without low-latency support find something to play).
     started: bool,
@@ -163,6 +161,16 @@ struct StreamState {
 }
 
 impl StreamState {
+    /// Whether a request waiting for part `part` of segment `msn` (or the segment) has its
+    /// answer: the part (or something later) exists, or the stream ended or was replaced.
+    fn part_ready(&self, msn: u64, part: Option<u32>) -> bool {
+        self.closed
+            || self
+                .ll
+                .as_ref()
+                .is_none_or(|l| l.playlist.is_ended() || l.playlist.has_part(msn, part))
+    }
+
     fn wake(&mut self) {
         for w in self.waiters.drain(..) {
             w.wake();
@@ -245,7 +253,6 @@ impl LiveOrigin {
                     segments: VecDeque::new(),
                     open: Vec::new(),
                     init: 0,
-                    hint: None,
                     started: false,
                 }),
                 info: MediaInfo::default(),
@@ -324,22 +331,15 @@ impl LiveOrigin {
         )
     }
 
-    /// Whether `key` serves low-latency HLS (it has a complete segment).
-    pub fn has_ll(&self, key: &str) -> bool {
-        self.stream(key)
-            .is_some_and(|s| lock(&s.state).ll.as_ref().is_some_and(|l| l.started))
-    }
-
     /// What a blocking reload of `key` for part `part` of segment `msn` (or the whole
     /// segment) should do now (`None`: no such stream).
     pub fn blocking(&self, key: &str, msn: u64, part: Option<u32>) -> Option<Blocking> {
         let s = self.stream(key)?;
         let st = lock(&s.state);
         let ll = st.ll.as_ref()?;
-        let p = &ll.playlist;
-        Some(if st.closed || p.is_ended() || p.has_part(msn, part) {
+        Some(if st.part_ready(msn, part) {
             Blocking::Ready
-        } else if p.too_far(msn, part) {
+        } else if ll.playlist.too_far(msn, part) {
             Blocking::TooFar
         } else {
             Blocking::Wait
@@ -406,7 +406,9 @@ impl LiveOrigin {
             if let Some((_, _, b)) = ll.parts.iter().find(|(m, p, _)| *m == msn && *p == part) {
                 return Some(LlResource::Ready(b.clone()));
             }
-            (!st.closed && ll.hint == Some((msn, part))).then_some(LlResource::Pending)
+            // The preload hint names the part after the newest.
+            let hinted = ll.playlist.last_part().map(|(m, p)| (m, p + 1));
+            (!st.closed && hinted == Some((msn, part))).then_some(LlResource::Pending)
         })
     }
 
@@ -477,12 +479,7 @@ impl Future for PartReady {
             return Poll::Ready(());
         };
         let mut st = lock(&s.state);
-        let done = st.closed
-            || st
-                .ll
-                .as_ref()
-                .is_none_or(|l| l.playlist.is_ended() || l.playlist.has_part(self.msn, self.part));
-        if done {
+        if st.part_ready(self.msn, self.part) {
             return Poll::Ready(());
         }
         if !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -681,7 +678,6 @@ fn apply(ll: &mut LlState, e: CmafEvent, name: &str, generation: u64, extra: usi
                 p.independent,
                 format!("{name}-{generation}-{}.{}.m4s", p.segment, p.index),
             ));
-            ll.hint = Some((p.segment, p.index + 1));
             ll.playlist.set_preload_hint(Some(format!(
                 "{name}-{generation}-{}.{}.m4s",
                 p.segment,

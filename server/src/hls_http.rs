@@ -33,12 +33,7 @@ impl HlsService {
     /// Answer HLS requests: live playlists and segments, recordings.
     pub async fn route<B>(&self, req: &hyper::Request<B>) -> Option<HttpResponse> {
         let path = req.uri().path();
-        #[allow(clippy::case_sensitive_file_extension_comparisons)] // the URL contract
-        let ours = path.ends_with(".m3u8")
-            || path.ends_with(".ts")
-            || path.ends_with(".m4s")
-            || path.ends_with(".mp4");
-        if !ours {
+        if !is_hls_path(path) {
             return None;
         }
         if req.method() == Method::OPTIONS {
@@ -222,6 +217,16 @@ impl HlsService {
             Err(_) => not_found(),
         }
     }
+}
+
+/// Whether `path` names an HLS resource: a playlist, a TS segment, or a CMAF part, segment
+/// or init segment (the URL contract; the metrics label them `hls` too).
+#[allow(clippy::case_sensitive_file_extension_comparisons)] // the URL contract
+pub(crate) fn is_hls_path(path: &str) -> bool {
+    path.ends_with(".m3u8")
+        || path.ends_with(".ts")
+        || path.ends_with(".m4s")
+        || path.ends_with(".mp4")
 }
 
 /// What a low-latency resource name (`<stream>-<gen>-…`) names.

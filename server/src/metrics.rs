@@ -142,13 +142,7 @@ pub fn media_route(path: &str) -> &'static str {
         p if p.starts_with("/vod/") => "vod",
         p if p.starts_with("/recordings/") => "recordings",
         p if p.ends_with(".flv") => "http_flv",
-        p if p.ends_with(".m3u8")
-            || p.ends_with(".ts")
-            || p.ends_with(".m4s")
-            || p.ends_with(".mp4") =>
-        {
-            "hls"
-        }
+        p if crate::hls_http::is_hls_path(p) => "hls",
         _ => "other",
     }
 }
