@@ -2,9 +2,11 @@
 # Low-latency HLS fan-out: N viewers behaving like hls.js in low-latency mode (blocking
 # playlist reloads, then the part) on one 2.4 Mbit/s stream from media-server, side by side
 # with nginx (Debian package, one worker) serving the same playlist and parts from tmpfs,
-# polled at the part rate by the same number of viewers. Servers on core 0; publisher,
-# mirror and load tool on core 1. Prints each server's CPU per viewer-second.
+# polled once per part duration (the same request rate) by the same number of viewers.
+# Servers on core 0; publisher, mirror and load tool on core 1. Prints each server's CPU per
+# viewer-second.
 #   usage: scripts/hls-fanout.sh [viewers] [seconds]
+#   MEDIA_SERVER=path/to/media-server measures another build (before/after a change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 viewers="${1:-1000}"
@@ -26,7 +28,7 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm 
 trap cleanup EXIT
 ulimit -n 20000
 
-taskset -c 0 target/release/media-server --rtmp 127.0.0.1:19350 --http 127.0.0.1:18000 \
+taskset -c 0 "${MEDIA_SERVER:-target/release/media-server}" --rtmp 127.0.0.1:19350 --http 127.0.0.1:18000 \
   --storage "$work/data" --transcode-workers 0 --hls-ts false >/dev/null 2>&1 &
 server=$!; pids+=("$server")
 sleep 1
@@ -39,7 +41,10 @@ echo "== media-server: $viewers viewers with blocking reloads"
 taskset -c 1 target/release/hls-load --http 127.0.0.1:18000 --playlist /live/load.m3u8 \
   --viewers "$viewers" --seconds "$secs" --server-pid "$server" | tail -n 4
 
-echo "== nginx (1 worker, files on tmpfs): $viewers viewers polling every 333 ms"
+# The pollers reload once per mean part duration: the request rate of the blocking reloads.
+poll_ms=$(curl -sf http://127.0.0.1:18000/live/load.m3u8 | awk -F'[=,]' \
+  '/^#EXT-X-PART:/ { sum += $2; n++ } END { printf "%d", (n ? sum / n * 1000 : 333) }')
+echo "== nginx (1 worker, files on tmpfs): $viewers viewers polling every $poll_ms ms"
 taskset -c 1 target/release/hls-load --http 127.0.0.1:18000 --playlist /live/load.m3u8 \
   --mirror "$shm" &
 pids+=($!)
@@ -78,4 +83,4 @@ pids+=($!)
 sleep 1
 worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -n1)
 taskset -c 1 target/release/hls-load --http 127.0.0.1:18080 --playlist /load.m3u8 \
-  --viewers "$viewers" --seconds "$secs" --poll-ms 333 --server-pid "$worker" | tail -n 4
+  --viewers "$viewers" --seconds "$secs" --poll-ms "$poll_ms" --server-pid "$worker" | tail -n 4

@@ -785,3 +785,185 @@ fn hevc_audio_only_and_video_only_live_playlists_decode_without_warnings() {
         assert!(p.wait().unwrap().success(), "{name}: publisher failed");
     }
 }
+
+/// A keep-alive HTTP/1.1 connection read response by response.
+struct KeepAlive {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    fn open(addr: &str) -> KeepAlive {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        KeepAlive {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, raw: &str) {
+        std::io::Write::write_all(&mut self.stream, raw.as_bytes()).unwrap();
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        let n = std::io::Read::read(&mut self.stream, &mut chunk).unwrap();
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// The next response: status, head (lower case), body (none for a HEAD request).
+    fn response(&mut self, head_request: bool) -> (u16, String, Vec<u8>) {
+        let at = loop {
+            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            assert!(self.fill(), "the connection closed before a response");
+        };
+        let head = String::from_utf8_lossy(&self.buf[..at]).to_lowercase();
+        let status = head[9..12].parse().unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let len = if head_request { 0 } else { len };
+        while self.buf.len() < at + 4 + len {
+            assert!(self.fill(), "the connection closed inside a body");
+        }
+        let body = self.buf[at + 4..at + 4 + len].to_vec();
+        self.buf.drain(..at + 4 + len);
+        (status, head, body)
+    }
+
+    /// Whether the server closed the connection (after everything read so far).
+    fn closed(&mut self) -> bool {
+        self.buf.is_empty() && !self.fill()
+    }
+}
+
+/// Live HLS requests are answered ahead of hyper (media from memory files with sendfile):
+/// pipelined requests answer in order, HEAD gives the length without the body, a segment is
+/// exactly its parts, another route on the same connection hands it to hyper, which goes on
+/// answering, `Connection: close` closes, and the metrics count every request.
+#[test]
+#[allow(clippy::too_many_lines)] // one connection, request after request
+fn one_keep_alive_connection_mixes_plain_and_hyper_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(
+        &dir.path().join("data"),
+        &["--hls-segment-ms", "1000", "--hls-part-ms", "200"],
+    );
+    let addr = server.http.clone();
+    let mut publisher = publish(&format!("rtmp://{}/live/mix", server.rtmp), 10);
+    // Two complete segments, so a whole one and its parts are listed.
+    let playlist = wait_for("two segments", Duration::from_secs(20), || {
+        let (status, body) = text(&addr, "/live/mix.m3u8");
+        (status == 200 && body.matches("#EXTINF:").count() >= 2).then_some(body)
+    });
+    let parsed = parse(&playlist);
+    // The newest complete segment whose parts are all listed (from part 0).
+    let (msn, segment_uri, _, _, _, count) = parsed
+        .segments
+        .iter()
+        .rev()
+        .find(|s| s.5 > 0 && parsed.parts.iter().any(|p| (p.0, p.1) == (s.0, 0)))
+        .cloned()
+        .expect("a complete segment with its parts listed");
+    let parts: Vec<String> = (0..count)
+        .map(|i| segment_uri.replace(&format!("-{msn}.m4s"), &format!("-{msn}.{i}.m4s")))
+        .collect();
+
+    let mut c = KeepAlive::open(&addr);
+    let host = format!("Host: {addr}\r\n");
+    let part_uri = &parts[0];
+    c.send(&format!(
+        "GET /live/mix.m3u8 HTTP/1.1\r\n{host}\r\nHEAD /live/{part_uri} HTTP/1.1\r\n{host}\r\nGET /live/{part_uri} HTTP/1.1\r\n{host}\r\n"
+    ));
+    let (status, head, body) = c.response(false);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: application/vnd.apple.mpegurl"),
+        "{head}"
+    );
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    assert!(head.contains("\r\ndate: "), "{head}");
+    assert!(String::from_utf8(body).unwrap().starts_with("#EXTM3U\n"));
+    let (status, head_of_head, nothing) = c.response(true);
+    assert_eq!((status, nothing.len()), (200, 0));
+    let (status, head, part) = c.response(false);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("cache-control: public, max-age=31536000, immutable"),
+        "{head}"
+    );
+    assert!(head_of_head.contains(&format!("content-length: {}\r\n", part.len())));
+    assert_eq!(&part[4..8], b"moof");
+
+    // The segment is exactly its parts, one after another (each has its own memory file).
+    let mut joined = Vec::new();
+    for uri in &parts {
+        c.send(&format!("GET /live/{uri} HTTP/1.1\r\n{host}\r\n"));
+        let (status, _, bytes) = c.response(false);
+        assert_eq!(status, 200, "{uri}");
+        joined.extend(bytes);
+    }
+    c.send(&format!("GET /live/{segment_uri} HTTP/1.1\r\n{host}\r\n"));
+    let (status, _, whole) = c.response(false);
+    assert_eq!(status, 200);
+    assert_eq!(whole, joined);
+
+    // A blocking reload for the next part, then another route: hyper takes the connection
+    // over (with the bytes already read) and answers the HLS requests after it.
+    let (m, p, _) = last_part(&text(&addr, "/live/mix.m3u8").1);
+    c.send(&format!(
+        "GET /live/mix.m3u8?_HLS_msn={m}&_HLS_part={} HTTP/1.1\r\n{host}\r\nGET /api/streams HTTP/1.1\r\n{host}\r\nGET /live/mix.m3u8 HTTP/1.1\r\n{host}\r\n",
+        p + 1
+    ));
+    let (status, head, body) = c.response(false);
+    assert_eq!(status, 200);
+    assert!(head.contains("cache-control: public, max-age=6"), "{head}");
+    let blocked = String::from_utf8(body).unwrap();
+    assert!(
+        last_part(&blocked).0 * 100 + u64::from(last_part(&blocked).1) > m * 100 + u64::from(p)
+    );
+    let (status, _, streams) = c.response(false);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(streams).unwrap().contains("live/mix"));
+    let (status, head, _) = c.response(false);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: application/vnd.apple.mpegurl"),
+        "{head}"
+    );
+
+    // `Connection: close` on a plain request closes after its answer.
+    let mut once = KeepAlive::open(&addr);
+    once.send(&format!(
+        "GET /live/{part_uri} HTTP/1.1\r\n{host}Connection: close\r\n\r\n"
+    ));
+    let (status, head, again) = once.response(false);
+    assert_eq!((status, again), (200, part));
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(once.closed());
+
+    // Every one of them is in the request metrics, as route `hls`.
+    let (_, metrics) = text(&addr, "/metrics");
+    let hls_requests: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("videopick_http_request_duration_seconds_count")
+                && l.contains("route=\"hls\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let made = 3 + parts.len() + 1 + 2 + 1;
+    assert!(
+        hls_requests >= made as u64,
+        "{hls_requests} < {made}:\n{metrics}"
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}

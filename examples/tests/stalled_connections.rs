@@ -1,7 +1,8 @@
 //! Every listener closes connections that stall before a complete request: thousands that
-//! send nothing, thousands that trickle a request head a byte at a time, and one that idles
-//! on keep-alive after a response — on the media server's HTTP and RTMP listeners and on the
-//! chat server — while real clients (curl, ffmpeg) are served meanwhile.
+//! send nothing, thousands that trickle a request head a byte at a time, and two that idle
+//! on keep-alive after a response (one from hyper, one from the plain path) — on the media
+//! server's HTTP and RTMP listeners and on the chat server — while real clients (curl,
+//! ffmpeg) are served meanwhile.
 
 mod common;
 
@@ -99,6 +100,14 @@ async fn stalled_connections_are_closed_and_real_clients_are_served() {
     let mut buf = [0u8; 1024];
     let n = idle.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The same after an answer from the plain path (live HLS, answered ahead of hyper).
+    let mut idle_plain = TcpStream::connect(&media.http).await.unwrap();
+    idle_plain
+        .write_all(b"GET /live/nobody.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = idle_plain.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 404"));
 
     let (http, rtmp, chat_conns) = tokio::join!(
         stall(
@@ -136,7 +145,7 @@ async fn stalled_connections_are_closed_and_real_clients_are_served() {
         still_open(http),
         still_open(rtmp),
         still_open(chat_conns),
-        still_open(vec![idle]),
+        still_open(vec![idle, idle_plain]),
     );
     assert_eq!(
         (open_http, open_rtmp, open_chat, open_idle),

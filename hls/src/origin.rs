@@ -59,18 +59,35 @@ use crate::segmenter::{MediaInfo, Segment, Segmenter, SegmenterConfig};
 /// A resource of the low-latency variant as the buffers it was written in (a part: its
 /// `moof` and `mdat` header, then the samples as they arrived; a segment: its parts): served
 /// with one vectored write, never copied into one buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunks(Arc<[Bytes]>);
+///
+/// Clones share the buffers and one [attachment](Chunks::attachment): a value the IO layer
+/// keeps with these bytes for as long as any clone lives (a file holding a copy of them, to
+/// send with `sendfile`, say).
+#[derive(Clone)]
+pub struct Chunks(Arc<ChunksInner>);
+
+struct ChunksInner {
+    bufs: Box<[Bytes]>,
+    attached: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+}
 
 impl Chunks {
+    /// The buffers as one resource.
+    pub fn new(bufs: Vec<Bytes>) -> Chunks {
+        Chunks(Arc::new(ChunksInner {
+            bufs: bufs.into_boxed_slice(),
+            attached: std::sync::OnceLock::new(),
+        }))
+    }
+
     /// The buffers, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Bytes> {
-        self.0.iter()
+        self.0.bufs.iter()
     }
 
     /// Total size in bytes.
     pub fn len(&self) -> usize {
-        self.0.iter().map(Bytes::len).sum()
+        self.0.bufs.iter().map(Bytes::len).sum()
     }
 
     /// Whether it holds no bytes.
@@ -81,10 +98,46 @@ impl Chunks {
     /// The bytes in one buffer (a copy: for tests and small consumers).
     pub fn to_bytes(&self) -> Bytes {
         let mut b = BytesMut::with_capacity(self.len());
-        for c in self.0.iter() {
+        for c in &self.0.bufs {
             b.extend_from_slice(c);
         }
         b.freeze()
+    }
+
+    /// The value attached to these bytes, made by `make` on first use (when `make` returns
+    /// `None`, nothing is attached and the next call tries again). Every clone sees the same
+    /// value; it is dropped with the last clone. `None` also when a value of another type is
+    /// attached.
+    pub fn attachment<T: std::any::Any + Send + Sync>(
+        &self,
+        make: impl FnOnce(&Chunks) -> Option<T>,
+    ) -> Option<Arc<T>> {
+        let attached = if let Some(a) = self.0.attached.get() {
+            Arc::clone(a)
+        } else {
+            let made: Arc<dyn std::any::Any + Send + Sync> = Arc::new(make(self)?);
+            // Two first users may both make one: the first stored wins.
+            Arc::clone(self.0.attached.get_or_init(|| made))
+        };
+        attached.downcast::<T>().ok()
+    }
+}
+
+impl PartialEq for Chunks {
+    fn eq(&self, other: &Chunks) -> bool {
+        self.0.bufs == other.0.bufs
+    }
+}
+
+impl Eq for Chunks {}
+
+impl std::fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunks")
+            .field("buffers", &self.0.bufs.len())
+            .field("len", &self.len())
+            .field("attached", &self.0.attached.get().is_some())
+            .finish()
     }
 }
 
@@ -672,7 +725,7 @@ fn apply(ll: &mut LlState, e: CmafEvent, name: &str, generation: u64, extra: usi
             chunks.extend(p.fragment.payload);
             ll.open.extend(chunks.iter().cloned());
             ll.parts
-                .push_back((p.segment, p.index, Chunks(chunks.into())));
+                .push_back((p.segment, p.index, Chunks::new(chunks)));
             ll.playlist.push_part(LlPart::new(
                 p.duration,
                 p.independent,
@@ -691,7 +744,7 @@ fn apply(ll: &mut LlState, e: CmafEvent, name: &str, generation: u64, extra: usi
             ll.playlist
                 .close_segment(format!("{name}-{generation}-{sequence}.m4s"), duration);
             let open = std::mem::take(&mut ll.open);
-            ll.segments.push_back((sequence, Chunks(open.into())));
+            ll.segments.push_back((sequence, Chunks::new(open)));
             ll.started = true;
             let listed = ll.playlist.segments().len();
             while ll.segments.len() > listed + extra {
@@ -756,6 +809,34 @@ mod tests {
             .playlist
             .last_part()
             .unwrap_or((0, 0))
+    }
+
+    #[test]
+    fn an_attachment_is_made_once_and_shared_by_every_clone() {
+        let chunks = Chunks::new(vec![
+            Bytes::from_static(b"moof"),
+            Bytes::from_static(b"mdat"),
+        ]);
+        let clone = chunks.clone();
+        assert!(chunks.attachment(|_| None::<usize>).is_none()); // nothing made: try again
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let make = |c: &Chunks| {
+            made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(c.len())
+        };
+        assert_eq!(chunks.attachment(make).as_deref(), Some(&8));
+        assert_eq!(clone.attachment(make).as_deref(), Some(&8));
+        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // Another type is not what is attached.
+        assert!(clone.attachment(|_| Some("text")).is_none());
+        assert_eq!(chunks.to_bytes(), Bytes::from_static(b"moofmdat"));
+        assert_eq!(
+            chunks,
+            Chunks::new(vec![
+                Bytes::from_static(b"moof"),
+                Bytes::from_static(b"mdat")
+            ])
+        );
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub mod auth;
 pub mod events;
 pub mod hls;
 pub mod http_flv;
+pub mod http_head;
 pub mod hub;
 pub mod io;
 pub mod proxy;

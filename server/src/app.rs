@@ -434,7 +434,7 @@ impl AppServer {
                     resp
                 }
             },
-            None,
+            crate::http::Shortcuts::default(),
             crate::http::ServeOptions {
                 max_read: 64 * 1024,
                 header_timeout: self.header_timeout,

@@ -7,15 +7,18 @@
 //! parts that wait until they are complete; players that do not speak LL-HLS play the same
 //! playlist as plain fMP4 HLS. `?format=ts` gives the MPEG-TS variant for old players.
 
+use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use videopick_hls::LiveOrigin;
-use videopick_hls::origin::{Blocking, LlResource};
+use videopick_hls::origin::{Blocking, Chunks, LlResource};
 use videopick_live::recorder::recording_dir;
 use videopick_storage::Storage;
 
 use crate::http::{HttpResponse, respond};
+use crate::plain::{MemFile, PlainAnswer, PlainBody, PlainResponse};
 
 /// Serves live HLS and recordings over HTTP. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -47,142 +50,58 @@ impl HlsService {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return None;
         }
-        let rest = path.strip_prefix('/')?;
-        if let Some(rec) = rest.strip_prefix("recordings/") {
+        if let Some(rec) = path.strip_prefix("/recordings/") {
             return Some(cors(self.recording_file(rec).await));
         }
-        let (app, file) = rest.split_once('/')?;
+        let live = self.live(path, req.uri().query().unwrap_or(""))?;
+        Some(live.await.into_response(false).into_hyper())
+    }
+
+    /// The plain path's answer to a GET of `path?query` (see [`crate::plain`]): live
+    /// playlists, parts and segments, the media sent from memory files with `sendfile`.
+    /// `None` for anything else (recordings, other routes).
+    pub fn plain(&self, path: &str, query: &str) -> Option<PlainAnswer> {
+        if !is_hls_path(path) || path.starts_with("/recordings/") {
+            return None;
+        }
+        let live = self.live(path, query)?;
+        Some(Box::pin(async move { live.await.into_response(true) }))
+    }
+
+    /// A live resource (`/<app>/<file>`): a playlist, part, segment or init segment.
+    fn live(
+        &self,
+        path: &str,
+        query: &str,
+    ) -> Option<impl Future<Output = Answer> + Send + 'static> {
+        let (app, file) = path.strip_prefix('/')?.split_once('/')?;
         if app.is_empty() || file.contains('/') {
             return None;
         }
         #[allow(clippy::case_sensitive_file_extension_comparisons)] // the URL contract
-        if file.ends_with(".m4s") || file.ends_with(".mp4") {
+        let target = if file.ends_with(".m4s") || file.ends_with(".mp4") {
             let (stream, generation, what) = ll_name(file)?;
-            return Some(cors(
-                self.ll_file(&format!("{app}/{stream}"), generation, what)
-                    .await,
-            ));
-        }
-        if let Some(stream) = file.strip_suffix(".m3u8") {
+            Live::File(format!("{app}/{stream}"), generation, what)
+        } else if let Some(stream) = file.strip_suffix(".m3u8") {
             let key = format!("{app}/{stream}");
-            let query = req.uri().query().unwrap_or("");
             let ts = query_value(query, "format") == Some("ts");
-            return Some(cors(if ts || self.origin.config().part_target.is_none() {
-                ts_playlist(&self.origin, &key)
+            if ts || self.origin.config().part_target.is_none() {
+                Live::TsPlaylist(key)
             } else {
-                self.ll_playlist(&key, query).await
-            }));
-        }
-        Some(cors(self.live_file(app, file)))
-    }
-
-    /// The low-latency playlist, after waiting for what a blocking reload names.
-    async fn ll_playlist(&self, key: &str, query: &str) -> HttpResponse {
-        let origin = &self.origin;
-        let number = |name: &str| query_value(query, name).map(str::parse::<u64>);
-        let msn = match number("_HLS_msn") {
-            None => None,
-            Some(Ok(n)) => Some(n),
-            Some(Err(_)) => return bad_request("_HLS_msn is not a number"),
-        };
-        let part = match number("_HLS_part") {
-            None => None,
-            Some(Ok(n)) => match u32::try_from(n) {
-                Ok(n) => Some(n),
-                Err(_) => return bad_request("_HLS_part is too large"),
-            },
-            Some(Err(_)) => return bad_request("_HLS_part is not a number"),
-        };
-        let skip = matches!(query_value(query, "_HLS_skip"), Some("YES" | "v2"));
-        if part.is_some() && msn.is_none() {
-            return bad_request("_HLS_part without _HLS_msn");
-        }
-        let mut cache = "no-cache";
-        if let Some(msn) = msn {
-            match origin.blocking(key, msn, part) {
-                None => return not_found(),
-                Some(Blocking::TooFar) => {
-                    return bad_request("_HLS_msn/_HLS_part is too far ahead of the live edge");
-                }
-                Some(Blocking::Wait) => {
-                    let wait = origin.part_ready(key, msn, part);
-                    if tokio::time::timeout(origin.block_timeout(key), wait)
-                        .await
-                        .is_err()
-                    {
-                        return cached(
-                            respond(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "text/plain",
-                                "the requested part did not appear in time\n",
-                            ),
-                            "no-cache",
-                        );
-                    }
-                }
-                Some(Blocking::Ready) => {}
+                Live::Playlist(key, query.to_owned())
             }
-            // The answer to a blocking request names a fixed point of the stream: a CDN
-            // may keep it (by its query) for a while.
-            cache = "public, max-age=6";
-        }
-        match origin.ll_playlist(key, skip) {
-            Some(text) => cached(
-                respond(StatusCode::OK, "application/vnd.apple.mpegurl", text),
-                cache,
-            ),
-            None => not_found(),
-        }
-    }
-
-    /// An init segment, part or segment of the low-latency variant; a hinted part waits
-    /// until it is complete (RFC 8216bis §6.2.6: no byte of a part before all of it).
-    async fn ll_file(&self, key: &str, generation: u64, what: LlName) -> HttpResponse {
-        let origin = &self.origin;
-        let found = match what {
-            LlName::Init(n) => origin.ll_init(key, generation, n).map(|b| vec![b]),
-            LlName::Segment(msn) => origin
-                .ll_segment(key, generation, msn)
-                .map(|c| c.iter().cloned().collect()),
-            LlName::Part(msn, part) => match origin.ll_part_or_hint(key, generation, msn, part) {
-                Some(LlResource::Ready(c)) => Some(c.iter().cloned().collect()),
-                Some(LlResource::Pending) => {
-                    let wait = origin.part_ready(key, msn, Some(part));
-                    let _ = tokio::time::timeout(origin.block_timeout(key), wait).await;
-                    origin
-                        .ll_part(key, generation, msn, part)
-                        .map(|c| c.iter().cloned().collect())
-                }
-                None => None,
-            },
+        } else {
+            Live::Ts(app.to_owned(), file.to_owned())
         };
-        match found {
-            // The buffers as they are (a vectored write), not copied into one.
-            Some(chunks) => cached(
-                crate::http::respond_chunks(StatusCode::OK, "video/mp4", chunks),
-                "public, max-age=31536000, immutable",
-            ),
-            None => not_found(),
-        }
-    }
-
-    fn live_file(&self, app: &str, file: &str) -> HttpResponse {
-        let origin = &self.origin;
-        // `<stream>-<generation>-<sequence>.ts`
-        let found = file.strip_suffix(".ts").and_then(|name| {
-            let mut it = name.rsplitn(3, '-');
-            let seq: u64 = it.next()?.parse().ok()?;
-            let generation: u64 = it.next()?.parse().ok()?;
-            let stream = it.next()?;
-            origin.segment(&format!("{app}/{stream}"), generation, seq)
-        });
-        match found {
-            Some(data) => cached(
-                respond(StatusCode::OK, "video/mp2t", data),
-                "public, max-age=31536000, immutable",
-            ),
-            None => not_found(),
-        }
+        let origin = Arc::clone(&self.origin);
+        Some(async move {
+            match target {
+                Live::File(key, generation, what) => ll_file(&origin, &key, generation, what).await,
+                Live::Playlist(key, query) => ll_playlist(&origin, &key, &query).await,
+                Live::TsPlaylist(key) => ts_playlist(&origin, &key),
+                Live::Ts(app, file) => live_file(&origin, &app, &file),
+            }
+        })
     }
 
     async fn recording_file(&self, rest: &str) -> HttpResponse {
@@ -267,21 +186,185 @@ fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
         .map(|(_, v)| v)
 }
 
-fn ts_playlist(origin: &LiveOrigin, key: &str) -> HttpResponse {
-    match origin.playlist(key) {
-        Some(text) => cached(
-            respond(StatusCode::OK, "application/vnd.apple.mpegurl", text),
-            "no-cache",
-        ),
-        None => not_found(),
+/// A live resource named by a request.
+enum Live {
+    /// An init segment, part or segment of the low-latency variant of a stream (key).
+    File(String, u64, LlName),
+    /// The low-latency playlist of a stream, with the request's query.
+    Playlist(String, String),
+    /// The TS playlist of a stream.
+    TsPlaylist(String),
+    /// A TS segment: app, file name.
+    Ts(String, String),
+}
+
+/// A live answer, before it is written by hyper or by the plain path.
+struct Answer {
+    status: StatusCode,
+    content_type: &'static str,
+    cache: &'static str,
+    body: AnswerBody,
+}
+
+enum AnswerBody {
+    Bytes(Bytes),
+    /// CMAF media: its buffers for a vectored write, or its memory file for `sendfile`.
+    Media(Chunks),
+}
+
+impl Answer {
+    fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Answer {
+        Answer {
+            status,
+            content_type,
+            cache: "no-cache",
+            body: AnswerBody::Bytes(body.into()),
+        }
+    }
+
+    fn cached(mut self, cache: &'static str) -> Answer {
+        self.cache = cache;
+        self
+    }
+
+    /// The response; media as its memory file when `sendfile` will write it (made on the
+    /// first request for it and kept as long as the origin holds the part), else as its
+    /// buffers.
+    fn into_response(self, sendfile: bool) -> PlainResponse {
+        let body = match self.body {
+            AnswerBody::Bytes(b) => PlainBody::Bytes(b),
+            AnswerBody::Media(c) => {
+                let file = sendfile
+                    .then(|| c.attachment(|c| MemFile::new(c.iter()).ok()))
+                    .flatten();
+                match file {
+                    Some(f) => PlainBody::File(f),
+                    None => PlainBody::Buffers(c.iter().cloned().collect()),
+                }
+            }
+        };
+        PlainResponse {
+            status: self.status,
+            content_type: self.content_type,
+            cache_control: self.cache,
+            body,
+        }
     }
 }
 
-fn bad_request(why: &str) -> HttpResponse {
-    cached(
-        respond(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n")),
-        "no-cache",
-    )
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The low-latency playlist, after waiting for what a blocking reload names.
+async fn ll_playlist(origin: &LiveOrigin, key: &str, query: &str) -> Answer {
+    let number = |name: &str| query_value(query, name).map(str::parse::<u64>);
+    let msn = match number("_HLS_msn") {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return bad_request("_HLS_msn is not a number"),
+    };
+    let part = match number("_HLS_part") {
+        None => None,
+        Some(Ok(n)) => match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => return bad_request("_HLS_part is too large"),
+        },
+        Some(Err(_)) => return bad_request("_HLS_part is not a number"),
+    };
+    let skip = matches!(query_value(query, "_HLS_skip"), Some("YES" | "v2"));
+    if part.is_some() && msn.is_none() {
+        return bad_request("_HLS_part without _HLS_msn");
+    }
+    let mut cache = "no-cache";
+    if let Some(msn) = msn {
+        match origin.blocking(key, msn, part) {
+            None => return not_found_answer(),
+            Some(Blocking::TooFar) => {
+                return bad_request("_HLS_msn/_HLS_part is too far ahead of the live edge");
+            }
+            Some(Blocking::Wait) => {
+                let wait = origin.part_ready(key, msn, part);
+                if tokio::time::timeout(origin.block_timeout(key), wait)
+                    .await
+                    .is_err()
+                {
+                    return Answer::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "the requested part did not appear in time\n",
+                    );
+                }
+            }
+            Some(Blocking::Ready) => {}
+        }
+        // The answer to a blocking request names a fixed point of the stream: a CDN may
+        // keep it (by its query) for a while.
+        cache = "public, max-age=6";
+    }
+    match origin.ll_playlist(key, skip) {
+        Some(text) => Answer::new(StatusCode::OK, PLAYLIST, text).cached(cache),
+        None => not_found_answer(),
+    }
+}
+
+/// An init segment, part or segment of the low-latency variant; a hinted part waits until
+/// it is complete (RFC 8216bis §6.2.6: no byte of a part before all of it).
+async fn ll_file(origin: &LiveOrigin, key: &str, generation: u64, what: LlName) -> Answer {
+    let media = |c: Chunks| Answer {
+        status: StatusCode::OK,
+        content_type: "video/mp4",
+        cache: IMMUTABLE,
+        body: AnswerBody::Media(c),
+    };
+    let found = match what {
+        LlName::Init(n) => {
+            return match origin.ll_init(key, generation, n) {
+                Some(b) => Answer::new(StatusCode::OK, "video/mp4", b).cached(IMMUTABLE),
+                None => not_found_answer(),
+            };
+        }
+        LlName::Segment(msn) => origin.ll_segment(key, generation, msn),
+        LlName::Part(msn, part) => match origin.ll_part_or_hint(key, generation, msn, part) {
+            Some(LlResource::Ready(c)) => Some(c),
+            Some(LlResource::Pending) => {
+                let wait = origin.part_ready(key, msn, Some(part));
+                let _ = tokio::time::timeout(origin.block_timeout(key), wait).await;
+                origin.ll_part(key, generation, msn, part)
+            }
+            None => None,
+        },
+    };
+    found.map_or_else(not_found_answer, media)
+}
+
+/// A TS segment: `<stream>-<generation>-<sequence>.ts`.
+fn live_file(origin: &LiveOrigin, app: &str, file: &str) -> Answer {
+    let found = file.strip_suffix(".ts").and_then(|name| {
+        let mut it = name.rsplitn(3, '-');
+        let seq: u64 = it.next()?.parse().ok()?;
+        let generation: u64 = it.next()?.parse().ok()?;
+        let stream = it.next()?;
+        origin.segment(&format!("{app}/{stream}"), generation, seq)
+    });
+    match found {
+        Some(data) => Answer::new(StatusCode::OK, "video/mp2t", data).cached(IMMUTABLE),
+        None => not_found_answer(),
+    }
+}
+
+fn ts_playlist(origin: &LiveOrigin, key: &str) -> Answer {
+    match origin.playlist(key) {
+        Some(text) => Answer::new(StatusCode::OK, PLAYLIST, text),
+        None => not_found_answer(),
+    }
+}
+
+fn bad_request(why: &str) -> Answer {
+    Answer::new(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"))
+}
+
+fn not_found_answer() -> Answer {
+    Answer::new(StatusCode::NOT_FOUND, "text/plain", "not found\n")
 }
 
 fn cors(mut r: HttpResponse) -> HttpResponse {

@@ -13,6 +13,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
+
+use videopick_live::http_head::parse_request_head;
+
+use crate::plain::PlainPath;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument as _;
 use videopick_live::proxy::TrustedProxies;
@@ -132,41 +136,6 @@ impl tokio::io::AsyncWrite for Prefixed {
     }
 }
 
-/// Read a connection's first request head (up to 8 KiB, within `limit`). Returns what was
-/// read, which may include more than the head; `None` when the peer stalled or left.
-async fn read_head(stream: &mut TcpStream, limit: std::time::Duration) -> Option<BytesMut> {
-    let mut buf = BytesMut::with_capacity(1024);
-    let read = async {
-        loop {
-            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= 8192 {
-                return;
-            }
-            match stream.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(limit, read).await.ok()?;
-    Some(buf)
-}
-
-/// The value of header `name` (lower case) in a raw request head, if present once or more
-/// (several lines are joined with `, `).
-fn head_field(head: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(head).ok()?;
-    let text = text.split("\r\n\r\n").next()?;
-    let values: Vec<&str> = text
-        .split("\r\n")
-        .skip(1)
-        .filter_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
-}
-
 /// Tells a taken-over connection that the server is draining: it should end cleanly (at a
 /// message boundary) soon. `changed()` completes when draining starts.
 pub type Drain = tokio::sync::watch::Receiver<bool>;
@@ -233,13 +202,32 @@ pub trait Takeover: Send + Sync + 'static {
     ) -> Option<ConnectionTask>;
 }
 
+/// Connections and requests [`serve`] answers before hyper sees them (plain HTTP only; a
+/// TLS listener gives everything to hyper).
+#[derive(Clone, Default)]
+pub struct Shortcuts {
+    /// Takes whole connections over from their first request (HTTP-FLV).
+    pub takeover: Option<Arc<dyn Takeover>>,
+    /// Answers simple GET requests without hyper (live HLS); see [`crate::plain`].
+    pub plain: Option<Arc<dyn PlainPath>>,
+}
+
+impl std::fmt::Debug for Shortcuts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shortcuts")
+            .field("takeover", &self.takeover.is_some())
+            .field("plain", &self.plain.is_some())
+            .finish()
+    }
+}
+
 /// Serve `handler` (given each request and the client's address) on `listener` until
 /// `shutdown` completes; then stop accepting and drain the open connections (see
 /// [`ServeOptions`]).
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
-    takeover: Option<Arc<dyn Takeover>>,
+    shortcuts: Shortcuts,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -266,11 +254,11 @@ pub async fn serve<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
-        let takeover = takeover.clone();
+        let shortcuts = shortcuts.clone();
         let options = Arc::clone(&options);
         let drain = drain_rx.clone();
         let span = tracing::debug_span!("http", %peer);
-        conns.spawn(connection(stream, peer, handler, takeover, options, drain).instrument(span));
+        conns.spawn(connection(stream, peer, handler, shortcuts, options, drain).instrument(span));
     }
     drop(listener);
     let _ = drain_tx.send(true);
@@ -350,14 +338,13 @@ async fn connection<H, F>(
     mut stream: TcpStream,
     peer: std::net::SocketAddr,
     handler: Arc<H>,
-    takeover: Option<Arc<dyn Takeover>>,
+    shortcuts: Shortcuts,
     options: Arc<ServeOptions>,
     mut drain: Drain,
 ) where
     H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let trusted = &options.trusted;
     let header_timeout = options.header_timeout;
     let max_read = options.max_read;
     if let Some(tls) = options.tls.clone() {
@@ -386,44 +373,106 @@ async fn connection<H, F>(
         }
         return;
     }
-    {
-        {
-            let mut prefix = Bytes::new();
-            if let Some(t) = takeover {
-                let Some(head) = read_head(&mut stream, header_timeout).await else {
-                    return;
-                };
-                let line = head[..].split(|&b| b == b'\r').next().unwrap_or_default();
-                let mut parts = std::str::from_utf8(line).unwrap_or("").split(' ');
-                let (method, target, version) = (parts.next(), parts.next(), parts.next());
-                if let (Some(m), Some(target), Some(v)) = (method, target, version) {
-                    let path = target.split('?').next().unwrap_or(target);
-                    let client = if trusted.trusts(peer.ip()) {
-                        let header = |name: &str| head_field(&head, name);
-                        trusted.client_addr(
-                            peer,
-                            header("forwarded").as_deref(),
-                            header("x-forwarded-for").as_deref(),
-                        )
-                    } else {
-                        peer
-                    };
-                    if let Some(task) = t.take(m, path, v == "HTTP/1.0", client) {
-                        task(stream, drain).await;
-                        return;
-                    }
-                }
-                prefix = head.freeze();
+    let mut prefix = Bytes::new();
+    if shortcuts.takeover.is_some() || shortcuts.plain.is_some() {
+        let Some(rest) = ahead_of_hyper(stream, peer, &shortcuts, &options, &mut drain).await
+        else {
+            return;
+        };
+        (stream, prefix) = rest;
+    }
+    let stream = Prefixed {
+        prefix,
+        inner: stream,
+    };
+    let service = service(handler, Arc::clone(&options), peer);
+    until_drained!(
+        http1(header_timeout, max_read).serve_connection(TokioIo::new(stream), service),
+        drain
+    );
+}
+
+/// Largest request head read ahead of hyper; a longer one goes to hyper, which refuses it.
+const MAX_HEAD: usize = 8192;
+
+/// Read request heads ahead of hyper: the first may be taken over (HTTP-FLV); then as long
+/// as the plain path answers them, answer them here. Returns the connection and the bytes
+/// read but not answered when hyper should go on, `None` when the connection is done.
+async fn ahead_of_hyper(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    shortcuts: &Shortcuts,
+    options: &ServeOptions,
+    drain: &mut Drain,
+) -> Option<(TcpStream, Bytes)> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut first = true;
+    loop {
+        // The next head, within the header timeout of the previous answer; a connection
+        // idle between requests closes when the server drains.
+        let complete = loop {
+            match parse_request_head(&buf) {
+                Ok(Some(h)) => break Some(h.len),
+                Err(_) => break None,
+                Ok(None) if buf.len() >= MAX_HEAD => break None,
+                Ok(None) => {}
             }
-            let stream = Prefixed {
-                prefix,
-                inner: stream,
+            if *drain.borrow() && buf.is_empty() {
+                return None;
+            }
+            let read = tokio::time::timeout(options.header_timeout, async {
+                tokio::select! {
+                    r = stream.read_buf(&mut buf) => r.ok().filter(|n| *n > 0).map(|_| ()),
+                    _ = drain.changed(), if buf.is_empty() => None,
+                }
+            });
+            read.await.ok().flatten()?;
+        };
+        if complete.is_none() {
+            return Some((stream, buf.freeze()));
+        }
+        let Ok(Some(head)) = parse_request_head(&buf) else {
+            return Some((stream, buf.freeze()));
+        };
+        let path = head.target.split('?').next().unwrap_or(head.target);
+        if std::mem::take(&mut first)
+            && let Some(t) = &shortcuts.takeover
+        {
+            let trusted = &options.trusted;
+            let client = if trusted.trusts(peer.ip()) {
+                trusted.client_addr(
+                    peer,
+                    head.forwarded.as_deref(),
+                    head.x_forwarded_for.as_deref(),
+                )
+            } else {
+                peer
             };
-            let service = service(handler, Arc::clone(&options), peer);
-            until_drained!(
-                http1(header_timeout, max_read).serve_connection(TokioIo::new(stream), service),
-                drain
-            );
+            if let Some(task) = t.take(head.method, path, head.http10, client) {
+                task(stream, drain.clone()).await;
+                return None;
+            }
+        }
+        let answer = match &shortcuts.plain {
+            Some(p) if head.plain => {
+                let query = head.target.split_once('?').map_or("", |(_, q)| q);
+                p.answer(path, query)
+            }
+            _ => None,
+        };
+        let Some(answer) = answer else {
+            return Some((stream, buf.freeze()));
+        };
+        let (len, head_only, close) = (head.len, head.method == "HEAD", head.close);
+        let _ = buf.split_to(len);
+        let resp = answer.await;
+        let close = close || *drain.borrow();
+        if crate::plain::write(&stream, &resp, head_only, close)
+            .await
+            .is_err()
+            || close
+        {
+            return None;
         }
     }
 }

@@ -63,6 +63,7 @@ pub mod http;
 pub mod jobs;
 pub mod media;
 pub mod metrics;
+pub mod plain;
 mod remote;
 pub mod streams;
 mod thumbnails;

@@ -114,6 +114,7 @@ pub struct MediaServer {
     hub: Hub,
     handler: Handler,
     takeover: Arc<dyn crate::http::Takeover>,
+    plain: Arc<dyn crate::plain::PlainPath>,
     read_max: usize,
     header_timeout: Duration,
     trusted: videopick_live::proxy::TrustedProxies,
@@ -141,6 +142,37 @@ type Handler = Arc<
         + Send
         + Sync,
 >;
+
+/// Live HLS on the plain path: the requests the handler would give to [`HlsService`] — no
+/// other route claims them first — counted in the same metrics.
+struct PlainHls {
+    hls: HlsService,
+    tus: videopick_tus::service::TusService,
+    metrics: crate::metrics::Metrics,
+}
+
+impl crate::plain::PlainPath for PlainHls {
+    fn answer(&self, path: &str, query: &str) -> Option<crate::plain::PlainAnswer> {
+        // The handler's routes before HLS: the app API, tus, thumbnails, the media API,
+        // VOD and recordings (both access-checked).
+        let earlier = ["/api/", "/vod/", "/thumbnails/", "/recordings/"];
+        if self.tus.owns(path)
+            || crate::app::AppRole::owns(path)
+            || earlier.iter().any(|p| path.starts_with(p))
+        {
+            return None;
+        }
+        let started = std::time::Instant::now();
+        let route = crate::metrics::media_route(path);
+        let answer = self.hls.plain(path, query)?;
+        let metrics = self.metrics.clone();
+        Some(Box::pin(async move {
+            let resp = answer.await;
+            metrics.observe_http("media", route, resp.status.as_u16(), started.elapsed());
+            resp
+        }))
+    }
+}
 
 impl MediaServer {
     /// Open the storage, the job queue and both listeners, and start the background work
@@ -265,6 +297,13 @@ impl MediaServer {
             )),
             _ => None,
         };
+        // Live HLS without hyper (see `crate::plain`); live streams have no access check
+        // (the access hook guards VOD and recordings, which stay on the handler).
+        let plain: Arc<dyn crate::plain::PlainPath> = Arc::new(PlainHls {
+            hls: hls.clone(),
+            tus: tus.clone(),
+            metrics: metrics.clone(),
+        });
         let handler: Handler = Arc::new(
             move |req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
                 let started = std::time::Instant::now();
@@ -352,6 +391,7 @@ impl MediaServer {
             hub,
             handler,
             takeover: Arc::new(live_takeover),
+            plain,
             read_max: usize::from(config.http_read_kib) * 1024,
             header_timeout: Duration::from_secs(config.http_header_timeout_secs.max(1)),
             trusted,
@@ -397,7 +437,10 @@ impl MediaServer {
         let http_task = tokio::spawn(serve(
             self.http,
             move |req, peer| handler(req, peer),
-            Some(self.takeover),
+            crate::http::Shortcuts {
+                takeover: Some(self.takeover),
+                plain: Some(self.plain),
+            },
             crate::http::ServeOptions {
                 max_read: self.read_max,
                 header_timeout: self.header_timeout,

@@ -105,7 +105,7 @@ async function measure(browser, origin, url) {
   await page.addScriptTag({ content: hlsJs });
   await page.evaluate((src) => {
     const video = document.querySelector('video');
-    const hls = new window.Hls({ lowLatencyMode: true, liveDurationInfinity: true });
+    const hls = new window.Hls({ lowLatencyMode: true, liveDurationInfinity: true, maxLiveSyncPlaybackRate: 1.5 });
     window.errors = [];
     window.stalls = 0;
     window.settled = false;

@@ -306,7 +306,12 @@ async fn main() {
     let cpu0 = args.server_pid.and_then(proc_sample);
     let own0 = proc_sample(std::process::id());
     let mut all_spread = Vec::new();
-    let (mut parts0, mut bytes0, mut pl0) = (0, 0, 0);
+    let (mut parts0, mut bytes0, mut pl0) = (
+        counters.parts.load(Ordering::Relaxed),
+        counters.bytes.load(Ordering::Relaxed),
+        counters.playlists.load(Ordering::Relaxed),
+    );
+    let (parts_start, playlists_start) = (parts0, pl0);
     println!("  s   parts/s   Mbit/s  playlists/s  errors  spread p50/p99 ms");
     for sec in 1..=args.seconds {
         tokio::time::sleep_until((start + Duration::from_secs(sec)).into()).await;
@@ -336,11 +341,14 @@ async fn main() {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let total_parts = counters.parts.load(Ordering::Relaxed);
+    let total_parts = counters.parts.load(Ordering::Relaxed) - parts_start;
+    let playlists = counters.playlists.load(Ordering::Relaxed) - playlists_start;
+    let per_viewer = |n: u64| n as f64 / elapsed / args.viewers as f64;
     println!(
-        "viewers {}  parts/s per viewer {:.2}  delivery spread p50 {} ms p99 {} ms  errors {}",
+        "viewers {}  per viewer: parts/s {:.2}, requests/s {:.2}  delivery spread p50 {} ms p99 {} ms  errors {}",
         args.viewers,
-        total_parts as f64 / elapsed / args.viewers as f64,
+        per_viewer(total_parts),
+        per_viewer(total_parts + playlists),
         quantile(&mut all_spread, 0.5),
         quantile(&mut all_spread, 0.99),
         counters.errors.load(Ordering::Relaxed)

@@ -15,7 +15,14 @@ async function start(video: HTMLVideoElement, src: LiveSource, failed: (why: str
   const abs = new URL(src.url, window.location.href).toString();
   if (src.engine === 'hls.js') {
     const { default: Hls } = await import('hls.js');
-    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, liveDurationInfinity: true });
+    // Catch up (at most 1.5× speed) when playback starts or falls behind the playlist's
+    // PART-HOLD-BACK: without it, hls.js keeps whatever delay its start-up left it with.
+    const hls = new Hls({
+      lowLatencyMode: true,
+      maxLiveSyncPlaybackRate: 1.5,
+      backBufferLength: 30,
+      liveDurationInfinity: true,
+    });
     hls.on(Hls.Events.ERROR, (_e, d) => {
       if (d.fatal) failed(`hls: ${d.details}`);
     });
