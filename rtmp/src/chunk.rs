@@ -2,8 +2,10 @@
 //!
 //! The decoder reassembles messages from chunks of formats 0–3 on chunk streams 2..=65599,
 //! with extended timestamps (including on format-3 chunks), applying Set Chunk Size and
-//! Abort as they arrive. A message that arrives in a single chunk is a zero-copy slice of the
-//! input; longer ones are assembled once into a buffer sized for the whole message.
+//! Abort as they arrive. Every message payload is its own buffer, copied once out of the
+//! input (a single-chunk message) or assembled once into a buffer sized for the whole
+//! message: never a slice of the read buffer, which a message kept for long (a live HLS
+//! window) would pin, so the reader could never reuse it.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -351,7 +353,14 @@ impl ChunkDecoder {
 
             let complete = already + n as u32 == length;
             let payload = if starting && complete {
-                buf.split_to(n).freeze()
+                // Copied out, not split off: a message may be kept for long (a live HLS
+                // window holds its tags for half a minute), and a slice would pin the whole
+                // read buffer it came from — every block read, for a 400-byte audio tag —
+                // so the reader could never reuse its buffer and faulted in fresh pages for
+                // each read (10x the page faults of the same stream without HLS).
+                let payload = Bytes::copy_from_slice(&buf[..n]);
+                buf.advance(n);
+                payload
             } else {
                 if starting {
                     st.partial = BytesMut::with_capacity(length as usize);
@@ -745,12 +754,20 @@ mod tests {
     }
 
     #[test]
-    fn single_chunk_payload_is_zero_copy() {
+    fn a_payload_does_not_pin_the_read_buffer() {
         let bytes = [0x03u8, 0, 0, 1, 0, 0, 3, 9, 1, 0, 0, 0, 1, 2, 3];
-        let mut buf = BytesMut::from(&bytes[..]);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        buf.extend_from_slice(&bytes);
         let base = buf.as_ptr() as usize;
         let m = ChunkDecoder::default().decode(&mut buf).unwrap().unwrap();
-        assert_eq!(m.payload.as_ptr() as usize, base + 12);
+        assert_eq!(&m.payload[..], &[1, 2, 3]);
+        let at = m.payload.as_ptr() as usize;
+        assert!(!(base..base + 64 * 1024).contains(&at));
+        // The reader gets its whole buffer back while the message lives on.
+        buf.clear();
+        buf.reserve(64 * 1024);
+        assert_eq!(buf.as_ptr() as usize, base);
+        drop(m);
     }
 
     #[test]
