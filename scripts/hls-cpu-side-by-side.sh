@@ -13,17 +13,8 @@ rounds="${1:-3}"
 streams="${2:-8}"
 warm="${3:-40}"
 cargo build --release -q -p videopick-examples --bin media-server
-input=/tmp/videopick-hls-bench.flv
-[ -f "$input" ] || ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=25 \
-  -f lavfi -i sine=frequency=440:sample_rate=44100 -t 75 -pix_fmt yuv420p -c:v libx264 \
-  -preset veryfast -b:v 2400k -maxrate 2400k -bufsize 4800k -g 50 -c:a aac -b:a 128k "$input"
-cpu_ns() {
-  local total=0 pid
-  for pid in "$@"; do
-    total=$(( total + $(cat /proc/"$pid"/task/*/schedstat | awk '{s+=$1} END {printf "%d", s}') ))
-  done
-  echo "$total"
-}
+# shellcheck source=scripts/hls-bench-common.sh
+. scripts/hls-bench-common.sh
 pids=()
 work=$(mktemp -d)
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -16,10 +16,8 @@ command -v nginx >/dev/null 2>&1 || {
 }
 cargo build --release -q -p videopick-examples --bin media-server
 cargo build --release -q -p videopick-benches --bin hls-load
-input=/tmp/videopick-hls-bench.flv
-[ -f "$input" ] || ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=25 \
-  -f lavfi -i sine=frequency=440:sample_rate=44100 -t 75 -pix_fmt yuv420p -c:v libx264 \
-  -preset veryfast -b:v 2400k -maxrate 2400k -bufsize 4800k -g 50 -c:a aac -b:a 128k "$input"
+# shellcheck source=scripts/hls-bench-common.sh
+. scripts/hls-bench-common.sh
 work=$(mktemp -d)
 shm=$(mktemp -d -p /dev/shm vp-ll.XXXX)
 chmod 755 "$shm" # the nginx worker runs as www-data

@@ -15,17 +15,8 @@ modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(media-server-ll media-server-ll+ts media-server-ts media-server-no-hls
   ffmpeg-remux ffmpeg-remux-fmp4)
 cargo build --release -q -p videopick-examples --bin media-server
-input=/tmp/videopick-hls-bench.flv
-[ -f "$input" ] || ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=25 \
-  -f lavfi -i sine=frequency=440:sample_rate=44100 -t 75 -pix_fmt yuv420p -c:v libx264 \
-  -preset veryfast -b:v 2400k -maxrate 2400k -bufsize 4800k -g 50 -c:a aac -b:a 128k "$input"
-cpu_ns() {
-  local total=0 pid
-  for pid in "$@"; do
-    total=$(( total + $(cat /proc/"$pid"/task/*/schedstat | awk '{s+=$1} END {printf "%d", s}') ))
-  done
-  echo "$total"
-}
+# shellcheck source=scripts/hls-bench-common.sh
+. scripts/hls-bench-common.sh
 run() {
   local mode=$1 flags data out i
   case "$mode" in
