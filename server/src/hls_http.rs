@@ -53,8 +53,8 @@ impl HlsService {
         if let Some(rec) = path.strip_prefix("/recordings/") {
             return Some(cors(self.recording_file(rec).await));
         }
-        let live = self.live(path, req.uri().query().unwrap_or(""))?;
-        Some(live.await.into_response(false).into_hyper())
+        let live = self.live(path, req.uri().query().unwrap_or(""), false)?;
+        Some(live.await.into_hyper())
     }
 
     /// The plain path's answer to a GET of `path?query` (see [`crate::plain`]): live
@@ -64,8 +64,7 @@ impl HlsService {
         if !is_hls_path(path) || path.starts_with("/recordings/") {
             return None;
         }
-        let live = self.live(path, query)?;
-        Some(Box::pin(async move { live.await.into_response(true) }))
+        Some(Box::pin(self.live(path, query, true)?))
     }
 
     /// A live resource (`/<app>/<file>`): a playlist, part, segment or init segment.
@@ -73,7 +72,8 @@ impl HlsService {
         &self,
         path: &str,
         query: &str,
-    ) -> Option<impl Future<Output = Answer> + Send + 'static> {
+        sendfile: bool,
+    ) -> Option<impl Future<Output = PlainResponse> + Send + 'static> {
         let (app, file) = path.strip_prefix('/')?.split_once('/')?;
         if app.is_empty() || file.contains('/') {
             return None;
@@ -96,7 +96,9 @@ impl HlsService {
         let origin = Arc::clone(&self.origin);
         Some(async move {
             match target {
-                Live::File(key, generation, what) => ll_file(&origin, &key, generation, what).await,
+                Live::File(key, generation, what) => {
+                    ll_file(&origin, &key, generation, what, sendfile).await
+                }
                 Live::Playlist(key, query) => ll_playlist(&origin, &key, &query).await,
                 Live::TsPlaylist(key) => ts_playlist(&origin, &key),
                 Live::Ts(app, file) => live_file(&origin, &app, &file),
@@ -198,57 +200,36 @@ enum Live {
     Ts(String, String),
 }
 
-/// A live answer, before it is written by hyper or by the plain path.
-struct Answer {
-    status: StatusCode,
-    content_type: &'static str,
-    cache: &'static str,
-    body: AnswerBody,
+/// A live response with a text or TS body (`no-cache` until [`cached`] says otherwise).
+fn answer(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> PlainResponse {
+    PlainResponse {
+        status,
+        content_type,
+        cache_control: "no-cache",
+        body: PlainBody::Bytes(body.into()),
+    }
 }
 
-enum AnswerBody {
-    Bytes(Bytes),
-    /// CMAF media: its buffers for a vectored write, or its memory file for `sendfile`.
-    Media(Chunks),
+/// `resp` with `Cache-Control: cache`.
+fn cached_answer(mut resp: PlainResponse, cache: &'static str) -> PlainResponse {
+    resp.cache_control = cache;
+    resp
 }
 
-impl Answer {
-    fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Answer {
-        Answer {
-            status,
-            content_type,
-            cache: "no-cache",
-            body: AnswerBody::Bytes(body.into()),
-        }
-    }
-
-    fn cached(mut self, cache: &'static str) -> Answer {
-        self.cache = cache;
-        self
-    }
-
-    /// The response; media as its memory file when `sendfile` will write it (made on the
-    /// first request for it and kept as long as the origin holds the part), else as its
-    /// buffers.
-    fn into_response(self, sendfile: bool) -> PlainResponse {
-        let body = match self.body {
-            AnswerBody::Bytes(b) => PlainBody::Bytes(b),
-            AnswerBody::Media(c) => {
-                let file = sendfile
-                    .then(|| c.attachment(|c| MemFile::new(c.iter()).ok()))
-                    .flatten();
-                match file {
-                    Some(f) => PlainBody::File(f),
-                    None => PlainBody::Buffers(c.iter().cloned().collect()),
-                }
-            }
-        };
-        PlainResponse {
-            status: self.status,
-            content_type: self.content_type,
-            cache_control: self.cache,
-            body,
-        }
+/// CMAF media: its memory file when `sendfile` will write it (made on the first request for
+/// it and kept as long as the origin holds the part), else its buffers.
+fn media(chunks: &Chunks, sendfile: bool) -> PlainResponse {
+    let file = sendfile
+        .then(|| chunks.attachment(|c| MemFile::new(c.iter()).ok()))
+        .flatten();
+    PlainResponse {
+        status: StatusCode::OK,
+        content_type: "video/mp4",
+        cache_control: IMMUTABLE,
+        body: match file {
+            Some(f) => PlainBody::File(f),
+            None => PlainBody::Buffers(chunks.iter().cloned().collect()),
+        },
     }
 }
 
@@ -256,7 +237,7 @@ const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// The low-latency playlist, after waiting for what a blocking reload names.
-async fn ll_playlist(origin: &LiveOrigin, key: &str, query: &str) -> Answer {
+async fn ll_playlist(origin: &LiveOrigin, key: &str, query: &str) -> PlainResponse {
     let number = |name: &str| query_value(query, name).map(str::parse::<u64>);
     let msn = match number("_HLS_msn") {
         None => None,
@@ -288,7 +269,7 @@ async fn ll_playlist(origin: &LiveOrigin, key: &str, query: &str) -> Answer {
                     .await
                     .is_err()
                 {
-                    return Answer::new(
+                    return answer(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "text/plain",
                         "the requested part did not appear in time\n",
@@ -302,24 +283,24 @@ async fn ll_playlist(origin: &LiveOrigin, key: &str, query: &str) -> Answer {
         cache = "public, max-age=6";
     }
     match origin.ll_playlist(key, skip) {
-        Some(text) => Answer::new(StatusCode::OK, PLAYLIST, text).cached(cache),
+        Some(text) => cached_answer(answer(StatusCode::OK, PLAYLIST, text), cache),
         None => not_found_answer(),
     }
 }
 
 /// An init segment, part or segment of the low-latency variant; a hinted part waits until
 /// it is complete (RFC 8216bis §6.2.6: no byte of a part before all of it).
-async fn ll_file(origin: &LiveOrigin, key: &str, generation: u64, what: LlName) -> Answer {
-    let media = |c: Chunks| Answer {
-        status: StatusCode::OK,
-        content_type: "video/mp4",
-        cache: IMMUTABLE,
-        body: AnswerBody::Media(c),
-    };
+async fn ll_file(
+    origin: &LiveOrigin,
+    key: &str,
+    generation: u64,
+    what: LlName,
+    sendfile: bool,
+) -> PlainResponse {
     let found = match what {
         LlName::Init(n) => {
             return match origin.ll_init(key, generation, n) {
-                Some(b) => Answer::new(StatusCode::OK, "video/mp4", b).cached(IMMUTABLE),
+                Some(b) => cached_answer(answer(StatusCode::OK, "video/mp4", b), IMMUTABLE),
                 None => not_found_answer(),
             };
         }
@@ -334,11 +315,11 @@ async fn ll_file(origin: &LiveOrigin, key: &str, generation: u64, what: LlName) 
             None => None,
         },
     };
-    found.map_or_else(not_found_answer, media)
+    found.map_or_else(not_found_answer, |c| media(&c, sendfile))
 }
 
 /// A TS segment: `<stream>-<generation>-<sequence>.ts`.
-fn live_file(origin: &LiveOrigin, app: &str, file: &str) -> Answer {
+fn live_file(origin: &LiveOrigin, app: &str, file: &str) -> PlainResponse {
     let found = file.strip_suffix(".ts").and_then(|name| {
         let mut it = name.rsplitn(3, '-');
         let seq: u64 = it.next()?.parse().ok()?;
@@ -347,24 +328,24 @@ fn live_file(origin: &LiveOrigin, app: &str, file: &str) -> Answer {
         origin.segment(&format!("{app}/{stream}"), generation, seq)
     });
     match found {
-        Some(data) => Answer::new(StatusCode::OK, "video/mp2t", data).cached(IMMUTABLE),
+        Some(data) => cached_answer(answer(StatusCode::OK, "video/mp2t", data), IMMUTABLE),
         None => not_found_answer(),
     }
 }
 
-fn ts_playlist(origin: &LiveOrigin, key: &str) -> Answer {
+fn ts_playlist(origin: &LiveOrigin, key: &str) -> PlainResponse {
     match origin.playlist(key) {
-        Some(text) => Answer::new(StatusCode::OK, PLAYLIST, text),
+        Some(text) => answer(StatusCode::OK, PLAYLIST, text),
         None => not_found_answer(),
     }
 }
 
-fn bad_request(why: &str) -> Answer {
-    Answer::new(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"))
+fn bad_request(why: &str) -> PlainResponse {
+    answer(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n"))
 }
 
-fn not_found_answer() -> Answer {
-    Answer::new(StatusCode::NOT_FOUND, "text/plain", "not found\n")
+fn not_found_answer() -> PlainResponse {
+    answer(StatusCode::NOT_FOUND, "text/plain", "not found\n")
 }
 
 fn cors(mut r: HttpResponse) -> HttpResponse {

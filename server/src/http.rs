@@ -409,30 +409,24 @@ async fn ahead_of_hyper(
     let mut first = true;
     loop {
         // The next head, within the header timeout of the previous answer; a connection
-        // idle between requests closes when the server drains.
-        let complete = loop {
-            match parse_request_head(&buf) {
-                Ok(Some(h)) => break Some(h.len),
-                Err(_) => break None,
-                Ok(None) if buf.len() >= MAX_HEAD => break None,
-                Ok(None) => {}
-            }
-            if *drain.borrow() && buf.is_empty() {
-                return None;
-            }
-            let read = tokio::time::timeout(options.header_timeout, async {
-                tokio::select! {
-                    r = stream.read_buf(&mut buf) => r.ok().filter(|n| *n > 0).map(|_| ()),
-                    _ = drain.changed(), if buf.is_empty() => None,
+        // idle between requests closes when the server drains. Anything but a complete
+        // head of at most MAX_HEAD bytes goes to hyper, which answers it.
+        let head = match parse_request_head(&buf) {
+            Ok(Some(head)) => head,
+            Ok(None) if buf.len() < MAX_HEAD => {
+                if *drain.borrow() && buf.is_empty() {
+                    return None;
                 }
-            });
-            read.await.ok().flatten()?;
-        };
-        if complete.is_none() {
-            return Some((stream, buf.freeze()));
-        }
-        let Ok(Some(head)) = parse_request_head(&buf) else {
-            return Some((stream, buf.freeze()));
+                let read = tokio::time::timeout(options.header_timeout, async {
+                    tokio::select! {
+                        r = stream.read_buf(&mut buf) => r.ok().filter(|n| *n > 0).map(|_| ()),
+                        _ = drain.changed(), if buf.is_empty() => None,
+                    }
+                });
+                read.await.ok().flatten()?;
+                continue;
+            }
+            _ => return Some((stream, buf.freeze())),
         };
         let path = head.target.split('?').next().unwrap_or(head.target);
         if std::mem::take(&mut first)
