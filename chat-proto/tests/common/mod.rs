@@ -24,6 +24,9 @@ pub(crate) fn spawn_server<A: App>(app: A, config: EngineConfig) -> SocketAddr {
             tx.send(listener.local_addr().unwrap()).unwrap();
             loop {
                 let Ok((stream, peer)) = listener.accept().await else { continue };
+                // As server::chat does: without it, Nagle holds a broadcast written
+                // right after an ack until the client's delayed ACK.
+                let _ = stream.set_nodelay(true);
                 let server = server.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
@@ -61,6 +64,7 @@ impl Ws {
     /// Open `query`; `None` when the server refuses the upgrade.
     pub(crate) fn open(addr: SocketAddr, query: &str) -> Option<Ws> {
         let mut s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         write!(
             s,
@@ -142,11 +146,12 @@ impl Ws {
         }
     }
 
-    /// The next frame that is not a ping (`2`).
+    /// The next frame that is not a ping (`2`); pings are answered (`3`) as a real
+    /// client does, so a long test is not cut off by the heartbeat.
     pub(crate) fn recv_packet(&mut self) -> Frame {
         loop {
             match self.recv() {
-                Frame::Text(t) if t == "2" => {}
+                Frame::Text(t) if t == "2" => self.text("3"),
                 f => return f,
             }
         }
