@@ -53,6 +53,34 @@ pub fn stream_tags(seconds: u32) -> Vec<videopick_flv::Tag> {
     tags
 }
 
+/// Frame `i` (40 ms each) of the synthetic live stream `live-load` publishes and
+/// `loopback-floor` sends: 25 fps video (a key frame every 2 s, 6× a delta frame) and
+/// AAC-sized audio (about 43 frames of 372 bytes a second, 128 kbit/s of the budget).
+pub fn live_frame(i: u32, kbps: u64) -> Vec<videopick_flv::Tag> {
+    use videopick_flv::{Tag, TagKind};
+    let video_bytes_per_frame =
+        usize::try_from(kbps.saturating_sub(128) * 1000 / 8 / 25).unwrap_or(usize::MAX);
+    let key = i.is_multiple_of(50);
+    // Average over a GOP of 50: one key at 6x, 49 deltas at d: 6d + 49d = 50*avg.
+    let delta = video_bytes_per_frame * 50 / 55;
+    let size = if key { delta * 6 } else { delta };
+    let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    v.resize(size.max(6), (i % 251) as u8);
+    let ts = i * 40;
+    let mut out = vec![Tag::new(TagKind::Video, ts, v)];
+    // ~43 AAC frames per second of 372 bytes: interleave about 2 per video frame.
+    for k in 0..2 {
+        if (i * 2 + k) % 25 < 22 {
+            out.push(Tag::new(
+                TagKind::Audio,
+                ts + k * 20,
+                [0xaf, 1, 0x21, 0, 0, 0].repeat(62),
+            ));
+        }
+    }
+    out
+}
+
 fn payload_with(head: &[u8], len: usize) -> Vec<u8> {
     let mut v = head.to_vec();
     v.extend(payload(len.saturating_sub(head.len())));

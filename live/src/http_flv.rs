@@ -5,51 +5,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::hub::{HubItem, Subscription, SubscriptionEnd};
-use crate::io::{next_write_slot, write_all_vectored};
-
-/// Stream a subscription as an FLV byte stream (file header, then every tag's shared FLV
-/// form) to `w`, batching at most one vectored write per `interval`, until the stream ends,
-/// the viewer falls too far behind, a write fails, or `stopped()` says so (asked before
-/// each write, so the stream ends at a tag boundary; a drain also wakes the viewer, as its
-/// publisher is stopped). This is HTTP-FLV's body. Returns the bytes written.
-pub async fn write_flv<W: tokio::io::AsyncWrite + Unpin>(
-    sub: &mut Subscription,
-    w: &mut W,
-    interval: Duration,
-    max_batch: usize,
-    stopped: impl Fn() -> bool,
-) -> std::io::Result<u64> {
-    let mut out: Vec<Bytes> = vec![file_header()];
-    let mut total = write_all_vectored(w, &mut out).await? as u64;
-    sub.count_out(total as usize);
-    let mut batch = Vec::new();
-    let mut next_write = Instant::now();
-    loop {
-        tokio::time::sleep_until(next_write.into()).await;
-        let Ok(first) = sub.recv().await else {
-            return Ok(total);
-        };
-        if stopped() {
-            return Ok(total);
-        }
-        let more = gather(sub, first, max_batch, &mut batch, &mut out);
-        let n = write_all_vectored(w, &mut out).await?;
-        // The first batch (the GOP cache) is large; keep only a small capacity after it.
-        out.shrink_to(32);
-        sub.count_out(n);
-        total += n as u64;
-        if more.is_err() {
-            return Ok(total);
-        }
-        next_write = next_write_slot(Instant::now(), interval);
-    }
-}
+use crate::io::next_write_slot;
 
 /// A subscription as a stream of FLV byte batches: the file header, then at most one batch
 /// per `interval` (each the concatenated FLV form of the tags that arrived), until the
 /// stream ends or the viewer falls too far behind. For HTTP servers that write a body
 /// frame by frame (a request that cannot take its connection over, e.g. not the first on
-/// a keep-alive connection); [`write_flv`] is the cheaper path that owns the socket.
+/// a keep-alive connection); [`crate::fanout`] is the cheaper path that owns the socket.
 pub fn flv_stream(
     sub: Subscription,
     interval: Duration,
@@ -102,7 +64,7 @@ pub fn flv_stream(
 }
 
 /// The FLV file header an HTTP-FLV body starts with (audio and video flagged).
-fn file_header() -> Bytes {
+pub(crate) fn file_header() -> Bytes {
     let header = videopick_flv::FlvHeader {
         version: 1,
         has_audio: true,

@@ -65,6 +65,8 @@ pub const SHARED_CSID_DATA: u32 = 9;
 #[derive(Debug)]
 struct TagInner {
     tag: Tag,
+    /// Order within its stream (0 for a tag that was not published through a hub).
+    seq: u64,
     keyframe: bool,
     sequence_header: bool,
     rtmp: OnceLock<Bytes>,
@@ -79,6 +81,10 @@ pub struct SharedTag(Arc<TagInner>);
 impl SharedTag {
     /// Wrap a tag, classifying it once.
     pub fn new(tag: Tag) -> SharedTag {
+        SharedTag::with_seq(tag, 0)
+    }
+
+    fn with_seq(tag: Tag, seq: u64) -> SharedTag {
         let (keyframe, sequence_header) = match tag.kind {
             TagKind::Video => VideoData::parse(&tag.data).map_or((false, false), |v| {
                 (
@@ -94,6 +100,7 @@ impl SharedTag {
         };
         SharedTag(Arc::new(TagInner {
             tag,
+            seq,
             keyframe,
             sequence_header,
             rtmp: OnceLock::new(),
@@ -104,6 +111,12 @@ impl SharedTag {
     /// The tag.
     pub fn tag(&self) -> &Tag {
         &self.0.tag
+    }
+
+    /// The tag's place in its stream: tags published to a hub are numbered from 1 in the
+    /// order they were sent (0 for a tag wrapped outside a hub).
+    pub fn seq(&self) -> u64 {
+        self.0.seq
     }
 
     /// A video key frame with coded data.
@@ -224,6 +237,8 @@ struct StreamInner {
     tx: broadcast::Sender<HubItem>,
     /// Timestamp of the newest tag (the live edge), for lag checks.
     live_edge: AtomicU32,
+    /// Sequence number of the newest tag ([`SharedTag::seq`]).
+    seq: AtomicU64,
     stats: StreamStats,
     created: Instant,
     /// Wakes the current publisher's connection when the stream is kicked.
@@ -483,6 +498,7 @@ impl Hub {
                     state: Mutex::new(StreamState::default()),
                     tx,
                     live_edge: AtomicU32::new(0),
+                    seq: AtomicU64::new(0),
                     stats: StreamStats::default(),
                     created: now(),
                     kick: tokio::sync::Notify::new(),
@@ -521,18 +537,38 @@ impl Hub {
 
     /// Subscribe to `key` if it is live (or within its republish grace period).
     pub fn subscribe(&self, key: &str) -> Option<Subscription> {
+        self.subscribe_with(key, true)
+    }
+
+    /// A subscription that starts at the live edge (no cached tags) and is not counted as
+    /// a viewer: what a fan-out group reads for all its viewers.
+    pub(crate) fn subscribe_edge(&self, key: &str) -> Option<Subscription> {
+        self.subscribe_with(key, false)
+    }
+
+    fn subscribe_with(&self, key: &str, viewer: bool) -> Option<Subscription> {
         let stream = lock(&self.inner.streams).get(key)?.clone();
         let state = lock(&stream.state);
         state.publisher?;
         let mut initial = Vec::new();
-        let c = &state.cache;
-        initial.extend(c.metadata.iter().cloned());
-        initial.extend(c.video_seq.iter().cloned());
-        initial.extend(c.audio_seq.iter().cloned());
-        initial.extend(c.gop.iter().cloned());
+        if viewer {
+            let c = &state.cache;
+            initial.extend(c.metadata.iter().cloned());
+            initial.extend(c.video_seq.iter().cloned());
+            initial.extend(c.audio_seq.iter().cloned());
+            initial.extend(c.gop.iter().cloned());
+        }
         let rx = stream.tx.subscribe();
+        // Tags are numbered and sent under the state lock: this is the last one before rx.
+        let position = stream.seq.load(Ordering::Relaxed);
         drop(state);
-        stream.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+        let ticket = viewer.then(|| {
+            stream.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+            ViewerTicket {
+                stream: stream.clone(),
+                protocol: None,
+            }
+        });
         Some(Subscription {
             stream,
             rx,
@@ -541,7 +577,8 @@ impl Hub {
                 self.inner.config.max_behind,
                 self.inner.config.republish_grace,
             ),
-            protocol: None,
+            ticket,
+            position,
         })
     }
 
@@ -633,7 +670,9 @@ impl Publisher {
     /// Publish a tag: update the caches and broadcast it to every subscriber.
     pub fn send(&mut self, tag: Tag) {
         let len = tag.data.len();
-        let shared = SharedTag::new(tag);
+        // One publisher at a time sends, so numbering outside the lock keeps the order.
+        let seq = self.stream.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let shared = SharedTag::with_seq(tag, seq);
         let cfg = &self.hub.inner.config;
         let mut state = lock(&self.stream.state);
         let c = &mut state.cache;
@@ -695,7 +734,55 @@ pub struct Subscription {
     rx: broadcast::Receiver<HubItem>,
     initial: std::collections::VecDeque<SharedTag>,
     policy: ViewerPolicy,
+    /// Counts the viewer while it lives (`None` for a fan-out group's own reader).
+    ticket: Option<ViewerTicket>,
+    /// The newest [`SharedTag::seq`] this subscription has passed (delivered or skipped).
+    position: u64,
+}
+
+/// A viewer counted in its stream's stats (subscribers, per-protocol viewers) until
+/// dropped; what is left of a [`Subscription`] whose tags come another way.
+#[derive(Debug)]
+pub struct ViewerTicket {
+    stream: Arc<StreamInner>,
     protocol: Option<Protocol>,
+}
+
+impl ViewerTicket {
+    fn protocol_counter(&self, p: Protocol) -> &AtomicU64 {
+        match p {
+            Protocol::Rtmp => &self.stream.stats.rtmp_viewers,
+            Protocol::HttpFlv => &self.stream.stats.http_flv_viewers,
+        }
+    }
+
+    /// Count `n` bytes delivered to this viewer.
+    pub fn count_out(&self, n: usize) {
+        self.stream
+            .stats
+            .bytes_out
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Count a viewer dropped for being too slow.
+    pub(crate) fn dropped_slow(&self) {
+        self.stream
+            .stats
+            .dropped_slow
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ViewerTicket {
+    fn drop(&mut self) {
+        if let Some(p) = self.protocol {
+            self.protocol_counter(p).fetch_sub(1, Ordering::Relaxed);
+        }
+        self.stream
+            .stats
+            .subscribers
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What a viewer does with a live tag ([`ViewerPolicy::admit`]).
@@ -804,18 +891,29 @@ pub enum Protocol {
 impl Subscription {
     /// Count this viewer under `protocol` in the stream's stats (until dropped).
     pub fn set_protocol(&mut self, protocol: Protocol) {
-        if self.protocol.is_none() {
-            self.protocol_counter(protocol)
-                .fetch_add(1, Ordering::Relaxed);
-            self.protocol = Some(protocol);
+        if let Some(t) = self.ticket.as_mut()
+            && t.protocol.is_none()
+        {
+            t.protocol_counter(protocol).fetch_add(1, Ordering::Relaxed);
+            t.protocol = Some(protocol);
         }
     }
 
-    fn protocol_counter(&self, p: Protocol) -> &AtomicU64 {
-        match p {
-            Protocol::Rtmp => &self.stream.stats.rtmp_viewers,
-            Protocol::HttpFlv => &self.stream.stats.http_flv_viewers,
-        }
+    /// The newest tag number ([`SharedTag::seq`]) this subscription has passed: the tags
+    /// it will yield from now on are numbered above it.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Stop reading the stream but keep the viewer counted: the ticket, for a viewer whose
+    /// tags now come from a fan-out group.
+    pub(crate) fn into_ticket(self) -> Option<ViewerTicket> {
+        self.ticket
+    }
+
+    /// The live edge's timestamp (ms, the newest tag's).
+    pub(crate) fn live_edge(&self) -> u32 {
+        self.stream.live_edge.load(Ordering::Relaxed)
     }
 
     /// Count `n` bytes delivered to this viewer.
@@ -881,6 +979,7 @@ impl Subscription {
     /// [`SubscriptionEnd::Ended`].
     pub async fn recv(&mut self) -> Result<HubItem, SubscriptionEnd> {
         if let Some(t) = self.initial.pop_front() {
+            self.position = self.position.max(t.seq());
             return Ok(HubItem::Tag(t));
         }
         loop {
@@ -894,6 +993,7 @@ impl Subscription {
             };
             match item {
                 Ok(HubItem::Tag(t)) => {
+                    self.position = self.position.max(t.seq());
                     if let Some(t) = self.admit(t)? {
                         return Ok(HubItem::Tag(t));
                     }
@@ -914,11 +1014,13 @@ impl Subscription {
     ) -> Result<(), SubscriptionEnd> {
         while out.len() < max {
             if let Some(t) = self.initial.pop_front() {
+                self.position = self.position.max(t.seq());
                 out.push(HubItem::Tag(t));
                 continue;
             }
             match self.rx.try_recv() {
                 Ok(HubItem::Tag(t)) => {
+                    self.position = self.position.max(t.seq());
                     if let Some(t) = self.admit(t)? {
                         out.push(HubItem::Tag(t));
                     }
@@ -933,17 +1035,5 @@ impl Subscription {
             }
         }
         Ok(())
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        if let Some(p) = self.protocol {
-            self.protocol_counter(p).fetch_sub(1, Ordering::Relaxed);
-        }
-        self.stream
-            .stats
-            .subscribers
-            .fetch_sub(1, Ordering::Relaxed);
     }
 }

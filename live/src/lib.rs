@@ -5,7 +5,8 @@
 //!                       │  auth::Authorize decides each publish/play (typed Denied)
 //!                       ▼
 //!                     Hub[app/stream] ── tag built once as SharedTag (RTMP chunks + FLV bytes)
-//!                       ├─► Subscriptions: RTMP players (rtmp_server), HTTP-FLV (http_flv)
+//!                       ├─► Subscriptions: RTMP players (rtmp_server), HTTP-FLV (http_flv,
+//!                       │     or fanout: one task per group of viewers, one writev each)
 //!                       ├─► taps, inline in the publisher's task, any number per stream:
 //!                       │     hls::LiveHls (in-memory origin), recorder::Recordings (TS, FLV)
 //!                       └─► LiveEvent (publish/unpublish/play/stop) ─► events webhook
@@ -48,6 +49,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod fanout;
 pub mod hls;
 pub mod http_flv;
 pub mod http_head;

@@ -9,7 +9,7 @@ use hyper::{Method, StatusCode};
 use videopick_flv::{
     AudioData, AudioSpecificConfig, AvcConfig, HevcConfig, OnMetaData, Tag, VideoCodec, VideoData,
 };
-use videopick_live::http_flv::write_flv;
+use videopick_live::fanout::Fanout;
 use videopick_live::hub::{Hub, LiveEventKind, Protocol};
 use videopick_live::rtmp_server::NetStats;
 
@@ -25,6 +25,8 @@ pub struct LiveHttp {
     hub: Hub,
     rtmp: Arc<NetStats>,
     write_interval: Duration,
+    /// Taken-over HTTP-FLV viewers are written by groups (one task, one writev each).
+    fanout: Fanout,
     http_viewers: Arc<std::sync::atomic::AtomicU64>,
     api_token: Option<String>,
 }
@@ -152,6 +154,7 @@ impl LiveHttp {
         api_token: Option<String>,
     ) -> LiveHttp {
         LiveHttp {
+            fanout: Fanout::new(hub.clone(), write_interval),
             hub,
             rtmp,
             write_interval,
@@ -328,13 +331,21 @@ impl Takeover for LiveHttp {
                         "HTTP/1.{} 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: content-length, content-type\r\nConnection: close\r\n\r\n",
                         u8::from(!http10)
                     );
-                    if stream.write_all(head.as_bytes()).await.is_ok() {
-                        let stopped = || drain.has_changed().unwrap_or(true);
-                        let _ = write_flv(&mut sub, &mut stream, this.write_interval, 512, stopped)
-                            .await;
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
                     }
-                    let _ = stream.shutdown().await;
-                    drop(sub);
+                    // The stream's group writes to it from here; this task only waits,
+                    // and stops the viewer (at a tag boundary) when the server drains.
+                    let mut flv = this.fanout.join(sub, stream);
+                    let mut drain = drain;
+                    let finished = flv
+                        .finished_or_stop(async move {
+                            let _ = drain.wait_for(|d| *d).await;
+                        })
+                        .await;
+                    if let Some(mut f) = finished {
+                        let _ = f.sock.shutdown().await;
+                    }
                     drop(viewer);
                 })
             },

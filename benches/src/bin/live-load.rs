@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use videopick_benches::proc_sample;
+use videopick_benches::{live_frame, proc_sample};
 use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
 use videopick_live::rtmp_client::RtmpClient;
 
@@ -56,6 +56,10 @@ struct Args {
     /// Bitrate of the published stream in kbit/s.
     #[arg(long, default_value_t = 2500)]
     bitrate_kbps: u64,
+    /// With --publish, every this many-th viewer parses the tags it gets to note their
+    /// delivery delay; the others only read (as a player's network stack does).
+    #[arg(long, default_value_t = 10)]
+    timed_every: usize,
     /// Sample this process's CPU time and RSS (the server under test).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -71,31 +75,6 @@ struct Counters {
     max_lag_ms: AtomicU64,
     lag_sum_ms: AtomicU64,
     lag_count: AtomicU64,
-}
-
-/// Frame `i` of the synthetic stream: 25 fps video (key frame every 2 s, 6× a delta
-/// frame) and AAC-sized audio at 128 kbit/s included in the budget.
-fn stream_tags(i: u32, kbps: u64) -> Vec<Tag> {
-    let video_bytes_per_frame = (kbps.saturating_sub(128) * 1000 / 8 / 25) as usize;
-    let key = i.is_multiple_of(50);
-    // Average over a GOP of 50: one key at 6x, 49 deltas at d: 6d + 49d = 50*avg.
-    let delta = video_bytes_per_frame * 50 / 55;
-    let size = if key { delta * 6 } else { delta };
-    let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-    v.resize(size.max(6), (i % 251) as u8);
-    let ts = i * 40;
-    let mut out = vec![Tag::new(TagKind::Video, ts, Bytes::from(v))];
-    // ~43 AAC frames per second of 372 bytes: interleave about 2 per video frame.
-    for k in 0..2 {
-        if (i * 2 + k) % 25 < 22 {
-            out.push(Tag::new(
-                TagKind::Audio,
-                ts + k * 20,
-                Bytes::from([0xaf, 1, 0x21, 0, 0, 0].repeat(62)),
-            ));
-        }
-    }
-    out
 }
 
 async fn publish(args: &Args, start: Instant) -> Result<(), String> {
@@ -117,10 +96,12 @@ async fn publish(args: &Args, start: Instant) -> Result<(), String> {
     for t in &headers {
         p.send(t).await.map_err(|e| e.to_string())?;
     }
+    // Each tag at its timestamp, as a publisher pacing by timestamps (`ffmpeg -re`, OBS)
+    // sends it: audio between video frames arrives between them.
     for i in 0.. {
-        let at = start + Duration::from_millis(u64::from(i) * 40);
-        tokio::time::sleep_until(at.into()).await;
-        for t in stream_tags(i, args.bitrate_kbps) {
+        for t in live_frame(i, args.bitrate_kbps) {
+            let at = start + Duration::from_millis(u64::from(t.timestamp));
+            tokio::time::sleep_until(at.into()).await;
             p.send(&t).await.map_err(|e| e.to_string())?;
         }
     }
@@ -174,51 +155,67 @@ async fn rtmp_viewer(url: String, c: Arc<Counters>, start: Instant, timed: bool)
     c.connected.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// An HTTP-FLV viewer that reads as a browser player does: large reads into one reused
+/// buffer as soon as bytes arrive. Only `timed` viewers (a sample) also parse the tags to
+/// note delivery delay; the rest do nothing per tag, so the tool's own work does not shape
+/// when and how the server's writes are taken off the socket.
 async fn http_viewer(addr: String, key: String, c: Arc<Counters>, start: Instant, timed: bool) {
     let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
         c.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let req = format!("GET /{key}.flv HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let req = format!("GET /{key}.flv HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     if s.write_all(req.as_bytes()).await.is_err() {
         c.errors.fetch_add(1, Ordering::Relaxed);
         return;
     }
     c.connected.fetch_add(1, Ordering::Relaxed);
-    let mut buf = BytesMut::with_capacity(256 * 1024);
-    let mut header_done = false;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
+    let mut chunked = false;
+    let mut flv = BytesMut::new();
     let mut demux = FlvDemuxer::new();
     let mut behind = false;
     loop {
-        match s.read_buf(&mut buf).await {
+        let n = match s.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                c.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                if !header_done {
-                    let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    if !buf.starts_with(b"HTTP/1.1 200") && !buf.starts_with(b"HTTP/1.0 200") {
-                        c.errors.fetch_add(1, Ordering::Relaxed);
-                        break;
+            Ok(n) => n,
+        };
+        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let mut body = &buf[..n];
+        if let Some(h) = head.as_mut() {
+            h.extend_from_slice(body);
+            let Some(at) = h.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            if !h.starts_with(b"HTTP/1.1 200") && !h.starts_with(b"HTTP/1.0 200") {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            chunked = String::from_utf8_lossy(&h[..at])
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked");
+            let consumed = h.len() - n;
+            body = &buf[(at + 4 - consumed).min(n)..n];
+            head = None;
+        }
+        // A chunked body (servers other than ours) is counted, not timed.
+        if !timed || chunked {
+            continue;
+        }
+        flv.extend_from_slice(body);
+        loop {
+            match demux.decode(&mut flv) {
+                Ok(Some(FlvItem::Tag(t))) => {
+                    if t.kind == TagKind::Video {
+                        note_lag(&c, start, t.timestamp, &mut behind);
                     }
-                    let _ = buf.split_to(at + 4);
-                    header_done = true;
                 }
-                loop {
-                    match demux.decode(&mut buf) {
-                        Ok(Some(FlvItem::Tag(t))) => {
-                            if timed && t.kind == TagKind::Video {
-                                note_lag(&c, start, t.timestamp, &mut behind);
-                            }
-                        }
-                        Ok(Some(FlvItem::Header(_))) => {}
-                        Ok(None) => break,
-                        Err(_) => {
-                            c.errors.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                    }
+                Ok(Some(FlvItem::Header(_))) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    c.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
                 }
             }
         }
@@ -241,8 +238,8 @@ async fn main() {
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let timed = args.publish;
     for i in 0..args.viewers {
+        let timed = args.publish && i.is_multiple_of(args.timed_every.max(1));
         let rtmp = match args.protocol.as_str() {
             "rtmp" => true,
             "http" => false,

@@ -1,27 +1,37 @@
-//! `loopback-floor`: the kernel's cost of fanning shared bytes out to N TCP viewers, the
-//! floor any live server's per-viewer CPU is measured against.
+//! `loopback-floor`: the kernel's cost of fanning one live stream out to N TCP viewers,
+//! the floor any live server's per-viewer CPU is measured against.
 //!
-//! It accepts N HTTP-FLV viewers (any request gets `200 OK` and an FLV header) and, every
-//! interval, writes each of them the bytes a stream of the given bitrate produced in that
-//! interval: one `writev` per viewer of the newest bytes of one shared, pre-muxed buffer of
-//! FLV tags (the live edge advances with the clock, so every viewer sends the same recent,
-//! cache-hot bytes, as in a live server), viewers taken in turn across the interval, no
-//! runtime, no per-viewer state but a byte count. It
-//! reports its own CPU time per viewer-second. Read it with `live-load` (without
-//! `--publish`) on the other core, exactly as a real server is read:
+//! It accepts N HTTP-FLV viewers (any request gets `200 OK` and an FLV header) and, once
+//! per interval, muxes the tags of the synthetic stream `live-load --publish` sends (the
+//! same frames, [`videopick_benches::live_frame`], each due at its timestamp) that became
+//! due in that interval into one shared buffer, then writes it to every viewer back to
+//! back: exactly one `writev` per viewer per interval that has tags, no runtime, no timers
+//! per viewer, no readiness polling. A
+//! viewer whose socket would not take everything keeps the rest queued for its next
+//! turn (and is counted). It reports its own CPU time per viewer-second.
+//!
+//! `--spread` takes the viewers in turn across the interval instead (sleeping at 1 ms
+//! granularity), as this tool did before: each write then wakes the receiving side on
+//! its own, which costs the writer about twice as much (see docs/BENCHMARKS.md).
+//!
+//! Read it with `live-load` (without `--publish`) on the other core, as a server is read:
 //!
 //! ```text
 //! taskset -c 0 loopback-floor --listen 127.0.0.1:19400 --viewers 1000 --interval-ms 20 &
 //! taskset -c 1 live-load --http 127.0.0.1:19400 --protocol http --viewers 1000 --seconds 15
 //! ```
 
-#![allow(clippy::cast_precision_loss, clippy::cast_sign_loss)] // figures for humans
+#![allow(clippy::cast_precision_loss)] // figures for humans
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice, Read as _, Write as _};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf as _, Bytes, BytesMut};
 use clap::Parser;
+use videopick_benches::live_frame;
+use videopick_flv::FlvMuxer;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -45,24 +55,13 @@ struct Args {
     /// Seconds to measure (after 2 s of warm-up).
     #[arg(long, default_value_t = 15)]
     seconds: u64,
-}
-
-/// 4 MiB of FLV video tags of 1..8 KiB (a cycle that ends on a tag boundary).
-fn tag_cycle() -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 << 20);
-    let mut i = 0u32;
-    while out.len() < 4 << 20 {
-        let body = 1024 + (i as usize * 2654) % 7168;
-        out.push(9);
-        out.extend_from_slice(&(body as u32).to_be_bytes()[1..]);
-        out.extend_from_slice(&(i * 40).to_be_bytes()[1..]);
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        out.push(0x27);
-        out.extend(std::iter::repeat_n(0x5a, body - 1));
-        out.extend_from_slice(&(body as u32 + 11).to_be_bytes());
-        i += 1;
-    }
-    out
+    /// Frame the body with HTTP/1.1 chunked transfer coding (one chunk per interval)
+    /// instead of a close-delimited body as media-server sends.
+    #[arg(long)]
+    chunked: bool,
+    /// Spread the viewers' writes evenly across the interval instead of one burst.
+    #[arg(long)]
+    spread: bool,
 }
 
 /// This thread's CPU time (the writer is single-threaded).
@@ -76,94 +75,205 @@ fn cpu_time() -> Duration {
     Duration::from_nanos(ns)
 }
 
-fn serve(
-    listen: &str,
-    viewers: usize,
-    interval: Duration,
-    kbps: u64,
-    seconds: u64,
-) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen)?;
-    let mut socks = Vec::with_capacity(viewers);
-    while socks.len() < viewers {
-        let (mut s, _) = listener.accept()?;
-        // Read the request head, answer it, then go non-blocking.
+/// One viewer: its socket and what it has not taken yet (normally nothing).
+struct Viewer {
+    sock: TcpStream,
+    queued: VecDeque<Bytes>,
+}
+
+impl Viewer {
+    /// One `writev` of the queue followed by `fresh`; what is not taken is queued.
+    /// Returns whether the socket refused part of it.
+    fn write(&mut self, fresh: &[Bytes]) -> std::io::Result<bool> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.queued.len() + fresh.len());
+        slices.extend(self.queued.iter().map(|b| IoSlice::new(b)));
+        slices.extend(fresh.iter().map(|b| IoSlice::new(b)));
+        let mut n = match self.sock.write_vectored(&slices[..slices.len().min(1024)]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        let all = self
+            .queued
+            .iter()
+            .chain(fresh)
+            .map(Bytes::len)
+            .sum::<usize>();
+        let short = n < all;
+        self.queued.extend(fresh.iter().cloned());
+        while n > 0 {
+            let Some(front) = self.queued.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.queued.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+        Ok(short)
+    }
+}
+
+/// Accept viewers until `viewers` have come, or none came for 3 s (a load tool that
+/// failed to open some). Each request head is read before the next accept.
+fn accept(listener: &TcpListener, viewers: usize) -> std::io::Result<Vec<Viewer>> {
+    listener.set_nonblocking(true)?;
+    let mut out = Vec::with_capacity(viewers);
+    let mut last = Instant::now();
+    while out.len() < viewers && (out.is_empty() || last.elapsed() < Duration::from_secs(3)) {
+        let mut s = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        last = Instant::now();
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut head = Vec::new();
         let mut buf = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        out.push(Viewer {
+            sock: s,
+            queued: VecDeque::new(),
+        });
+    }
+    if out.len() < viewers {
+        eprintln!(
+            "loopback-floor: only {} of {viewers} viewers came",
+            out.len()
+        );
+    }
+    Ok(out)
+}
+
+/// The tags of the synthetic stream, in order, from frame `next.0` on: each is due at
+/// its timestamp (audio between video frames is due between them, as a publisher pacing
+/// by timestamp sends it).
+struct Source {
+    kbps: u64,
+    frame: u32,
+    pending: VecDeque<videopick_flv::Tag>,
+    mux: FlvMuxer,
+}
+
+impl Source {
+    /// The shared bytes of the tags due by `now_ms` (stream time), framed; empty when none.
+    fn due(&mut self, now_ms: u64, chunked: bool) -> Vec<Bytes> {
+        let mut body = BytesMut::new();
+        loop {
+            if self.pending.is_empty() {
+                self.pending.extend(live_frame(self.frame, self.kbps));
+                self.frame += 1;
+            }
+            let Some(t) = self.pending.front() else { break };
+            if u64::from(t.timestamp) > now_ms {
                 break;
             }
-            head.extend_from_slice(&buf[..n]);
+            // Tags of this stream are far below FLV's 16 MiB limit.
+            let _ = self.mux.write_tag(t, &mut body);
+            self.pending.pop_front();
         }
-        s.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\nFLV\x01\x05\0\0\0\x09\0\0\0\0",
-        )?;
-        s.set_nodelay(true)?;
-        s.set_nonblocking(true)?;
-        socks.push((s, 0u64));
+        if body.is_empty() {
+            return Vec::new();
+        }
+        if chunked {
+            vec![
+                Bytes::from(format!("{:x}\r\n", body.len())),
+                body.freeze(),
+                Bytes::from_static(b"\r\n"),
+            ]
+        } else {
+            vec![body.freeze()]
+        }
     }
-    let bytes_per_sec = (kbps * 1000 / 8) as f64;
-    let shared = tag_cycle();
-    let len = shared.len() as u64;
-    // Viewers are written in turn, spread evenly over the interval (as viewers who joined
-    // at different times are), sleeping at 1 ms granularity between turns.
+}
+
+fn serve(a: &Args) -> std::io::Result<()> {
+    let interval = Duration::from_millis(a.interval_ms.max(1));
+    let listener = TcpListener::bind(&a.listen)?;
+    let mut viewers = accept(&listener, a.viewers)?;
+    let head: &[u8] = if a.chunked {
+        b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nTransfer-Encoding: chunked\r\n\r\nd\r\nFLV\x01\x05\0\0\0\x09\0\0\0\0\r\n"
+    } else {
+        b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nConnection: close\r\n\r\nFLV\x01\x05\0\0\0\x09\0\0\0\0"
+    };
+    for v in &mut viewers {
+        v.sock.write_all(head)?;
+        v.sock.set_nodelay(true)?;
+        v.sock.set_nonblocking(true)?;
+    }
     let t0 = Instant::now();
-    let mut due: Vec<Instant> = (0..viewers)
-        .map(|i| t0 + interval.mul_f64(i as f64 / viewers as f64))
-        .collect();
-    let mut turn = 0usize;
-    let mut start: Option<(Instant, Duration)> = None;
     let warmup = t0 + Duration::from_secs(2);
-    let mut behind_writes = 0u64;
+    let mut start: Option<(Instant, Duration)> = None;
+    let mut source = Source {
+        kbps: a.bitrate_kbps,
+        frame: 0,
+        pending: VecDeque::new(),
+        mux: FlvMuxer::new(),
+    };
+    let mut short_writes = 0u64;
+    let mut tick = t0;
+    let n = viewers.len();
     loop {
-        let now = Instant::now();
-        if due[turn] > now {
-            std::thread::sleep((due[turn] - now).max(Duration::from_millis(1)));
+        tick += interval;
+        if let Some(wait) = tick.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
         }
         if start.is_none() && Instant::now() >= warmup {
             start = Some((Instant::now(), cpu_time()));
         }
-        let now = Instant::now();
-        while due[turn] <= now {
-            due[turn] += interval;
-            let (s, sent) = &mut socks[turn];
-            turn = (turn + 1) % viewers;
-            // Everything up to the live edge that this viewer has not had yet.
-            let edge = (t0.elapsed().as_secs_f64() * bytes_per_sec) as u64;
-            while *sent < edge {
-                let offset = (*sent % len) as usize;
-                let pending = (edge - *sent) as usize;
-                let first = pending.min(shared.len() - offset);
-                let second = (pending - first).min(offset);
-                let slices = [
-                    IoSlice::new(&shared[offset..offset + first]),
-                    IoSlice::new(&shared[..second]),
-                ];
-                match s.write_vectored(&slices) {
-                    Ok(w) => *sent += w as u64,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        behind_writes += 1;
-                        break;
-                    }
-                    Err(e) => return Err(e),
+        // Tags due by now, muxed once for everybody; nothing to write without them.
+        let now_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let fresh = source.due(now_ms, a.chunked);
+        if fresh.is_empty() {
+            continue;
+        }
+        if a.spread {
+            // Viewer i at tick + i/n of the interval, 1 ms sleeps between groups.
+            let begun = Instant::now();
+            for (i, v) in viewers.iter_mut().enumerate() {
+                let at = begun + interval.mul_f64(i as f64 / n as f64);
+                let now = Instant::now();
+                if at > now {
+                    std::thread::sleep((at - now).max(Duration::from_millis(1)));
                 }
+                short_writes += u64::from(v.write(&fresh)?);
+            }
+        } else {
+            for v in &mut viewers {
+                short_writes += u64::from(v.write(&fresh)?);
             }
         }
-        if let Some((t0, c0)) = start {
-            let wall = t0.elapsed();
-            if wall >= Duration::from_secs(seconds) {
+        if let Some((s0, c0)) = start {
+            let wall = s0.elapsed();
+            if wall >= Duration::from_secs(a.seconds) {
                 let cpu = cpu_time().saturating_sub(c0);
-                let vs = viewers as f64 * wall.as_secs_f64();
+                let vs = n as f64 * wall.as_secs_f64();
                 println!(
-                    "floor: {:.3} ms CPU per viewer-second ({} viewers, {} ms interval, {} kbit/s, core {:.0} %, {} writes would block)",
+                    "floor: {:.3} ms CPU per viewer-second ({} viewers, {} ms interval, {} kbit/s, {}, {}, core {:.0} %, {} short writes)",
                     cpu.as_secs_f64() * 1000.0 / vs,
-                    viewers,
+                    n,
                     interval.as_millis(),
-                    kbps,
+                    a.bitrate_kbps,
+                    if a.spread { "spread" } else { "burst" },
+                    if a.chunked {
+                        "chunked"
+                    } else {
+                        "close-delimited"
+                    },
                     cpu.as_secs_f64() * 100.0 / wall.as_secs_f64(),
-                    behind_writes
+                    short_writes
                 );
                 return Ok(());
             }
@@ -172,12 +282,5 @@ fn serve(
 }
 
 fn main() -> std::io::Result<()> {
-    let a = Args::parse();
-    serve(
-        &a.listen,
-        a.viewers,
-        Duration::from_millis(a.interval_ms),
-        a.bitrate_kbps,
-        a.seconds,
-    )
+    serve(&Args::parse())
 }
