@@ -9,6 +9,7 @@
 # viewer-second of each, and the media-server rows' delay and RSS.
 #   usage: scripts/live-floor.sh [viewers] [intervals, comma-separated] [rounds] [seconds] [kbps]
 #   MEDIA_SERVER=path/to/media-server measures another build; CASES="floor flv" a subset;
+#   BEFORE=path/to/media-server adds cases before-flv and before-rtmp (another build);
 #   READER=node reads HTTP-FLV with Node's HTTP client (clients/js/flv-viewers.mjs) instead
 #   of live-load, to check that the load tool does not shape the result (no delay figures).
 set -euo pipefail
@@ -48,9 +49,9 @@ floor() { # interval [extra flags]
   echo "$out" | sed -E 's/^floor: ([0-9.]+) ms.*core ([0-9]+) %, ([0-9]+) short.*/\1 ms (core \2 %, \3 short writes)/'
 }
 
-server() { # interval protocol
+server() { # interval protocol [binary]
   rm -rf "$work/data"
-  taskset -c 0 "$server_bin" --rtmp 127.0.0.1:19350 --http 127.0.0.1:18000 --storage "$work/data" \
+  taskset -c 0 "${3:-$server_bin}" --rtmp 127.0.0.1:19350 --http 127.0.0.1:18000 --storage "$work/data" \
     --transcode-workers 0 --hls false --write-interval-ms "$1" >/dev/null 2>&1 &
   local s=$!
   pids+=("$s")
@@ -85,6 +86,8 @@ for interval in ${intervals//,/ }; do
         spread) echo "interval=$interval round=$r spread: $(floor "$interval" --spread)" ;;
         flv) echo "interval=$interval round=$r flv:    $(server "$interval" http)" ;;
         rtmp) echo "interval=$interval round=$r rtmp:   $(server "$interval" rtmp)" ;;
+        before-flv) echo "interval=$interval round=$r before-flv:  $(server "$interval" http "$BEFORE")" ;;
+        before-rtmp) echo "interval=$interval round=$r before-rtmp: $(server "$interval" rtmp "$BEFORE")" ;;
       esac
     done
   done

@@ -33,12 +33,34 @@ async fn republish_kick_events_and_hostile_clients() {
         ],
     );
 
-    // --- Republish within the grace period keeps an HTTP-FLV viewer receiving.
+    // --- Republish within the grace period keeps an HTTP-FLV viewer receiving; an RTMP
+    // player (written by a fan-out group) is told NetStream.Play.UnpublishNotify when the
+    // publisher leaves, which ends play for this client.
     let mut a = publisher(&server.rtmp, "cam").await;
     let viewer = tokio::spawn(http_flv_marks(server.http.clone(), "cam"));
+    let cam = format!("rtmp://{}/live/cam", server.rtmp);
+    let mut rtmp_player = RtmpClient::connect(&cam, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .play()
+        .await
+        .unwrap();
+    let rtmp_viewer = tokio::spawn(async move {
+        let mut marks = Vec::new();
+        while let Ok(Some(t)) = rtmp_player.next_tag().await {
+            if t.kind == TagKind::Video && t.data[1] == 1 {
+                marks.push(t.data[5]);
+            }
+        }
+        marks
+    });
     send_frames(&mut a, 50, 0xA0).await;
     a.finish().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        rtmp_viewer.is_finished(),
+        "the RTMP player was told of the unpublish"
+    );
     let mut b = publisher(&server.rtmp, "cam").await;
     send_frames(&mut b, 50, 0xB0).await;
     b.finish().await.unwrap();
@@ -54,6 +76,14 @@ async fn republish_kick_events_and_hostile_clients() {
         marks.iter().filter(|&&m| m == 0xB0).count(),
         50,
         "the republished frames must reach the same viewer"
+    );
+    let rtmp_marks = tokio::time::timeout(Duration::from_secs(20), rtmp_viewer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        rtmp_marks.iter().filter(|&&m| m == 0xA0).count() >= 40,
+        "RTMP player, first publisher's frames: {rtmp_marks:?}"
     );
 
     // --- Kick through the API: token required.

@@ -1,4 +1,5 @@
-//! HTTP-FLV fan-out in groups: one task writes a stream's bytes to many viewers.
+//! Live fan-out in groups: one task writes a stream's bytes to many viewers (HTTP-FLV,
+//! and RTMP players through [`Fanout::join_rtmp`]).
 //!
 //! A viewer with its own task costs a wake-up, a timer, a broadcast receive and a
 //! readiness poll per write, on top of the kernel's `writev`; with a thousand viewers those
@@ -36,11 +37,12 @@
 //! let mut viewer = fanout.join(hub.subscribe("live/cam").unwrap(), sock);
 //! publisher.send(Tag::new(TagKind::Audio, 23, &b"\xaf\x01\x21"[..]));
 //!
-//! // The FLV file header, the cached sequence header, then the live tag.
-//! let mut got = vec![0u8; 13 + 15 + 4 + 15 + 3];
+//! // The FLV file header, the cached sequence header, then the live tag (each tag: an
+//! // 11-byte header, its data, a 4-byte PreviousTagSize).
+//! let mut got = vec![0u8; 13 + (11 + 4 + 4) + (11 + 3 + 4)];
 //! player.read_exact(&mut got).await?;
 //! assert_eq!(&got[..3], b"FLV");
-//! assert_eq!(&got[got.len() - 3..], b"\xaf\x01\x21");
+//! assert_eq!(&got[got.len() - 7..got.len() - 4], b"\xaf\x01\x21");
 //! drop(publisher); // the stream ends after its republish grace; stop the viewer now
 //! viewer.stop();
 //! assert!(viewer.finished().await.is_some());
@@ -57,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, Bytes};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::hub::{Hub, HubItem, SharedTag, Subscription, ViewerTicket};
@@ -87,12 +90,96 @@ pub enum EndReason {
     WriteFailed,
 }
 
+/// What a group writes to: a whole connection (HTTP-FLV) or the write half of one whose
+/// reads stay with its task (RTMP).
+#[derive(Debug)]
+pub enum FanoutSocket {
+    /// A connection the group owns.
+    Stream(TcpStream),
+    /// The write half of a connection.
+    WriteHalf(OwnedWriteHalf),
+}
+
+impl FanoutSocket {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            FanoutSocket::Stream(s) => s,
+            FanoutSocket::WriteHalf(w) => w.as_ref(),
+        }
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        self.tcp().try_write_vectored(bufs)
+    }
+
+    /// Shut the writing side down (FIN after what was written).
+    pub async fn shutdown(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        match self {
+            FanoutSocket::Stream(s) => s.shutdown().await,
+            FanoutSocket::WriteHalf(w) => w.shutdown().await,
+        }
+    }
+}
+
+/// How a group frames the tags: the FLV form (after a file header) or the shared RTMP
+/// chunks ([`SharedTag::rtmp_chunks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Wire {
+    Flv,
+    Rtmp,
+}
+
+/// An RTMP player's side of its membership: the session's own output goes through the
+/// group (one writer per socket), the media bytes written are reported back for the
+/// session's acknowledgement window, and publish/unpublish items come back to be told
+/// to the player by the session.
+#[derive(Debug)]
+pub struct RtmpLink {
+    shared: Arc<LinkShared>,
+    wake: Arc<Notify>,
+    events: mpsc::UnboundedReceiver<HubItem>,
+}
+
+#[derive(Debug, Default)]
+struct LinkShared {
+    control: Mutex<Vec<Bytes>>,
+    pending: AtomicBool,
+    media_bytes: AtomicU64,
+}
+
+impl RtmpLink {
+    /// Queue the session's own output (whole RTMP messages) after what the group has
+    /// queued for this player.
+    pub fn send(&self, bytes: impl IntoIterator<Item = Bytes>) {
+        let mut c = lock(&self.shared.control);
+        let before = c.len();
+        c.extend(bytes);
+        if c.len() > before {
+            drop(c);
+            self.shared.pending.store(true, Ordering::Release);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Media bytes the group has sent since the last call (for
+    /// `ServerSession::prechunked_sent`).
+    pub fn take_media_bytes(&self) -> u64 {
+        self.shared.media_bytes.swap(0, Ordering::Relaxed)
+    }
+
+    /// The next publish/unpublish item of the stream (the session tells the player).
+    pub async fn event(&mut self) -> Option<HubItem> {
+        self.events.recv().await
+    }
+}
+
 /// A viewer handed back when its stream ends: the socket (to shut down) and the count.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Finished {
     /// The viewer's socket.
-    pub sock: TcpStream,
+    pub sock: FanoutSocket,
     /// Bytes written to it (the FLV header included).
     pub bytes: u64,
     /// Why it ended.
@@ -109,7 +196,7 @@ pub struct Fanout {
 struct FanoutInner {
     hub: Hub,
     interval: Duration,
-    groups: Mutex<HashMap<String, Vec<GroupHandle>>>,
+    groups: Mutex<HashMap<(String, Wire), Vec<GroupHandle>>>,
     next_id: AtomicU64,
 }
 
@@ -125,9 +212,10 @@ struct GroupHandle {
 #[derive(Debug)]
 struct Joiner {
     sub: Subscription,
-    sock: TcpStream,
+    sock: FanoutSocket,
     stop: Arc<AtomicBool>,
     done: oneshot::Sender<Finished>,
+    link: Option<(Arc<LinkShared>, mpsc::UnboundedSender<HubItem>)>,
 }
 
 /// A viewer in a group, from its connection's side.
@@ -207,6 +295,39 @@ impl Fanout {
     /// file header, the cache, then the live tags, until the stream ends, the viewer falls
     /// too far behind, a write fails or it is stopped.
     pub fn join(&self, sub: Subscription, sock: TcpStream) -> FanoutViewer {
+        self.join_wire(sub, FanoutSocket::Stream(sock), Wire::Flv, None)
+    }
+
+    /// Hand an RTMP player to its stream's group: `wr` is its connection's write half,
+    /// after the session's play answer was written; `sub` starts with the headers and
+    /// GOP cache. The group writes the shared RTMP chunks of every tag (the session must
+    /// use [`crate::hub::SHARED_CHUNK_SIZE`] and play on
+    /// [`crate::hub::SHARED_STREAM_ID`]); the session's own output goes through the
+    /// returned link.
+    pub fn join_rtmp(&self, sub: Subscription, wr: OwnedWriteHalf) -> (FanoutViewer, RtmpLink) {
+        let shared = Arc::new(LinkShared::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let viewer = self.join_wire(
+            sub,
+            FanoutSocket::WriteHalf(wr),
+            Wire::Rtmp,
+            Some((shared.clone(), tx)),
+        );
+        let link = RtmpLink {
+            shared,
+            wake: viewer.wake.clone(),
+            events: rx,
+        };
+        (viewer, link)
+    }
+
+    fn join_wire(
+        &self,
+        sub: Subscription,
+        sock: FanoutSocket,
+        wire: Wire,
+        link: Option<(Arc<LinkShared>, mpsc::UnboundedSender<HubItem>)>,
+    ) -> FanoutViewer {
         let key = sub.key().to_string();
         let (done_tx, done_rx) = oneshot::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -215,9 +336,10 @@ impl Fanout {
             sock,
             stop: stop.clone(),
             done: done_tx,
+            link,
         };
         let mut groups = lock(&self.inner.groups);
-        let list = groups.entry(key.clone()).or_default();
+        let list = groups.entry((key.clone(), wire)).or_default();
         // Joins are sent under the map lock, and a group leaves the map under it before
         // its last look at its queue: no joiner is ever sent to a group that is gone.
         for g in list.iter() {
@@ -254,6 +376,7 @@ impl Fanout {
         let group = Group {
             fanout: self.inner.clone(),
             key,
+            wire,
             id,
             rx,
             count: members,
@@ -274,10 +397,14 @@ impl Fanout {
 /// One viewer inside a group.
 #[derive(Debug)]
 struct Member {
-    sock: TcpStream,
+    sock: FanoutSocket,
+    /// An RTMP player's link to its session.
+    link: Option<(Arc<LinkShared>, mpsc::UnboundedSender<HubItem>)>,
     ticket: Option<ViewerTicket>,
     /// The first tag number this viewer has not had.
     next_seq: u64,
+    /// The timestamp of the newest tag given to it.
+    last_ts: u32,
     /// Bytes not taken by the socket yet, with the timestamp of the tag they belong to.
     queue: VecDeque<(Bytes, u32)>,
     /// The socket refused bytes; wait for it to become writable.
@@ -360,6 +487,7 @@ enum Event {
 struct Group {
     fanout: Arc<FanoutInner>,
     key: String,
+    wire: Wire,
     id: u64,
     rx: mpsc::UnboundedReceiver<Joiner>,
     count: Arc<AtomicUsize>,
@@ -374,7 +502,7 @@ async fn writable(members: &mut [Member]) {
     std::future::poll_fn(|cx| {
         let mut any = false;
         for m in members.iter_mut().filter(|m| m.blocked) {
-            if m.sock.poll_write_ready(cx).is_ready() {
+            if m.sock.tcp().poll_write_ready(cx).is_ready() {
                 m.blocked = false;
                 any = true;
             }
@@ -421,16 +549,22 @@ impl Group {
                     return;
                 }
                 Event::Item(Ok(first)) => {
+                    // The next round is due an interval after this one starts (writing
+                    // to a thousand viewers takes a few milliseconds).
+                    let started = Instant::now();
                     batch.push(first);
                     let more = sub.try_recv_ready(512, &mut batch);
                     written += self.round(&mut batch, sub.live_edge());
                     batch.shrink_to(32);
-                    next_round = next_write_slot(Instant::now(), interval);
+                    next_round = next_write_slot(started, interval);
                     if more.is_err() {
                         self.close(EndReason::Ended);
                         return;
                     }
                 }
+            }
+            if self.wire == Wire::Rtmp {
+                written += self.take_control();
             }
             if written > 0 {
                 sub.count_out(written);
@@ -456,18 +590,40 @@ impl Group {
             sock,
             stop,
             done,
+            link,
         } = j;
         let mut items = Vec::new();
         let ended = sub.try_recv_ready(JOIN_BATCH, &mut items).is_err();
         let mut queue: VecDeque<(Bytes, u32)> = VecDeque::with_capacity(items.len() + 1);
-        queue.push_back((crate::http_flv::file_header(), 0));
-        queue.extend(items.into_iter().filter_map(|i| match i {
-            HubItem::Tag(t) => Some((t.flv_bytes().clone(), t.tag().timestamp)),
-            HubItem::Published | HubItem::Unpublished => None,
-        }));
+        if self.wire == Wire::Flv {
+            queue.push_back((crate::http_flv::file_header(), 0));
+        }
+        let mut media = 0;
+        for i in items {
+            match i {
+                HubItem::Tag(t) => {
+                    let b = self.wire_bytes(&t);
+                    media += b.len();
+                    queue.push_back((b, t.tag().timestamp));
+                }
+                other => {
+                    if let Some((_, events)) = &link {
+                        let _ = events.send(other);
+                    }
+                }
+            }
+        }
+        if let Some((shared, _)) = &link {
+            shared
+                .media_bytes
+                .fetch_add(media as u64, Ordering::Relaxed);
+        }
         let next_seq = sub.position() + 1;
+        let last_ts = queue.back().map_or(sub.live_edge(), |(_, ts)| *ts);
         let mut m = Member {
             sock,
+            link,
+            last_ts,
             ticket: sub.into_ticket(),
             next_seq,
             queue,
@@ -488,19 +644,40 @@ impl Group {
     /// One write round: the batch's FLV bytes, once, to every member.
     fn round(&mut self, batch: &mut Vec<HubItem>, edge: u32) -> usize {
         let mut frame: Vec<(Bytes, u32, u64)> = Vec::with_capacity(batch.len());
-        frame.extend(batch.drain(..).filter_map(|i| match i {
-            HubItem::Tag(t) => Some(tag_entry(&t)),
-            HubItem::Published | HubItem::Unpublished => None,
-        }));
+        for i in batch.drain(..) {
+            match i {
+                HubItem::Tag(t) => frame.push((self.wire_bytes(&t), t.tag().timestamp, t.seq())),
+                // RTMP sessions tell their players (publish/unpublish notifications).
+                other if self.wire == Wire::Rtmp => {
+                    for m in &self.members {
+                        if let Some((_, events)) = &m.link {
+                            let _ = events.send(other.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         if frame.is_empty() {
             return 0;
         }
         let slices: Vec<IoSlice<'_>> = frame.iter().map(|(b, _, _)| IoSlice::new(b)).collect();
         let total: usize = frame.iter().map(|(b, _, _)| b.len()).sum();
-        let last_seq = frame.last().map_or(0, |f| f.2);
+        let (last_ts, last_seq) = frame.last().map_or((0, 0), |f| (f.1, f.2));
         let mut written = 0;
         for m in &mut self.members {
-            if m.end.is_some() || m.stop.load(Ordering::Relaxed) {
+            if m.end.is_some() {
+                continue;
+            }
+            if m.stop.load(Ordering::Relaxed) {
+                // Stopped: nothing new, but a queue that does not drain still counts as
+                // lag, so a stalled viewer cannot hold its stop open forever.
+                if let Some((_, ts)) = m.queue.front() {
+                    let behind = edge.wrapping_sub(*ts);
+                    if behind > self.max_behind_ms && behind < u32::MAX / 2 {
+                        m.end = Some(EndReason::TooSlow);
+                    }
+                }
                 continue;
             }
             let start = frame.partition_point(|f| f.2 < m.next_seq);
@@ -508,6 +685,13 @@ impl Group {
                 continue;
             }
             m.next_seq = last_seq + 1;
+            m.last_ts = last_ts;
+            if let Some((shared, _)) = &m.link {
+                let media: usize = frame[start..].iter().map(|(b, _, _)| b.len()).sum();
+                shared
+                    .media_bytes
+                    .fetch_add(media as u64, Ordering::Relaxed);
+            }
             if start == 0 && m.queue.is_empty() && !m.blocked && slices.len() <= MAX_SLICES {
                 // The common case: the shared slice list, one writev.
                 match m.sock.try_write_vectored(&slices) {
@@ -615,18 +799,42 @@ impl Group {
         joiner
     }
 
-    fn remove_from(&self, groups: &mut HashMap<String, Vec<GroupHandle>>) {
-        if let Some(list) = groups.get_mut(&self.key) {
+    fn remove_from(&self, groups: &mut HashMap<(String, Wire), Vec<GroupHandle>>) {
+        let k = (self.key.clone(), self.wire);
+        if let Some(list) = groups.get_mut(&k) {
             list.retain(|g| g.id != self.id);
             if list.is_empty() {
-                groups.remove(&self.key);
+                groups.remove(&k);
             }
         }
     }
-}
 
-fn tag_entry(t: &SharedTag) -> (Bytes, u32, u64) {
-    (t.flv_bytes().clone(), t.tag().timestamp, t.seq())
+    /// A tag's shared bytes in this group's framing.
+    fn wire_bytes(&self, t: &SharedTag) -> Bytes {
+        match self.wire {
+            Wire::Flv => t.flv_bytes().clone(),
+            Wire::Rtmp => t.rtmp_chunks().clone(),
+        }
+    }
+
+    /// Move RTMP sessions' own output into their members' queues and write it.
+    fn take_control(&mut self) -> usize {
+        let mut written = 0;
+        for m in &mut self.members {
+            let Some((shared, _)) = &m.link else { continue };
+            if !shared.pending.swap(false, Ordering::Acquire) {
+                continue;
+            }
+            let bytes = std::mem::take(&mut *lock(&shared.control));
+            // Control is not media: it takes the newest tag's timestamp (no lag of its own).
+            let ts = m.last_ts;
+            m.queue.extend(bytes.into_iter().map(|b| (b, ts)));
+            if !m.blocked {
+                written += m.flush();
+            }
+        }
+        written
+    }
 }
 
 /// Queue what a write of `written` bytes left of `frame`.

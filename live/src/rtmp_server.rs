@@ -21,6 +21,7 @@ use tracing::Instrument as _;
 use videopick_rtmp::{PublishRejection, ServerConfig, ServerEvent, ServerSession};
 
 use crate::auth::{Action, AuthRequest, Authorize};
+use crate::fanout::{EndReason, Fanout, FanoutSocket, FanoutViewer, RtmpLink};
 use crate::hub::{
     Hub, HubItem, LiveEvent, LiveEventKind, Publisher, SHARED_CHUNK_SIZE, SHARED_STREAM_ID,
     Subscription, SubscriptionEnd,
@@ -122,6 +123,8 @@ pub struct NetStats {
 
 struct Ctx {
     hub: Hub,
+    /// Players on the shared chunk form are written by groups (one writev each).
+    fanout: Fanout,
     auth: Arc<dyn Authorize>,
     config: NetConfig,
     stats: Arc<NetStats>,
@@ -163,6 +166,7 @@ impl RtmpServer {
         Ok(RtmpServer {
             listener: socket.listen(4096)?,
             ctx: Arc::new(Ctx {
+                fanout: Fanout::new(hub.clone(), config.write_interval),
                 hub,
                 auth,
                 config,
@@ -215,9 +219,19 @@ impl RtmpServer {
     }
 }
 
+/// A player whose media a fan-out group writes (the write half is with the group).
+struct Grouped {
+    sid: u32,
+    key: String,
+}
+
 struct Conn {
     session: ServerSession,
-    wr: OwnedWriteHalf,
+    /// `None` while a fan-out group holds it.
+    wr: Option<OwnedWriteHalf>,
+    grouped: Option<Grouped>,
+    group_viewer: Option<FanoutViewer>,
+    group_link: Option<RtmpLink>,
     peer: SocketAddr,
     app: String,
     tc_url: Option<String>,
@@ -237,21 +251,153 @@ impl Conn {
         }
     }
 
-    /// Detach the player and report it.
+    /// Detach the player and report it. A grouped player is stopped (its queued tags are
+    /// written first); the next flush takes the write half back.
     fn end_play(&mut self, ctx: &Ctx) {
         if let Some((_, sub)) = self.player.take() {
             ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
             ctx.hub
                 .emit(LiveEventKind::Stop, sub.key(), "rtmp", Some(self.peer));
         }
+        if let Some(g) = self.grouped.take() {
+            ctx.stats.players.fetch_sub(1, Ordering::Relaxed);
+            ctx.hub
+                .emit(LiveEventKind::Stop, &g.key, "rtmp", Some(self.peer));
+            if let Some(v) = &self.group_viewer {
+                v.stop();
+            }
+        }
+    }
+
+    /// Hand the playing stream to its fan-out group, once the play answer is written.
+    fn join_group(&mut self, ctx: &Ctx) {
+        let eligible = self.player.as_ref().is_some_and(|(sid, _)| {
+            *sid == SHARED_STREAM_ID && self.session.out_chunk_size() == SHARED_CHUNK_SIZE
+        });
+        if !eligible || !self.pending_writes.is_empty() {
+            return;
+        }
+        let (Some((sid, sub)), Some(wr)) = (self.player.take(), self.wr.take()) else {
+            return;
+        };
+        let key = sub.key().to_string();
+        let (viewer, link) = ctx.fanout.join_rtmp(sub, wr);
+        self.grouped = Some(Grouped { sid, key });
+        self.group_viewer = Some(viewer);
+        self.group_link = Some(link);
+    }
+
+    /// The group is done with the player (stopped, or ended on its own): take the write
+    /// half back. Err when it cannot be had (the connection then ends).
+    async fn reclaim(&mut self) -> std::io::Result<Option<EndReason>> {
+        let Some(mut v) = self.group_viewer.take() else {
+            return Ok(None);
+        };
+        self.group_link = None;
+        match v.finished().await {
+            Some(f) => {
+                if let FanoutSocket::WriteHalf(w) = f.sock {
+                    self.wr = Some(w);
+                }
+                Ok(Some(f.reason))
+            }
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    /// The group ended this player on its own (the stream ended, it fell too far behind,
+    /// a write failed): take the write half back and end the connection accordingly.
+    async fn group_ended(
+        &mut self,
+        ctx: &Ctx,
+        f: Option<crate::fanout::Finished>,
+    ) -> Result<(), End> {
+        self.group_viewer = None;
+        self.group_link = None;
+        let reason = f.map(|f| {
+            if let FanoutSocket::WriteHalf(w) = f.sock {
+                self.wr = Some(w);
+            }
+            f.reason
+        });
+        match reason {
+            Some(EndReason::Ended) => {
+                self.end_play(ctx);
+                self.flush(&ctx.stats).await?;
+                Ok(())
+            }
+            Some(EndReason::TooSlow) => Err(End::Timeout),
+            _ => Err(End::Io),
+        }
+    }
+
+    /// A publish/unpublish item for a grouped player: the session tells the player.
+    fn group_event(&mut self, item: Option<&HubItem>) {
+        let Some(sid) = self.grouped.as_ref().map(|g| g.sid) else {
+            return;
+        };
+        match item {
+            Some(HubItem::Unpublished) => self.session.notify_unpublish(sid),
+            Some(HubItem::Published) => self.session.notify_publish(sid),
+            _ => {}
+        }
+    }
+
+    /// The server is draining: tell players their stream ended and publishers they were
+    /// stopped, and write it all (then the connection closes).
+    async fn drain(&mut self, ctx: &Ctx) -> std::io::Result<()> {
+        if let Some(sid) = self.player.as_ref().map(|(s, _)| *s) {
+            self.session.notify_unpublish(sid);
+            self.end_play(ctx);
+        }
+        if let Some(sid) = self.grouped.as_ref().map(|g| g.sid) {
+            // The group writes what it has queued, then hands the socket back.
+            self.end_play(ctx);
+            self.session.notify_unpublish(sid);
+        }
+        if let Some(sid) = self.publisher.as_ref().map(|(s, _)| *s) {
+            self.session.kick(sid, "server shutting down");
+            self.end_publish(ctx);
+        }
+        self.flush(&ctx.stats).await
+    }
+
+    /// Account the media bytes the group wrote since the last look (acknowledgement
+    /// window, counters).
+    fn account_group(&mut self, stats: &NetStats) -> videopick_rtmp::Result<()> {
+        if let (Some(g), Some(link)) = (&self.grouped, &self.group_link) {
+            let n = link.take_media_bytes();
+            if n > 0 {
+                stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+                self.session
+                    .prechunked_sent(g.sid, usize::try_from(n).unwrap_or(usize::MAX))?;
+            }
+        }
+        Ok(())
     }
 
     async fn flush(&mut self, stats: &NetStats) -> std::io::Result<()> {
         while let Some(b) = self.session.poll_transmit() {
             self.pending_writes.push(b);
         }
-        if !self.pending_writes.is_empty() {
-            let n = write_all_vectored(&mut self.wr, &mut self.pending_writes).await?;
+        if self.pending_writes.is_empty() {
+            return Ok(());
+        }
+        if let Some(link) = &self.group_link
+            && self.grouped.is_some()
+        {
+            // The group is the socket's one writer: the session's output goes after what
+            // it has queued.
+            let n: usize = self.pending_writes.iter().map(Bytes::len).sum();
+            link.send(self.pending_writes.drain(..));
+            stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            return Ok(());
+        }
+        if self.wr.is_none() {
+            self.reclaim().await?;
+        }
+        if let Some(wr) = &mut self.wr {
+            let n = write_all_vectored(wr, &mut self.pending_writes).await?;
             stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             // A new viewer's first batch (the GOP cache) is large; don't keep its capacity
             // for the life of the connection.
@@ -476,7 +622,10 @@ async fn connection(
                 .clone()
                 .handshake(ctx.config.session.handshake_epoch, session_seed()),
         ),
-        wr,
+        wr: Some(wr),
+        grouped: None,
+        group_viewer: None,
+        group_link: None,
         peer,
         app: String::new(),
         tc_url: None,
@@ -492,7 +641,12 @@ async fn connection(
     // Dropping the publisher tells its viewers.
     conn.end_publish(&ctx);
     let _ = conn.flush(&ctx.stats).await;
-    let _ = conn.wr.shutdown().await;
+    if conn.wr.is_none() {
+        let _ = conn.reclaim().await;
+    }
+    if let Some(wr) = conn.wr.as_mut() {
+        let _ = wr.shutdown().await;
+    }
     ctx.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -560,6 +714,10 @@ fn deliver(
 /// Capacity kept by per-connection batch vectors between writes.
 const SMALL_BATCH: usize = 32;
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one select loop over everything a connection waits on; branches call Conn methods"
+)]
 async fn run(
     conn: &mut Conn,
     rd: &mut tokio::net::tcp::OwnedReadHalf,
@@ -586,10 +744,15 @@ async fn run(
     let write_sleep = tokio::time::sleep_until(start.into());
     tokio::pin!(write_sleep);
     loop {
+        conn.account_group(&ctx.stats)?;
         conn.flush(&ctx.stats).await?;
         if conn.session.is_closed() {
             return Ok(());
         }
+        if conn.player.is_some() {
+            conn.join_group(ctx);
+        }
+        let grouped = conn.grouped.is_some();
         let connected = conn.session.is_handshake_done() && !conn.app.is_empty();
         let deadline = if connected {
             last_input + cfg.idle_timeout
@@ -619,16 +782,7 @@ async fn run(
                 return Ok(());
             }
             _ = stop.changed() => {
-                // Graceful end: tell the peer, then FIN.
-                if let Some(sid) = conn.player.as_ref().map(|(s, _)| *s) {
-                    conn.session.notify_unpublish(sid);
-                    conn.end_play(ctx);
-                }
-                if let Some(sid) = conn.publisher.as_ref().map(|(s, _)| *s) {
-                    conn.session.kick(sid, "server shutting down");
-                    conn.end_publish(ctx);
-                }
-                conn.flush(&ctx.stats).await?;
+                conn.drain(ctx).await?;
                 return Ok(());
             }
             r = rd.read_buf(&mut buf) => {
@@ -640,6 +794,16 @@ async fn run(
                 last_input = Instant::now();
                 conn.session.handle_input(last_input, &mut buf)?;
                 conn.handle_events(ctx, &mut buf).await?;
+            }
+            f = async { conn.group_viewer.as_mut().expect("guarded").finished().await },
+                if grouped =>
+            {
+                return conn.group_ended(ctx, f).await;
+            }
+            item = async { conn.group_link.as_mut().expect("guarded").event().await },
+                if grouped =>
+            {
+                conn.group_event(item.as_ref());
             }
             item = async { conn.player.as_mut().map(|(_, s)| s).expect("guarded").recv().await },
                 if playing && now >= write_due =>

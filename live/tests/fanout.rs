@@ -211,7 +211,7 @@ async fn a_stopped_viewer_ends_at_a_tag_boundary_and_groups_leave_with_their_vie
         let f = v.finished().await.expect("handed back");
         assert_eq!(f.reason, EndReason::Stopped);
         let mut sock = f.sock;
-        tokio::io::AsyncWriteExt::shutdown(&mut sock).await.unwrap();
+        sock.shutdown().await.unwrap();
         // Everything written parses as whole tags: nothing is left of a partial one.
         let (tags, rest) = read_tags_rest(&mut player, |_| false, Duration::from_secs(5)).await;
         assert_eq!(rest, 0, "round {round}: a partial tag at the end");

@@ -10,6 +10,9 @@
 //! viewer whose socket would not take everything keeps the rest queued for its next
 //! turn (and is counted). It reports its own CPU time per viewer-second.
 //!
+//! `--message-bytes N` writes one N-byte message per interval instead: the floor of a
+//! chat server's deliveries (one small write per message per client).
+//!
 //! `--spread` takes the viewers in turn across the interval instead (sleeping at 1 ms
 //! granularity), as this tool did before: each write then wakes the receiving side on
 //! its own, which costs the writer about twice as much (see docs/BENCHMARKS.md).
@@ -62,6 +65,10 @@ struct Args {
     /// Spread the viewers' writes evenly across the interval instead of one burst.
     #[arg(long)]
     spread: bool,
+    /// Instead of the live stream, write one message of this many bytes per interval
+    /// (the kernel's floor for chat deliveries: one small write per message per client).
+    #[arg(long)]
+    message_bytes: Option<usize>,
 }
 
 /// This thread's CPU time (the writer is single-threaded).
@@ -117,13 +124,15 @@ impl Viewer {
     }
 }
 
-/// Accept viewers until `viewers` have come, or none came for 3 s (a load tool that
+/// Accept viewers until `viewers` have come, or none came for 8 s (a load tool that
 /// failed to open some). Each request head is read before the next accept.
 fn accept(listener: &TcpListener, viewers: usize) -> std::io::Result<Vec<Viewer>> {
     listener.set_nonblocking(true)?;
     let mut out = Vec::with_capacity(viewers);
     let mut last = Instant::now();
-    while out.len() < viewers && (out.is_empty() || last.elapsed() < Duration::from_secs(3)) {
+    // A burst of connects can overflow the listen queue; the dropped ones retry their SYN
+    // after 1, 3 and 7 s, so wait that long for stragglers.
+    while out.len() < viewers && (out.is_empty() || last.elapsed() < Duration::from_secs(8)) {
         let mut s = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -223,6 +232,7 @@ fn serve(a: &Args) -> std::io::Result<()> {
         mux: FlvMuxer::new(),
     };
     let mut short_writes = 0u64;
+    let mut writes = 0u64;
     let mut tick = t0;
     let n = viewers.len();
     loop {
@@ -235,9 +245,15 @@ fn serve(a: &Args) -> std::io::Result<()> {
         }
         // Tags due by now, muxed once for everybody; nothing to write without them.
         let now_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let fresh = source.due(now_ms, a.chunked);
+        let fresh = match a.message_bytes {
+            Some(n) => vec![Bytes::from(vec![b'm'; n])],
+            None => source.due(now_ms, a.chunked),
+        };
         if fresh.is_empty() {
             continue;
+        }
+        if start.is_some() {
+            writes += n as u64;
         }
         if a.spread {
             // Viewer i at tick + i/n of the interval, 1 ms sleeps between groups.
@@ -261,8 +277,9 @@ fn serve(a: &Args) -> std::io::Result<()> {
                 let cpu = cpu_time().saturating_sub(c0);
                 let vs = n as f64 * wall.as_secs_f64();
                 println!(
-                    "floor: {:.3} ms CPU per viewer-second ({} viewers, {} ms interval, {} kbit/s, {}, {}, core {:.0} %, {} short writes)",
+                    "floor: {:.3} ms CPU per viewer-second, {:.2} µs per write ({} viewers, {} ms interval, {} kbit/s, {}, {}, core {:.0} %, {} short writes)",
                     cpu.as_secs_f64() * 1000.0 / vs,
+                    cpu.as_secs_f64() * 1e6 / writes.max(1) as f64,
                     n,
                     interval.as_millis(),
                     a.bitrate_kbps,
