@@ -148,7 +148,10 @@ fn accept(listener: &TcpListener, viewers: usize) -> std::io::Result<Vec<Viewer>
         }
     }
     if out.len() < viewers {
-        eprintln!("loopback-floor: only {} of {viewers} viewers came", out.len());
+        eprintln!(
+            "loopback-floor: only {} of {viewers} viewers came",
+            out.len()
+        );
     }
     Ok(out)
 }
