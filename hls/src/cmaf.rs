@@ -424,6 +424,10 @@ impl CmafSegmenter {
     /// `frame_ms`, would take it past the part target. Whether a segment is open for the
     /// sample (the first one opens only at a key frame).
     fn cut(&mut self, ms: i64, now: SystemTime, key: bool, frame_ms: i64) -> bool {
+        // Time never goes back inside a segment: a sample stamped a little before the open
+        // part (a backward step too small to be a jump) counts as at the part's start, so
+        // part and segment boundaries stay in order and a segment is exactly its parts.
+        let ms = self.part.as_ref().map_or(ms, |p| ms.max(p.start_ms));
         let Some(seg) = &self.segment else {
             if key {
                 self.open_segment(ms, now, true);
