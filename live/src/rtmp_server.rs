@@ -792,6 +792,9 @@ async fn run(
                 }
                 ctx.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 last_input = Instant::now();
+                // The player acknowledges bytes the group wrote while this task waited:
+                // count them as sent before the session reads the acknowledgement.
+                conn.account_group(&ctx.stats)?;
                 conn.session.handle_input(last_input, &mut buf)?;
                 conn.handle_events(ctx, &mut buf).await?;
             }

@@ -130,3 +130,57 @@ async fn every_viewer_gets_every_frame_and_a_stalled_one_delays_nobody() {
     );
     drop(stalled);
 }
+
+/// A player keeps playing across many acknowledgement windows: the bytes its fan-out
+/// group wrote while the connection's task waited are counted before the player's
+/// acknowledgement of them is read (a regression: players were cut off at their first
+/// acknowledgement, ~2.5 MB in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_keeps_playing_across_acknowledgement_windows() {
+    let hub = Hub::new(HubConfig::default());
+    let addr = server(hub.clone()).await;
+    let url = format!("rtmp://{addr}/live/acks");
+    let mut publisher = RtmpClient::connect(&url, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .publish()
+        .await
+        .unwrap();
+    for t in headers() {
+        publisher.send(&t).await.unwrap();
+    }
+    let mut player = RtmpClient::connect(&url, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .play()
+        .await
+        .unwrap();
+    // ~12 MB: several of the client's 2.5 MB acknowledgement windows.
+    let frames = 900u32;
+    let reader = tokio::spawn(async move {
+        let mut last = None;
+        while let Ok(Some(t)) = tokio::time::timeout(Duration::from_secs(10), player.next_tag())
+            .await
+            .unwrap()
+        {
+            if t.kind == TagKind::Video && t.data[1] == 1 {
+                last = Some(t.timestamp * FPS / 1000);
+                if last == Some(frames - 1) {
+                    break;
+                }
+            }
+        }
+        last
+    });
+    for i in 0..frames {
+        publisher.send(&frame(i)).await.unwrap();
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(
+        reader.await.unwrap(),
+        Some(frames - 1),
+        "the player was cut off"
+    );
+}
