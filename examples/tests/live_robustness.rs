@@ -10,10 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{event_sink, http, http_flv_marks, publisher, send_frames, start_server};
+use common::{
+    event_sink, http, http_flv_marks, player, publisher, rtmp_marks, send_frames, start_server,
+};
 use tokio::io::AsyncReadExt;
-use videopick_flv::TagKind;
-use videopick_live::rtmp_client::RtmpClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn republish_kick_events_and_hostile_clients() {
@@ -38,22 +38,7 @@ async fn republish_kick_events_and_hostile_clients() {
     // publisher leaves, which ends play for this client.
     let mut a = publisher(&server.rtmp, "cam").await;
     let viewer = tokio::spawn(http_flv_marks(server.http.clone(), "cam"));
-    let cam = format!("rtmp://{}/live/cam", server.rtmp);
-    let mut rtmp_player = RtmpClient::connect(&cam, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .play()
-        .await
-        .unwrap();
-    let rtmp_viewer = tokio::spawn(async move {
-        let mut marks = Vec::new();
-        while let Ok(Some(t)) = rtmp_player.next_tag().await {
-            if t.kind == TagKind::Video && t.data[1] == 1 {
-                marks.push(t.data[5]);
-            }
-        }
-        marks
-    });
+    let rtmp_viewer = tokio::spawn(rtmp_marks(player(&server.rtmp, "cam").await));
     send_frames(&mut a, 50, 0xA0).await;
     a.finish().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -77,13 +62,13 @@ async fn republish_kick_events_and_hostile_clients() {
         50,
         "the republished frames must reach the same viewer"
     );
-    let rtmp_marks = tokio::time::timeout(Duration::from_secs(20), rtmp_viewer)
+    let played = tokio::time::timeout(Duration::from_secs(20), rtmp_viewer)
         .await
         .unwrap()
         .unwrap();
     assert!(
-        rtmp_marks.iter().filter(|&&m| m == 0xA0).count() >= 40,
-        "RTMP player, first publisher's frames: {rtmp_marks:?}"
+        played.iter().filter(|&&m| m == 0xA0).count() >= 40,
+        "RTMP player, first publisher's frames: {played:?}"
     );
 
     // --- Kick through the API: token required.
@@ -125,22 +110,7 @@ async fn republish_kick_events_and_hostile_clients() {
 
     // --- Hostile clients while a stream runs with an RTMP viewer.
     let mut d = publisher(&server.rtmp, "steady").await;
-    let url = format!("rtmp://{}/live/steady", server.rtmp);
-    let mut player = RtmpClient::connect(&url, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .play()
-        .await
-        .unwrap();
-    let counter = tokio::spawn(async move {
-        let mut n = 0;
-        while let Ok(Some(t)) = player.next_tag().await {
-            if t.kind == TagKind::Video && t.data[1] == 1 {
-                n += 1;
-            }
-        }
-        n
-    });
+    let counter = tokio::spawn(rtmp_marks(player(&server.rtmp, "steady").await));
     let feeder = tokio::spawn(async move {
         send_frames(&mut d, 200, 0xD0).await;
         d.finish().await.unwrap();
@@ -215,7 +185,8 @@ async fn republish_kick_events_and_hostile_clients() {
     let frames = tokio::time::timeout(Duration::from_secs(20), counter)
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .len();
     assert_eq!(
         frames, 200,
         "the running stream's viewer must get every frame"

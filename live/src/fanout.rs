@@ -62,7 +62,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::hub::{Hub, HubItem, SharedTag, Subscription, ViewerTicket};
+use crate::hub::{Hub, HubItem, SharedTag, Subscription, ViewerTicket, too_far_behind};
 use crate::io::next_write_slot;
 
 /// Most viewers one group (one task) writes to; a stream with more has several groups,
@@ -453,6 +453,16 @@ impl Member {
         total
     }
 
+    /// Drop it (too slow) when its oldest queued bytes are more than `max_ms` behind the
+    /// live edge, as the hub drops a subscription that lags.
+    fn check_lag(&mut self, edge: u32, max_ms: u32) {
+        if let Some((_, ts)) = self.queue.front()
+            && too_far_behind(edge, *ts, max_ms)
+        {
+            self.end = Some(EndReason::TooSlow);
+        }
+    }
+
     /// Drop `n` written bytes from the front of the queue.
     fn consume(&mut self, mut n: usize) {
         self.bytes += n as u64;
@@ -536,6 +546,8 @@ impl Group {
                 item = sub.recv(), if due => Event::Item(item),
             };
             let mut written = 0;
+            // RTMP sessions' own output comes with a wake-up (RtmpLink::send).
+            let woken = matches!(event, Event::Woken);
             match event {
                 Event::Joined(j) => written += self.admit(j),
                 Event::Woken | Event::Round => {}
@@ -563,7 +575,7 @@ impl Group {
                     }
                 }
             }
-            if self.wire == Wire::Rtmp {
+            if woken && self.wire == Wire::Rtmp {
                 written += self.take_control();
             }
             if written > 0 {
@@ -672,12 +684,7 @@ impl Group {
             if m.stop.load(Ordering::Relaxed) {
                 // Stopped: nothing new, but a queue that does not drain still counts as
                 // lag, so a stalled viewer cannot hold its stop open forever.
-                if let Some((_, ts)) = m.queue.front() {
-                    let behind = edge.wrapping_sub(*ts);
-                    if behind > self.max_behind_ms && behind < u32::MAX / 2 {
-                        m.end = Some(EndReason::TooSlow);
-                    }
-                }
+                m.check_lag(edge, self.max_behind_ms);
                 continue;
             }
             let start = frame.partition_point(|f| f.2 < m.next_seq);
@@ -716,14 +723,7 @@ impl Group {
                     written += m.flush_once();
                 }
             }
-            // Too far behind the live edge (media time): drop it, as the hub drops a
-            // subscription that lags.
-            if let Some((_, ts)) = m.queue.front() {
-                let behind = edge.wrapping_sub(*ts);
-                if behind > self.max_behind_ms && behind < u32::MAX / 2 {
-                    m.end = Some(EndReason::TooSlow);
-                }
-            }
+            m.check_lag(edge, self.max_behind_ms);
         }
         written
     }

@@ -756,14 +756,6 @@ impl ViewerTicket {
         }
     }
 
-    /// Count `n` bytes delivered to this viewer.
-    pub fn count_out(&self, n: usize) {
-        self.stream
-            .stats
-            .bytes_out
-            .fetch_add(n as u64, Ordering::Relaxed);
-    }
-
     /// Count a viewer dropped for being too slow.
     pub(crate) fn dropped_slow(&self) {
         self.stream
@@ -844,9 +836,7 @@ impl ViewerPolicy {
                 return Admit::Skip;
             }
         }
-        // A "negative" lag (timestamps ahead of the edge, e.g. audio) wraps to a huge value.
-        let behind = edge.wrapping_sub(timestamp);
-        if behind > self.max_behind_ms && behind < u32::MAX / 2 {
+        if too_far_behind(edge, timestamp, self.max_behind_ms) {
             return Admit::TooSlow;
         }
         Admit::Deliver
@@ -877,6 +867,14 @@ impl ViewerPolicy {
     pub fn ended(&self, now: Instant) -> bool {
         self.deadline().is_some_and(|d| now >= d)
     }
+}
+
+/// Whether a tag at `timestamp` (ms) is more than `max_ms` behind the live edge `edge`:
+/// the lag limit of subscriptions and of fan-out groups' queues.
+pub(crate) fn too_far_behind(edge: u32, timestamp: u32, max_ms: u32) -> bool {
+    // A "negative" lag (timestamps ahead of the edge, e.g. audio) wraps to a huge value.
+    let behind = edge.wrapping_sub(timestamp);
+    behind > max_ms && behind < u32::MAX / 2
 }
 
 /// Which protocol a viewer uses, for per-protocol counts.

@@ -295,14 +295,17 @@ impl Conn {
         };
         self.group_link = None;
         match v.finished().await {
-            Some(f) => {
-                if let FanoutSocket::WriteHalf(w) = f.sock {
-                    self.wr = Some(w);
-                }
-                Ok(Some(f.reason))
-            }
+            Some(f) => Ok(Some(self.take_back(f))),
             None => Err(std::io::ErrorKind::BrokenPipe.into()),
         }
+    }
+
+    /// The write half a group handed back, and why it did.
+    fn take_back(&mut self, f: crate::fanout::Finished) -> EndReason {
+        if let FanoutSocket::WriteHalf(w) = f.sock {
+            self.wr = Some(w);
+        }
+        f.reason
     }
 
     /// The group ended this player on its own (the stream ended, it fell too far behind,
@@ -314,13 +317,7 @@ impl Conn {
     ) -> Result<(), End> {
         self.group_viewer = None;
         self.group_link = None;
-        let reason = f.map(|f| {
-            if let FanoutSocket::WriteHalf(w) = f.sock {
-                self.wr = Some(w);
-            }
-            f.reason
-        });
-        match reason {
+        match f.map(|f| self.take_back(f)) {
             Some(EndReason::Ended) => {
                 self.end_play(ctx);
                 self.flush(&ctx.stats).await?;

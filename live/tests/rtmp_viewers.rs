@@ -10,7 +10,7 @@ use bytes::Bytes;
 use videopick_flv::{Tag, TagKind};
 use videopick_live::auth::AllowAll;
 use videopick_live::hub::{Hub, HubConfig};
-use videopick_live::rtmp_client::RtmpClient;
+use videopick_live::rtmp_client::{RtmpClient, RtmpPublisher};
 use videopick_live::rtmp_server::{NetConfig, RtmpServer};
 
 const FPS: u32 = 25;
@@ -40,6 +40,20 @@ fn frame(i: u32) -> Tag {
     Tag::new(TagKind::Video, i * 1000 / FPS, Bytes::from(v))
 }
 
+/// Publish `url` and send the sequence headers.
+async fn publisher(url: &str) -> RtmpPublisher {
+    let mut p = RtmpClient::connect(url, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .publish()
+        .await
+        .unwrap();
+    for t in headers() {
+        p.send(&t).await.unwrap();
+    }
+    p
+}
+
 async fn server(hub: Hub) -> SocketAddr {
     let s = RtmpServer::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -59,15 +73,7 @@ async fn every_viewer_gets_every_frame_and_a_stalled_one_delays_nobody() {
     let hub = Hub::new(HubConfig::default());
     let addr = server(hub.clone()).await;
     let url = format!("rtmp://{addr}/live/many");
-    let mut publisher = RtmpClient::connect(&url, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .publish()
-        .await
-        .unwrap();
-    for t in headers() {
-        publisher.send(&t).await.unwrap();
-    }
+    let mut publisher = publisher(&url).await;
 
     let frames = 3 * FPS;
     let sent_at: Arc<Mutex<HashMap<u32, Instant>>> = Arc::default();
@@ -140,15 +146,7 @@ async fn a_player_keeps_playing_across_acknowledgement_windows() {
     let hub = Hub::new(HubConfig::default());
     let addr = server(hub.clone()).await;
     let url = format!("rtmp://{addr}/live/acks");
-    let mut publisher = RtmpClient::connect(&url, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .publish()
-        .await
-        .unwrap();
-    for t in headers() {
-        publisher.send(&t).await.unwrap();
-    }
+    let mut publisher = publisher(&url).await;
     let mut player = RtmpClient::connect(&url, Duration::from_secs(5))
         .await
         .unwrap()

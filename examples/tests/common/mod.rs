@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use videopick_flv::{FlvDemuxer, FlvItem, Tag, TagKind};
-use videopick_live::rtmp_client::{RtmpClient, RtmpPublisher};
+use videopick_live::rtmp_client::{RtmpClient, RtmpPlayer, RtmpPublisher};
 use videopick_testkit::HookSink;
 
 /// A running `media-server`, killed on drop.
@@ -138,6 +138,28 @@ pub(crate) async fn publisher(rtmp: &str, key: &str) -> RtmpPublisher {
         p.send(&t).await.unwrap();
     }
     p
+}
+
+/// Connect and play `live/<key>`.
+pub(crate) async fn player(rtmp: &str, key: &str) -> RtmpPlayer {
+    let url = format!("rtmp://{rtmp}/live/{key}");
+    RtmpClient::connect(&url, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .play()
+        .await
+        .unwrap()
+}
+
+/// Read an RTMP player until its stream ends: the payload marks of coded video tags.
+pub(crate) async fn rtmp_marks(mut player: RtmpPlayer) -> Vec<u8> {
+    let mut marks = Vec::new();
+    while let Ok(Some(t)) = player.next_tag().await {
+        if t.kind == TagKind::Video && t.data[1] == 1 {
+            marks.push(t.data[5]);
+        }
+    }
+    marks
 }
 
 /// Send `n` frames in real time (25 fps).
