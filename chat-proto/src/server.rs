@@ -17,6 +17,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use crate::wire::engineio::{self, Packet as EioPacket, PacketType as EioType};
@@ -100,6 +102,90 @@ struct ConnState {
     polling: bool,
     /// A namespace was joined at some point (the connect timeout no longer applies).
     joined_once: bool,
+    /// The WebSocket's TCP write half, when the connection is plain TCP: messages are
+    /// then written straight to it by whoever sends them (see [`ConnState::try_direct`]).
+    direct: Option<Arc<OwnedWriteHalf>>,
+    /// Framed bytes a direct write (or the writer) could not hand to the socket yet; the
+    /// writer sends them before anything else.
+    out: Vec<u8>,
+}
+
+/// What [`ConnState::try_direct`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    /// Not written: queue the frames as usual.
+    NotNow,
+    /// All written to the socket.
+    Written,
+    /// Partly written; the rest is in `out` for the writer (wake it).
+    Partial,
+}
+
+/// At most this many frames are written at once without queueing.
+const MAX_DIRECT_FRAMES: usize = 16;
+
+impl ConnState {
+    /// Write Socket.IO message `frames` straight to the WebSocket when nothing is ahead of
+    /// them: one non-blocking `writev` from the sender's thread instead of a queue entry,
+    /// a task wake-up and the writer's own write. What the socket does not take is kept,
+    /// framed, in `out` for the writer.
+    fn try_direct(&mut self, frames: &[Bytes]) -> Direct {
+        use crate::wire::websocket::{Opcode, frame_header};
+        let Some(wr) = &self.direct else {
+            return Direct::NotNow;
+        };
+        if frames.is_empty()
+            || frames.len() > MAX_DIRECT_FRAMES
+            || !self.out.is_empty()
+            || !self.session.can_send_direct()
+        {
+            return Direct::NotNow;
+        }
+        let mut heads = [([0u8; 10], 0usize); MAX_DIRECT_FRAMES];
+        for (h, f) in heads.iter_mut().zip(frames) {
+            *h = frame_header(Opcode::Text, 1 + f.len());
+        }
+        let message = [EioType::Message.as_char()];
+        let mut all = [std::io::IoSlice::new(&[]); MAX_DIRECT_FRAMES * 3];
+        let mut total = 0;
+        for (((h, k), f), s) in heads.iter().zip(frames).zip(all.chunks_exact_mut(3)) {
+            s[0] = std::io::IoSlice::new(&h[..*k]);
+            s[1] = std::io::IoSlice::new(&message);
+            s[2] = std::io::IoSlice::new(f);
+            total += k + 1 + f.len();
+        }
+        let slices = &all[..frames.len() * 3];
+        // Straight to the socket, without tokio's readiness bookkeeping: when the socket
+        // is full, the writer's `writable()` may see stale readiness once, then its own
+        // `try_write` clears it.
+        let sock: &TcpStream = (**wr).as_ref();
+        let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
+        let written = match rustix::net::sendmsg(
+            sock,
+            slices,
+            &mut rustix::net::SendAncillaryBuffer::default(),
+            flags,
+        ) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::AGAIN) => 0,
+            // A broken socket: queue, and let the writer meet the error and close.
+            Err(_) => return Direct::NotNow,
+        };
+        self.session.sent_direct();
+        if written == total {
+            return Direct::Written;
+        }
+        let mut skip = written;
+        for s in slices {
+            if skip >= s.len() {
+                skip -= s.len();
+            } else {
+                self.out.extend_from_slice(&s[skip..]);
+                skip = 0;
+            }
+        }
+        Direct::Partial
+    }
 }
 
 impl Conn {
@@ -134,6 +220,17 @@ impl Conn {
     pub fn send_raw(&self, text: Bytes, attachments: &[Bytes]) -> bool {
         let ok = {
             let mut st = self.state();
+            if attachments.is_empty() {
+                match st.try_direct(std::slice::from_ref(&text)) {
+                    Direct::Written => return true,
+                    Direct::Partial => {
+                        drop(st);
+                        self.wake.notify_waiters();
+                        return true;
+                    }
+                    Direct::NotNow => {}
+                }
+            }
             let mut ok = st.session.send(EioPacket::Text(EioType::Message, text));
             for a in attachments {
                 ok = ok && st.session.send(EioPacket::Binary(a.clone()));
@@ -165,6 +262,15 @@ impl crate::fanout::Member for Conn {
         use crate::fanout::Pushed;
         let (ok, dropped, first) = {
             let mut st = self.state();
+            match st.try_direct(frames) {
+                Direct::Written => return (Pushed::Queued, 0),
+                Direct::Partial => {
+                    drop(st);
+                    self.wake.notify_waiters();
+                    return (Pushed::Queued, 0);
+                }
+                Direct::NotNow => {}
+            }
             let before = st.session.dropped();
             let first = st.session.queued() == 0;
             let mut ok = true;
@@ -196,6 +302,15 @@ impl crate::fanout::Member for Conn {
     fn push(&self, frame: Bytes) -> crate::fanout::Pushed {
         let (ok, dropped, first) = {
             let mut st = self.state();
+            match st.try_direct(std::slice::from_ref(&frame)) {
+                Direct::Written => return crate::fanout::Pushed::Queued,
+                Direct::Partial => {
+                    drop(st);
+                    self.wake.notify_waiters();
+                    return crate::fanout::Pushed::Queued;
+                }
+                Direct::NotNow => {}
+            }
             let before = st.session.dropped();
             let first = st.session.queued() == 0;
             let ok = st.session.send(EioPacket::Text(EioType::Message, frame));
@@ -243,9 +358,29 @@ impl<A: App> Clone for Server<A> {
     }
 }
 
+/// Recovers the TCP stream under an upgraded connection, with any bytes read past the
+/// upgrade request, so that WebSocket frames can be written straight to the socket by
+/// whoever sends them (no per-message wake-up of a writer task). `Err` gives the
+/// connection back when it is not plain TCP (TLS, say); it is then served through its
+/// `AsyncRead`/`AsyncWrite` as before. [`Server::new`] recovers hyper-util's
+/// `TokioIo<TcpStream>`; a server that wraps its streams passes its own to
+/// [`Server::with_unwrap`].
+pub type UnwrapUpgraded =
+    fn(hyper::upgrade::Upgraded) -> Result<(TcpStream, Bytes), hyper::upgrade::Upgraded>;
+
+/// [`UnwrapUpgraded`] for connections served as `TokioIo<TcpStream>`.
+pub fn unwrap_tokio_tcp(
+    upgraded: hyper::upgrade::Upgraded,
+) -> Result<(TcpStream, Bytes), hyper::upgrade::Upgraded> {
+    upgraded
+        .downcast::<hyper_util::rt::TokioIo<TcpStream>>()
+        .map(|parts| (parts.io.into_inner(), parts.read_buf))
+}
+
 struct Inner<A> {
     app: A,
     config: EngineConfig,
+    unwrap: UnwrapUpgraded,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     next_id: AtomicU64,
 }
@@ -303,10 +438,17 @@ fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
 impl<A: App> Server<A> {
     /// A server for `app`.
     pub fn new(app: A, config: EngineConfig) -> Server<A> {
+        Server::with_unwrap(app, config, unwrap_tokio_tcp)
+    }
+
+    /// A server for `app` whose connections' IO type `unwrap` knows how to take apart
+    /// (see [`UnwrapUpgraded`]).
+    pub fn with_unwrap(app: A, config: EngineConfig, unwrap: UnwrapUpgraded) -> Server<A> {
         Server {
             inner: Arc::new(Inner {
                 app,
                 config,
+                unwrap,
                 conns: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
             }),
@@ -363,6 +505,8 @@ impl<A: App> Server<A> {
                 sockets: HashMap::new(),
                 polling: false,
                 joined_once: false,
+                direct: None,
+                out: Vec::new(),
             }),
             wake: Notify::new(),
             check: Notify::new(),
@@ -638,9 +782,14 @@ impl<A: App> Server<A> {
                 }
                 return;
             };
-            server
-                .run_websocket(conn, hyper_util::rt::TokioIo::new(upgraded))
-                .await;
+            match (server.inner.unwrap)(upgraded) {
+                Ok((tcp, read)) => server.run_websocket_tcp(conn, tcp, read).await,
+                Err(upgraded) => {
+                    server
+                        .run_websocket(conn, hyper_util::rt::TokioIo::new(upgraded))
+                        .await;
+                }
+            }
         });
         let mut r = resp(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
         let h = r.headers_mut();
@@ -663,7 +812,7 @@ impl<A: App> Server<A> {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
-        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (rd, mut wr) = tokio::io::split(stream);
         let writer_conn = conn.clone();
         let writer = tokio::spawn(async move {
             let conn = writer_conn;
@@ -704,21 +853,47 @@ impl<A: App> Server<A> {
                 notified.await;
             }
         });
+        self.read_websocket(&conn, rd, BytesMut::with_capacity(IDLE_READ_BUF))
+            .await;
+        // The transport is gone: so is the session (unless it never moved here).
+        if conn.state().session.transport() == Transport::WebSocket {
+            conn.close();
+        }
+        let _ = writer.await;
+    }
+
+    /// A plain-TCP WebSocket: messages are written straight to the socket by their
+    /// senders ([`ConnState::try_direct`]); a writer task sends only what they could not
+    /// (a full socket), control packets and the close.
+    async fn run_websocket_tcp(&self, conn: Arc<Conn>, tcp: TcpStream, read: Bytes) {
+        let (rd, wr) = tcp.into_split();
+        let wr = Arc::new(wr);
+        conn.state().direct = Some(wr.clone());
+        let writer = tokio::spawn(direct_writer(conn.clone(), wr));
+        let mut buf = BytesMut::with_capacity(IDLE_READ_BUF.max(read.len()));
+        buf.extend_from_slice(&read);
+        drop(read);
+        self.read_websocket(&conn, rd, buf).await;
+        if conn.state().session.transport() == Transport::WebSocket {
+            conn.close();
+            let _ = writer.await;
+        } else {
+            // A probe that never became the transport: the polling session goes on.
+            writer.abort();
+            let mut st = conn.state();
+            st.direct = None;
+            st.out = Vec::new();
+        }
+    }
+
+    /// Read and handle the client's frames until the transport or the session ends.
+    async fn read_websocket<R>(&self, conn: &Arc<Conn>, mut rd: R, mut buf: BytesMut)
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
         let mut decoder = websocket::Decoder::new(self.inner.config.max_payload);
-        // Small while idle: what a quiet connection holds is part of its memory cost.
-        let mut buf = BytesMut::with_capacity(IDLE_READ_BUF);
         'read: loop {
-            if buf.capacity() - buf.len() < 128 {
-                buf.reserve(4096);
-            }
-            let read = tokio::select! {
-                r = rd.read_buf(&mut buf) => r,
-                () = session_closed(&conn) => break,
-            };
-            match read {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+            // Frames already read (bytes that came with the upgrade) go first.
             loop {
                 match decoder.decode(&mut buf) {
                     Ok(None) => break,
@@ -727,10 +902,10 @@ impl<A: App> Server<A> {
                             conn.close();
                             break 'read;
                         };
-                        self.client_packet(&conn, p, Transport::WebSocket);
+                        self.client_packet(conn, p, Transport::WebSocket);
                     }
                     Ok(Some(Message::Binary(b))) => {
-                        self.client_packet(&conn, EioPacket::Binary(b), Transport::WebSocket);
+                        self.client_packet(conn, EioPacket::Binary(b), Transport::WebSocket);
                     }
                     Ok(Some(Message::Ping(_) | Message::Pong(_))) => {}
                     Ok(Some(Message::Close(_))) | Err(_) => {
@@ -743,13 +918,86 @@ impl<A: App> Server<A> {
                 }
             }
             if buf.capacity() > IDLE_READ_BUF && buf.is_empty() {
+                // Small while idle: what a quiet connection holds is part of its memory cost.
                 buf = BytesMut::with_capacity(IDLE_READ_BUF);
             }
+            if buf.capacity() - buf.len() < 128 {
+                buf.reserve(4096);
+            }
+            let read = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                () = session_closed(conn) => break,
+            };
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
         }
-        // The transport is gone: so is the session (unless it never moved here).
-        if conn.state().session.transport() == Transport::WebSocket {
-            conn.close();
-        }
-        let _ = writer.await;
     }
+}
+
+/// The writer of a plain-TCP WebSocket: sends what direct writes left (`out`), then the
+/// queue (control packets, and messages that arrived while the socket was full), waiting
+/// for the socket to become writable in between; ends with the close frame.
+async fn direct_writer(conn: Arc<Conn>, wr: Arc<OwnedWriteHalf>) {
+    /// A drained `out` keeps at most this much capacity.
+    const KEEP: usize = 256;
+    loop {
+        let notified = conn.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (pending, closed, failed) = {
+            let mut guard = conn.state();
+            let st = &mut *guard;
+            let mut failed = false;
+            loop {
+                if st.out.is_empty() && st.session.transmit_into(&mut st.out) == 0 {
+                    break;
+                }
+                match wr.try_write(&st.out) {
+                    Ok(n) if n > 0 => {
+                        st.out.drain(..n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    _ => {
+                        failed = true;
+                        break;
+                    }
+                }
+                if !st.out.is_empty() {
+                    break;
+                }
+            }
+            if st.out.is_empty() && st.out.capacity() > KEEP {
+                st.out = Vec::new();
+            }
+            let closed = st.session.closed().is_some()
+                && (st.session.transport() == Transport::WebSocket || st.session.queued() == 0);
+            (!st.out.is_empty(), closed, failed)
+        };
+        if failed {
+            break;
+        }
+        if pending {
+            // A client that stopped reading keeps this waiting; its session closing
+            // (queue overflow, ping timeout) ends the wait.
+            let ready = tokio::select! {
+                r = wr.writable() => r.is_ok(),
+                () = session_closed(&conn) => false,
+            };
+            if !ready {
+                break;
+            }
+            continue;
+        }
+        if closed {
+            let _ = wr.try_write(&websocket::close_frame(1000));
+            break;
+        }
+        notified.await;
+    }
+    conn.close();
+    let mut st = conn.state();
+    st.direct = None;
+    st.out = Vec::new();
 }

@@ -4,6 +4,7 @@
 // latency is measured (the send time travels in the text; one machine, one clock).
 //   usage: node sio-load.mjs --url http://127.0.0.1:3001 --secret s --clients 5000 \
 //            --rate 10 --seconds 10 [--workers 2] [--server-pid PID] [--transports polling,websocket]
+//            [--burst 1]
 // Prints one JSON line: clients joined, deliveries expected/received, latency p50/p99/max,
 // and with a pid the server's RSS per connection (loaded minus before the clients, over
 // the clients, sampled at the end of the sending window) and CPU per delivery.
@@ -66,7 +67,8 @@ if (process.env.SIO_LOAD_WORKER) {
         })
         .catch(() => failed++),
     );
-    if (opening.length % 100 === 0) await sleep(20);
+    // Paced at 100 per 20 ms per worker unless --burst (every client at once).
+    if (!args.burst && opening.length % 100 === 0) await sleep(20);
   }
   await Promise.all(opening);
   process.send({ joined: sockets.length, failed });
@@ -89,7 +91,8 @@ if (process.env.SIO_LOAD_WORKER) {
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const rss = Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
-    return { cpuMs: (Number(f[11]) + Number(f[12])) * 10, rssKiB: rss };
+    const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)[1]);
+    return { cpuMs: (Number(f[11]) + Number(f[12])) * 10, rssKiB: rss, hwmKiB: hwm };
   };
   const before = pid ? sample() : undefined;
   const children = [];
@@ -140,6 +143,8 @@ if (process.env.SIO_LOAD_WORKER) {
   };
   if (pid) {
     out.rss_per_connection_kib = Number(((end.rssKiB - before.rssKiB) / joined.joined).toFixed(1));
+    // The high-water mark: what the connections cost at their peak (the connect burst).
+    out.peak_rss_per_connection_kib = Number(((end.hwmKiB - before.rssKiB) / joined.joined).toFixed(1));
     out.cpu_us_per_delivery = Number((((end.cpuMs - start.cpuMs) * 1000) / Math.max(1, received)).toFixed(2));
   }
   console.log(JSON.stringify(out));

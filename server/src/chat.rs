@@ -87,7 +87,7 @@ impl ChatServer {
             };
             serve(
                 listener,
-                Server::new(EchoApp, engine),
+                Server::with_unwrap(EchoApp, engine, crate::http::unwrap_upgraded),
                 metrics,
                 Duration::from_secs(config.header_timeout_secs.max(1)),
                 trusted,
@@ -152,7 +152,7 @@ async fn run_chat(
             ChatApp::with_bus(config, Arc::new(bus))
         }
     };
-    let server = Server::new(app, engine);
+    let server = Server::with_unwrap(app, engine, crate::http::unwrap_upgraded);
     metrics.register_collector(crate::metrics::ChatCollector(server.clone()));
     let header_timeout = Duration::from_secs(args.header_timeout_secs.max(1));
     let cors = Cors::new(&args.allowed_origins);

@@ -94,6 +94,31 @@ pub struct Prefixed {
     inner: TcpStream,
 }
 
+/// Takes an upgraded connection that this module served apart again: its TCP stream and
+/// the bytes read past the upgrade request (for servers that write to the socket
+/// themselves, as the chat's WebSockets do; see
+/// [`videopick_chat_proto::server::UnwrapUpgraded`]); also plain `TokioIo<TcpStream>`
+/// connections (the chat server's own listener). TLS connections are given back.
+pub fn unwrap_upgraded(
+    upgraded: hyper::upgrade::Upgraded,
+) -> Result<(TcpStream, Bytes), hyper::upgrade::Upgraded> {
+    let parts = match upgraded.downcast::<TokioIo<Prefixed>>() {
+        Ok(parts) => parts,
+        Err(upgraded) => return videopick_chat_proto::server::unwrap_tokio_tcp(upgraded),
+    };
+    let Prefixed { prefix, inner } = parts.io.into_inner();
+    // hyper read everything before what it had not read yet of the prefix.
+    let read = if prefix.is_empty() {
+        parts.read_buf
+    } else {
+        let mut all = BytesMut::with_capacity(parts.read_buf.len() + prefix.len());
+        all.extend_from_slice(&parts.read_buf);
+        all.extend_from_slice(&prefix);
+        all.freeze()
+    };
+    Ok((inner, read))
+}
+
 impl tokio::io::AsyncRead for Prefixed {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -314,7 +314,16 @@ impl Session {
         }
         let p = self.outbox.pop_front()?;
         self.streak = 0;
+        self.release_outbox();
         Some(engineio::encode_frame(&p))
+    }
+
+    /// A drained queue gives its memory back: a burst (presence updates while thousands
+    /// of clients connect) must not leave every session holding a queue sized for it.
+    fn release_outbox(&mut self) {
+        if self.outbox.is_empty() && self.outbox.capacity() > 4 {
+            self.outbox = VecDeque::new();
+        }
     }
 
     /// Append every frame ready for the WebSocket to `out`, framed (RFC 6455 headers
@@ -350,6 +359,7 @@ impl Session {
             }
             n += 1;
         }
+        self.release_outbox();
         n
     }
 
@@ -382,12 +392,29 @@ impl Session {
         }
         let batch: Vec<Packet> = self.outbox.drain(..take).collect();
         self.streak = 0;
+        self.release_outbox();
         Some(engineio::encode_payload(&batch))
     }
 
     /// Packets waiting for the client.
     pub fn queued(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// True when a message may bypass the queue and be written to the WebSocket at once:
+    /// the session is open, on WebSocket, and nothing (queued packets, a probe answer) is
+    /// due before it.
+    pub fn can_send_direct(&self) -> bool {
+        self.closed.is_none()
+            && self.transport == Transport::WebSocket
+            && self.outbox.is_empty()
+            && !self.probe_reply
+    }
+
+    /// Messages were written to the WebSocket without queueing: the client is reading, so
+    /// its run of dropped messages ends.
+    pub fn sent_direct(&mut self) {
+        self.streak = 0;
     }
 }
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Chat deliveries under the real client against the kernel's floor, side by side: rounds of
+#   floor   loopback-floor --message-bytes (one small write per client per message),
+#   server  chat-server, read by socket.io-client (clients/js/sio-load.mjs),
+#   before  another chat-server build (BEFORE=path), if given,
+# N clients in one room, RATE messages a second into it. Servers on core 0, clients on
+# core 1 (the floor is read by Node too, clients/js/flv-viewers.mjs). Prints CPU per
+# delivery (per write for the floor), and the servers' RSS per connection, latency and
+# losses.
+#   usage: scripts/chat-floor.sh [clients] [rate] [rounds] [seconds] [transports]
+#   CASES="floor server" a subset; WORKERS=n socket.io-client processes (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+clients="${1:-5000}"
+rate="${2:-10}"
+rounds="${3:-2}"
+secs="${4:-10}"
+transports="${5:-polling,websocket}"
+cases="${CASES:-floor server}"
+[ -n "${BEFORE:-}" ] && cases="$cases before"
+cargo build --release -q -p videopick-examples --bin chat-server
+cargo build --release -q -p videopick-benches --bin loopback-floor
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+ulimit -n 20000
+interval=$(( 1000 / rate ))
+
+floor() {
+  local out
+  taskset -c 0 target/release/loopback-floor --listen 127.0.0.1:19401 --viewers "$clients" \
+    --interval-ms "$interval" --message-bytes 150 --seconds "$secs" >"/tmp/chat-floor.$$" &
+  local f=$!
+  taskset -c 1 node clients/js/flv-viewers.mjs http://127.0.0.1:19401/x "$clients" \
+    $(( secs + clients / 1000 + 6 )) >/dev/null 2>&1 &
+  local l=$!
+  wait "$f" || true
+  kill "$l" 2>/dev/null || true; wait "$l" 2>/dev/null || true
+  out=$(cat "/tmp/chat-floor.$$"); rm -f "/tmp/chat-floor.$$"
+  echo "$out" | sed -E 's/.* ([0-9.]+) µs per write.*/\1 µs per write/'
+}
+
+server() { # binary
+  taskset -c 0 "$1" --listen 127.0.0.1:3911 --jwt-secret s --rate 1000000 \
+    --max-connections-per-ip 1000000 >/dev/null 2>&1 &
+  local s=$!
+  pids+=("$s")
+  until curl -s -o /dev/null "http://127.0.0.1:3911/socket.io/?EIO=4&transport=polling"; do sleep 0.2; done
+  taskset -c 1 node clients/js/sio-load.mjs --url http://127.0.0.1:3911 --secret s \
+    --clients "$clients" --rate "$rate" --seconds "$secs" --workers "${WORKERS:-2}" \
+    --transports "$transports" --server-pid "$s" |
+    sed -E 's/.*"expected":([0-9]+),"received":([0-9]+),"p50_ms":([0-9]+),"p99_ms":([0-9]+),"max_ms":([0-9]+),"rss_per_connection_kib":([0-9.]+),"peak_rss_per_connection_kib":([0-9.]+),"cpu_us_per_delivery":([0-9.]+).*/\8 µs per delivery, \6 KiB per connection (peak \7), p50 \3 ms, p99 \4 ms, max \5 ms, received \2 of \1/'
+  kill "$s"; wait "$s" 2>/dev/null || true
+}
+
+for r in $(seq "$rounds"); do
+  for c in $cases; do
+    case "$c" in
+      floor) printf 'round %s floor:  %s\n' "$r" "$(floor)" ;;
+      server) printf 'round %s server: %s\n' "$r" "$(server target/release/chat-server)" ;;
+      before) printf 'round %s before: %s\n' "$r" "$(server "$BEFORE")" ;;
+    esac
+  done
+done
