@@ -63,7 +63,6 @@ const out = {
   failed: results.filter((r) => !r.ok).map((r) => r.error).slice(0, 3),
   seconds: Number(secs.toFixed(2)),
   mb_per_s: Number(((done.length * size) / 1e6 / secs).toFixed(0)),
-  sha256,
 };
 if (pid) {
   out.user_s_per_gib = Number(((after.userMs - before.userMs) / 1000 / gib).toFixed(3));
@@ -71,5 +70,6 @@ if (pid) {
   out.cpu_s_per_gib = Number((out.user_s_per_gib + out.sys_s_per_gib).toFixed(3));
   out.peak_rss_mib = Number((after.hwmKiB / 1024).toFixed(1));
 }
+out.sha256 = sha256;
 out.urls = done.map((r) => r.url);
 console.log(JSON.stringify(out));

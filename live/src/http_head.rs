@@ -10,6 +10,8 @@
 //! assert_eq!((head.method, head.target, head.plain), ("GET", "/live/cam.m3u8?_HLS_msn=4", true));
 //! assert_eq!(&buf[head.len..], b"GET /next"); // a pipelined request stays in the buffer
 //! assert!(parse_request_head(b"GET / HTTP/1.1\r\nHo").unwrap().is_none()); // incomplete
+//! let put = parse_request_head(b"PATCH /files/a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").unwrap().unwrap();
+//! assert_eq!((put.plain, put.body_length), (false, Some(5)));
 //! ```
 
 /// A request head as far as a server reading ahead of its HTTP library needs it.
@@ -32,6 +34,10 @@ pub struct RequestHead<'b> {
     pub forwarded: Option<String>,
     /// `X-Forwarded-For`, joined with `, ` when repeated.
     pub x_forwarded_for: Option<String>,
+    /// The body's length when it is given by exactly one valid `Content-Length` and no
+    /// `Transfer-Encoding` (a body a server may read itself, byte for byte), or 0 when
+    /// neither header is there (no body); `None` otherwise.
+    pub body_length: Option<u64>,
 }
 
 /// Most header lines read; a head with more is [`NotPlain`].
@@ -58,6 +64,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, NotPlai
     let mut plain = version == 1 && (method == "GET" || method == "HEAD");
     let mut close = version == 0;
     let (mut forwarded, mut xff) = (None::<String>, None::<String>);
+    let (mut lengths, mut length, mut encoded) = (0, None::<u64>, false);
     let join = |slot: &mut Option<String>, v: &str| match slot {
         Some(s) => {
             s.push_str(", ");
@@ -77,10 +84,16 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, NotPlai
                 .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
         } else if name.eq_ignore_ascii_case("content-length") {
             plain &= value == "0";
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("expect")
-        {
+            lengths += 1;
+            length = value
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| value.parse().ok())
+                .flatten();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            plain = false;
+            encoded = true;
+        } else if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("expect") {
             plain = false;
         } else if name.eq_ignore_ascii_case("forwarded") {
             join(&mut forwarded, value);
@@ -97,6 +110,11 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, NotPlai
         close,
         forwarded,
         x_forwarded_for: xff,
+        body_length: match (lengths, encoded) {
+            (0, false) => Some(0),
+            (1, false) => length,
+            _ => None,
+        },
     }))
 }
 

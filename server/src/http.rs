@@ -227,6 +227,26 @@ pub trait Takeover: Send + Sync + 'static {
     ) -> Option<ConnectionTask>;
 }
 
+/// Answers requests whose bodies it reads straight from the socket, ahead of hyper (tus
+/// PATCH: the upload's disk thread splices the body into the file; see
+/// [`videopick_tus::direct`]).
+pub trait BodyTaker: Send + Sync + 'static {
+    /// Whether a request with this method and path and a body of `length` bytes
+    /// (`Content-Length`, or 0 without one) goes this way.
+    fn wants(&self, method: &str, path: &str, length: u64) -> bool;
+    /// Answer the request whose complete head is `head` and whose body's first bytes
+    /// (read with the head, at most `length`) are `read_ahead`; the rest of the body is on
+    /// `stream`. Returns the connection when it may carry the next request.
+    fn answer(
+        &self,
+        head: Bytes,
+        length: u64,
+        read_ahead: Bytes,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Option<TcpStream>> + Send>>;
+}
+
 /// Connections and requests [`serve`] answers before hyper sees them (plain HTTP only; a
 /// TLS listener gives everything to hyper).
 #[derive(Clone, Default)]
@@ -235,6 +255,8 @@ pub struct Shortcuts {
     pub takeover: Option<Arc<dyn Takeover>>,
     /// Answers simple GET requests without hyper (live HLS); see [`crate::plain`].
     pub plain: Option<Arc<dyn PlainPath>>,
+    /// Reads request bodies straight from the socket (tus PATCH).
+    pub body: Option<Arc<dyn BodyTaker>>,
 }
 
 impl std::fmt::Debug for Shortcuts {
@@ -242,6 +264,7 @@ impl std::fmt::Debug for Shortcuts {
         f.debug_struct("Shortcuts")
             .field("takeover", &self.takeover.is_some())
             .field("plain", &self.plain.is_some())
+            .field("body", &self.body.is_some())
             .finish()
     }
 }
@@ -399,7 +422,7 @@ async fn connection<H, F>(
         return;
     }
     let mut prefix = Bytes::new();
-    if shortcuts.takeover.is_some() || shortcuts.plain.is_some() {
+    if shortcuts.takeover.is_some() || shortcuts.plain.is_some() || shortcuts.body.is_some() {
         let Some(rest) = ahead_of_hyper(stream, peer, &shortcuts, &options, &mut drain).await
         else {
             return;
@@ -454,23 +477,40 @@ async fn ahead_of_hyper(
             _ => return Some((stream, buf.freeze())),
         };
         let path = head.target.split('?').next().unwrap_or(head.target);
+        let trusted = &options.trusted;
+        let client = if trusted.trusts(peer.ip()) {
+            trusted.client_addr(
+                peer,
+                head.forwarded.as_deref(),
+                head.x_forwarded_for.as_deref(),
+            )
+        } else {
+            peer
+        };
         if std::mem::take(&mut first)
             && let Some(t) = &shortcuts.takeover
+            && let Some(task) = t.take(head.method, path, head.http10, client)
         {
-            let trusted = &options.trusted;
-            let client = if trusted.trusts(peer.ip()) {
-                trusted.client_addr(
-                    peer,
-                    head.forwarded.as_deref(),
-                    head.x_forwarded_for.as_deref(),
-                )
-            } else {
-                peer
-            };
-            if let Some(task) = t.take(head.method, path, head.http10, client) {
-                task(stream, drain.clone()).await;
+            task(stream, drain.clone()).await;
+            return None;
+        }
+        if let Some(taker) = &shortcuts.body
+            && let Some(length) = head.body_length
+            && !head.http10
+            && taker.wants(head.method, path, length)
+        {
+            let (len, close) = (head.len, head.close);
+            let head = buf.split_to(len).freeze();
+            let ahead = usize::try_from(length).map_or(buf.len(), |l| l.min(buf.len()));
+            let read_ahead = buf.split_to(ahead).freeze();
+            let back = taker
+                .answer(head, length, read_ahead, stream, client)
+                .await?;
+            if close || *drain.borrow() {
                 return None;
             }
+            stream = back;
+            continue;
         }
         let answer = match &shortcuts.plain {
             Some(p) if head.plain => {

@@ -115,6 +115,7 @@ pub struct MediaServer {
     handler: Handler,
     takeover: Arc<dyn crate::http::Takeover>,
     plain: Arc<dyn crate::plain::PlainPath>,
+    body: Arc<dyn crate::http::BodyTaker>,
     read_max: usize,
     header_timeout: Duration,
     trusted: videopick_live::proxy::TrustedProxies,
@@ -304,6 +305,11 @@ impl MediaServer {
             tus: tus.clone(),
             metrics: metrics.clone(),
         });
+        // tus PATCH bodies straight from the socket (see `crate::uploads::TusDirect`).
+        let body: Arc<dyn crate::http::BodyTaker> = Arc::new(crate::uploads::TusDirect {
+            tus: tus.clone(),
+            metrics: metrics.clone(),
+        });
         let handler: Handler = Arc::new(
             move |req: hyper::Request<hyper::body::Incoming>, peer: SocketAddr| {
                 let started = std::time::Instant::now();
@@ -392,6 +398,7 @@ impl MediaServer {
             handler,
             takeover: Arc::new(live_takeover),
             plain,
+            body,
             read_max: usize::from(config.http_read_kib) * 1024,
             header_timeout: Duration::from_secs(config.http_header_timeout_secs.max(1)),
             trusted,
@@ -440,6 +447,7 @@ impl MediaServer {
             crate::http::Shortcuts {
                 takeover: Some(self.takeover),
                 plain: Some(self.plain),
+                body: Some(self.body),
             },
             crate::http::ServeOptions {
                 max_read: self.read_max,

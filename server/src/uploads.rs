@@ -244,3 +244,126 @@ pub fn hooks(
         None => events,
     })
 }
+
+/// tus PATCH bodies read straight from the socket ([`crate::http::BodyTaker`]): the
+/// request goes through the same [`videopick_tus::service::TusService::handle`] as any
+/// other (hooks, checks, offsets, durability), with the connection in its extensions so
+/// that the upload's disk thread reads the body itself ([`videopick_tus::direct`]).
+pub(crate) struct TusDirect {
+    pub(crate) tus: videopick_tus::service::TusService,
+    pub(crate) metrics: crate::metrics::Metrics,
+}
+
+/// The most header lines a taken PATCH may have (more go to hyper, which answers).
+const MAX_HEADERS: usize = 64;
+
+/// `head` (complete) as a request with an empty body, and whether it expects
+/// `100 Continue`.
+fn request_from_head(
+    head: &[u8],
+) -> Option<(hyper::Request<http_body_util::Empty<bytes::Bytes>>, bool)> {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut lines);
+    let httparse::Status::Complete(_) = parsed.parse(head).ok()? else {
+        return None;
+    };
+    let mut req = hyper::Request::builder()
+        .method(parsed.method?)
+        .uri(parsed.path?)
+        .version(hyper::Version::HTTP_11);
+    let mut expect = false;
+    for h in parsed.headers.iter() {
+        expect |=
+            h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue");
+        req = req.header(h.name, h.value);
+    }
+    Some((req.body(http_body_util::Empty::new()).ok()?, expect))
+}
+
+/// Write `resp` (a small, complete answer) to `stream`.
+async fn write_answer(
+    stream: &tokio::net::TcpStream,
+    resp: hyper::Response<videopick_tus::service::TusBody>,
+    close: bool,
+) -> std::io::Result<()> {
+    use http_body_util::BodyExt as _;
+    use std::fmt::Write as _;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    let mut head = String::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        if name == hyper::header::CONTENT_LENGTH || name == hyper::header::CONNECTION {
+            continue;
+        }
+        let _ = write!(head, "{name}: {}\r\n", value.to_str().unwrap_or(""));
+    }
+    let _ = write!(
+        head,
+        "date: {}\r\ncontent-length: {}\r\n{}\r\n",
+        videopick_tus::headers::http_date(std::time::SystemTime::now()),
+        body.len(),
+        if close { "connection: close\r\n" } else { "" }
+    );
+    let mut out = bytes::BytesMut::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&body);
+    let mut at = 0;
+    while at < out.len() {
+        stream.writable().await?;
+        match stream.try_write(&out[at..]) {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl crate::http::BodyTaker for TusDirect {
+    fn wants(&self, method: &str, path: &str, length: u64) -> bool {
+        // PATCH bodies; and the bodiless requests around them (creation, HEAD), so that a
+        // keep-alive connection whose first request is a POST stays here for its PATCH.
+        // Anything else with a body (creation-with-upload) goes through hyper.
+        self.tus.owns(path) && (method == "PATCH" || length == 0)
+    }
+
+    fn answer(
+        &self,
+        head: bytes::Bytes,
+        length: u64,
+        read_ahead: bytes::Bytes,
+        stream: tokio::net::TcpStream,
+        _peer: std::net::SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<tokio::net::TcpStream>> + Send>>
+    {
+        use videopick_tus::direct::{DirectBody, DirectBodySlot};
+        let (tus, metrics) = (self.tus.clone(), self.metrics.clone());
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let Some((mut req, expect)) = request_from_head(&head) else {
+                // Not a head this path takes whole: close (hyper would refuse it too).
+                return None;
+            };
+            let slot = DirectBodySlot::new(DirectBody::new(stream, read_ahead, length, expect));
+            req.extensions_mut().insert(slot.clone());
+            let resp = tus.handle(req).await;
+            metrics.observe_http("media", "tus", resp.status().as_u16(), started.elapsed());
+            let body = slot.take()?;
+            let complete = body.is_complete();
+            let stream = body.into_stream()?;
+            // A body not read to its end cannot be skipped: the connection closes.
+            write_answer(&stream, resp, !complete).await.ok()?;
+            complete.then_some(stream)
+        })
+    }
+}

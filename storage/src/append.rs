@@ -92,6 +92,9 @@ fn open_locked(storage: &Storage, path: &Path) -> Result<(File, ObjectLock, u64)
 #[derive(Debug)]
 pub struct AppendFile {
     file: File,
+    /// A second descriptor without `O_APPEND`, opened on first use: `splice` refuses
+    /// append-mode targets, so spliced bytes are written at explicit offsets through it.
+    positional: Option<File>,
     path: PathBuf,
     lens: Lengths,
     /// Bumped by every truncation: a background sync begun before one proves nothing
@@ -160,6 +163,7 @@ impl Storage {
         let (file, lock, len) = open_locked(self, &path)?;
         Ok(AppendFile {
             file,
+            positional: None,
             path,
             lens: Lengths {
                 written: len,
@@ -233,6 +237,45 @@ impl AppendFile {
             self.sync()?;
         }
         Ok(())
+    }
+
+    /// Append up to `len` bytes waiting in `pipe` (put there by `splice` from a socket)
+    /// without passing them through user space: the kernel moves them into the page
+    /// cache. Returns how many were appended (fewer when the pipe holds fewer), fsyncing
+    /// as the policy says. Errors leave the handle as [`AppendFile::append`] does.
+    pub fn append_from_pipe(&mut self, pipe: impl std::os::fd::AsFd, len: usize) -> Result<usize> {
+        if self.positional.is_none() {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .ctx("open for splicing", &self.path)?;
+            self.positional = Some(f);
+        }
+        let Some(target) = &self.positional else {
+            return Ok(0);
+        };
+        let mut at = self.lens.written;
+        let moved = rustix::pipe::splice(
+            pipe,
+            None,
+            target,
+            Some(&mut at),
+            len,
+            rustix::pipe::SpliceFlags::MOVE,
+        );
+        match moved {
+            Ok(n) => {
+                self.lens.written += n as u64;
+                if self.lens.needs_sync() {
+                    self.sync()?;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                self.lens.written = self.file.metadata().map_or(self.lens.written, |m| m.len());
+                Err(StorageError::io("splice into", &self.path, e.into()))
+            }
+        }
     }
 
     /// fsync now; afterwards the durable length equals the written length.

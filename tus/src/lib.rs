@@ -32,6 +32,8 @@
 pub mod base64;
 pub mod checksum;
 pub mod core;
+#[cfg(feature = "server")]
+pub mod direct;
 pub mod headers;
 #[cfg(feature = "server")]
 pub mod hooks;

@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -23,12 +23,20 @@ use videopick_storage::{StorageError, UploadId};
 
 use crate::checksum::Hasher;
 use crate::core::PatchOutcome;
+use crate::direct::{DirectBody, DirectBodySlot};
 use crate::headers::{
     self, Checksum, ChecksumAlgorithm, Concat, HeaderError, Metadata, TUS_VERSION, check_version,
     parse_defer_length, parse_u64,
 };
 use crate::hooks::{Hooks, NoHooks, RequestInfo};
 use crate::store::{ConcatRole, FileStore, StoreError, Upload, UploadInfo, new_upload_id};
+
+/// What a body copy leaves: the writer, a store failure, a broken body.
+type Copied = (
+    crate::store::UploadWriter,
+    Option<StoreError>,
+    Option<String>,
+);
 
 /// Response body type.
 pub type TusBody = BoxBody<Bytes, Infallible>;
@@ -714,7 +722,6 @@ impl TusService {
         let writer = self.take_writer(store, id2, offset).await?;
         let stop = Arc::new(tokio::sync::Notify::new());
         self.active().insert(id.to_string(), stop.clone());
-        let (tx, mut rx) = mpsc::channel::<Bytes>(self.inner.config.body_queue.max(1));
         let mut hashers: Vec<Hasher> = match &checksum {
             Some(c) => vec![Hasher::new(c.algorithm)],
             None if trailer => ChecksumAlgorithm::ALL
@@ -724,6 +731,88 @@ impl TusService {
             None => Vec::new(),
         };
         let mut bad_trailer = None;
+        let direct = req
+            .extensions()
+            .get::<DirectBodySlot>()
+            .cloned()
+            .and_then(|slot| slot.take().map(|body| (slot, body)));
+        let copied = if let Some((slot, body)) = direct {
+            self.copy_direct(id, slot, body, writer, std::mem::take(&mut hashers), &stop)
+                .await
+                .map(|(w, failed, read_error, back)| {
+                    hashers = back;
+                    (w, failed, read_error)
+                })
+        } else {
+            self.copy_frames(
+                id,
+                req,
+                writer,
+                &mut hashers,
+                &stop,
+                trailer,
+                &mut checksum,
+                &mut bad_trailer,
+            )
+            .await
+        };
+        {
+            let mut active = self.active();
+            if active
+                .get(id.as_str())
+                .is_some_and(|s| Arc::ptr_eq(s, &stop))
+            {
+                active.remove(id.as_str());
+            }
+        }
+        let (mut w, failed, read_error) = copied?;
+        let digest = checksum.as_ref().and_then(|c| {
+            let i = hashers.iter().position(|h| h.algorithm() == c.algorithm)?;
+            Some(hashers.swap_remove(i).finish())
+        });
+        let mismatch = bad_trailer.is_some()
+            || checksum
+                .as_ref()
+                .is_some_and(|c| digest.as_ref() != Some(&c.digest));
+        let finish = tokio::task::spawn_blocking(move || {
+            if mismatch && read_error.is_none() {
+                // Checksum mismatch: the chunk is discarded, the offset stays.
+                let offset = w.rewind(offset).and_then(|_| w.finish())?;
+                return Ok(PatchOutcome::ChecksumMismatch { offset });
+            }
+            let offset = w.finish()?;
+            Ok(match (failed, read_error) {
+                (Some(error), _) => PatchOutcome::StoreFailed { offset, error },
+                (None, Some(reason)) => PatchOutcome::BodyBroken { offset, reason },
+                (None, None) => PatchOutcome::Stored { offset },
+            })
+        })
+        .await;
+        match finish {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(store_error(&e)),
+            Err(e) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+        }
+    }
+
+    /// The body through the HTTP library: frames handed to a blocking disk task.
+    #[allow(clippy::too_many_arguments)] // the streaming core's state, in one call
+    async fn copy_frames<B>(
+        &self,
+        id: &UploadId,
+        req: Request<B>,
+        writer: crate::store::UploadWriter,
+        hashers: &mut [Hasher],
+        stop: &Arc<tokio::sync::Notify>,
+        trailer: bool,
+        checksum: &mut Option<Checksum>,
+        bad_trailer: &mut Option<crate::headers::HeaderError>,
+    ) -> Result<Copied, Response<TusBody>>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(self.inner.config.body_queue.max(1));
         // The disk side: a blocking task appending what the network side sends.
         let disk = tokio::task::spawn_blocking(move || {
             let mut w = writer;
@@ -757,7 +846,7 @@ impl TusService {
             match frame {
                 Ok(f) => match f.into_data() {
                     Ok(data) => {
-                        for h in &mut hashers {
+                        for h in hashers.iter_mut() {
                             h.update(&data);
                         }
                         if tx.send(data).await.is_err() {
@@ -770,8 +859,8 @@ impl TusService {
                             && let Some(v) = header(&t, "upload-checksum")
                         {
                             match Checksum::parse(v) {
-                                Ok(c) => checksum = Some(c),
-                                Err(e) => bad_trailer = Some(e),
+                                Ok(c) => *checksum = Some(c),
+                                Err(e) => *bad_trailer = Some(e),
                             }
                         }
                     }
@@ -783,46 +872,81 @@ impl TusService {
             }
         }
         drop(tx);
-        {
-            let mut active = self.active();
-            if active
-                .get(id.as_str())
-                .is_some_and(|s| Arc::ptr_eq(s, &stop))
-            {
-                active.remove(id.as_str());
-            }
-        }
-        let (mut w, failed) = match disk.await {
-            Ok(x) => x,
-            Err(e) => return Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
-        };
-        let digest = checksum.as_ref().and_then(|c| {
-            let i = hashers.iter().position(|h| h.algorithm() == c.algorithm)?;
-            Some(hashers.swap_remove(i).finish())
-        });
-        let mismatch = bad_trailer.is_some()
-            || checksum
-                .as_ref()
-                .is_some_and(|c| digest.as_ref() != Some(&c.digest));
-        let finish = tokio::task::spawn_blocking(move || {
-            if mismatch && read_error.is_none() {
-                // Checksum mismatch: the chunk is discarded, the offset stays.
-                let offset = w.rewind(offset).and_then(|_| w.finish())?;
-                return Ok(PatchOutcome::ChecksumMismatch { offset });
-            }
-            let offset = w.finish()?;
-            Ok(match (failed, read_error) {
-                (Some(error), _) => PatchOutcome::StoreFailed { offset, error },
-                (None, Some(reason)) => PatchOutcome::BodyBroken { offset, reason },
-                (None, None) => PatchOutcome::Stored { offset },
-            })
-        })
-        .await;
-        match finish {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => Err(store_error(&e)),
+        match disk.await {
+            Ok((w, failed)) => Ok((w, failed, read_error)),
             Err(e) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
         }
+    }
+
+    /// The body straight from the socket ([`crate::direct`]): the disk thread reads it
+    /// itself; the connection goes back into `slot` afterwards.
+    async fn copy_direct(
+        &self,
+        id: &UploadId,
+        slot: DirectBodySlot,
+        mut body: DirectBody,
+        mut writer: crate::store::UploadWriter,
+        mut hashers: Vec<Hasher>,
+        stop: &Arc<tokio::sync::Notify>,
+    ) -> Result<
+        (
+            crate::store::UploadWriter,
+            Option<StoreError>,
+            Option<String>,
+            Vec<Hasher>,
+        ),
+        Response<TusBody>,
+    > {
+        let broken = |e: std::io::Error| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+        let Some(stream) = body.take_stream() else {
+            return Ok((writer, None, Some("no connection".into()), hashers));
+        };
+        let mut socket = stream.into_std().map_err(broken)?;
+        socket.set_nonblocking(false).map_err(broken)?;
+        // A takeover (this process: `stop`; another: the store's request file) raises
+        // the flag the disk thread looks at between reads.
+        let flag = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (flag, stop, store, id) = (
+                flag.clone(),
+                stop.clone(),
+                self.inner.store.clone(),
+                id.clone(),
+            );
+            tokio::spawn(async move {
+                let mut poll = tokio::time::interval(Duration::from_millis(250));
+                poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.notified() => break,
+                        _ = poll.tick() => {
+                            if store.takeover_requested(&id) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                flag.store(true, Ordering::Relaxed);
+            })
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            let copied =
+                crate::direct::copy(&mut body, &mut socket, &mut writer, &mut hashers, &flag);
+            (body, socket, writer, hashers, copied)
+        })
+        .await;
+        watcher.abort();
+        let (mut body, socket, writer, hashers, copied) =
+            done.map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+        // Back to the runtime, for the answer and the next request.
+        if socket.set_read_timeout(None).is_ok()
+            && socket.set_nonblocking(true).is_ok()
+            && let Ok(stream) = tokio::net::TcpStream::from_std(socket)
+        {
+            body.set_stream(stream);
+        }
+        slot.put(body);
+        Ok((writer, copied.failed, copied.read_error, hashers))
     }
 
     /// Remove unfinished uploads whose expiration passed (nothing when expiration is off).

@@ -589,6 +589,24 @@ impl UploadWriter {
         Ok(())
     }
 
+    /// Append up to `len` bytes waiting in `pipe` (spliced there from the request's
+    /// socket) without passing them through user space; how many were appended. Refuses
+    /// to go past the declared length, writing nothing.
+    pub fn append_from_pipe(
+        &mut self,
+        pipe: impl std::os::fd::AsFd,
+        len: usize,
+    ) -> Result<usize, StoreError> {
+        if let Some(length) = self.length
+            && self.file.len() + len as u64 > length
+        {
+            return Err(StoreError::PastLength { length });
+        }
+        let n = self.file.append_from_pipe(pipe, len)?;
+        self.after_append()?;
+        Ok(n)
+    }
+
     /// Append `len` bytes of `src` without passing them through user space (reflinked
     /// where the file system can), with the same length check and offset recording as
     /// [`UploadWriter::write`].
