@@ -123,6 +123,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn body_lengths_only_when_framed_by_one_content_length() {
+        let len = |head: &[u8]| parse_request_head(head).unwrap().unwrap().body_length;
+        assert_eq!(
+            len(b"PATCH /f/a HTTP/1.1\r\nContent-Length: 42\r\n\r\n"),
+            Some(42)
+        );
+        assert_eq!(len(b"POST /f/ HTTP/1.1\r\nHost: x\r\n\r\n"), Some(0));
+        for unframed in [
+            &b"PATCH /f/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"PATCH /f/a HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"PATCH /f/a HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n",
+            b"PATCH /f/a HTTP/1.1\r\nContent-Length: +4\r\n\r\n",
+            b"PATCH /f/a HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        ] {
+            assert_eq!(len(unframed), None, "{}", String::from_utf8_lossy(unframed));
+        }
+    }
+
+    #[test]
     fn heads_the_plain_path_takes_and_declines() {
         let h = parse_request_head(b"GET /live/a.m3u8?_HLS_msn=3 HTTP/1.1\r\nHost: x\r\n\r\nGET")
             .unwrap()
