@@ -125,6 +125,12 @@ enum Direct {
 const MAX_DIRECT_FRAMES: usize = 16;
 
 impl ConnState {
+    /// The WebSocket's write half is gone: no more direct writes, nothing left to send.
+    fn end_direct(&mut self) {
+        self.direct = None;
+        self.out = Vec::new();
+    }
+
     /// Write Socket.IO message `frames` straight to the WebSocket when nothing is ahead of
     /// them: one non-blocking `writev` from the sender's thread instead of a queue entry,
     /// a task wake-up and the writer's own write. What the socket does not take is kept,
@@ -216,20 +222,26 @@ impl Conn {
         self.send_raw(Bytes::from(text), attachments)
     }
 
+    /// Write `frames` straight to the socket if nothing is ahead of them
+    /// ([`ConnState::try_direct`]), waking the writer for what a full socket left; false
+    /// when they must be queued instead.
+    fn send_direct(&self, st: &mut ConnState, frames: &[Bytes]) -> bool {
+        match st.try_direct(frames) {
+            Direct::Written => true,
+            Direct::Partial => {
+                self.wake.notify_waiters();
+                true
+            }
+            Direct::NotNow => false,
+        }
+    }
+
     /// Queue an already encoded Socket.IO packet (a shared broadcast frame).
     pub fn send_raw(&self, text: Bytes, attachments: &[Bytes]) -> bool {
         let ok = {
             let mut st = self.state();
-            if attachments.is_empty() {
-                match st.try_direct(std::slice::from_ref(&text)) {
-                    Direct::Written => return true,
-                    Direct::Partial => {
-                        drop(st);
-                        self.wake.notify_waiters();
-                        return true;
-                    }
-                    Direct::NotNow => {}
-                }
+            if attachments.is_empty() && self.send_direct(&mut st, std::slice::from_ref(&text)) {
+                return true;
             }
             let mut ok = st.session.send(EioPacket::Text(EioType::Message, text));
             for a in attachments {
@@ -262,14 +274,8 @@ impl crate::fanout::Member for Conn {
         use crate::fanout::Pushed;
         let (ok, dropped, first) = {
             let mut st = self.state();
-            match st.try_direct(frames) {
-                Direct::Written => return (Pushed::Queued, 0),
-                Direct::Partial => {
-                    drop(st);
-                    self.wake.notify_waiters();
-                    return (Pushed::Queued, 0);
-                }
-                Direct::NotNow => {}
+            if self.send_direct(&mut st, frames) {
+                return (Pushed::Queued, 0);
             }
             let before = st.session.dropped();
             let first = st.session.queued() == 0;
@@ -302,14 +308,8 @@ impl crate::fanout::Member for Conn {
     fn push(&self, frame: Bytes) -> crate::fanout::Pushed {
         let (ok, dropped, first) = {
             let mut st = self.state();
-            match st.try_direct(std::slice::from_ref(&frame)) {
-                Direct::Written => return crate::fanout::Pushed::Queued,
-                Direct::Partial => {
-                    drop(st);
-                    self.wake.notify_waiters();
-                    return crate::fanout::Pushed::Queued;
-                }
-                Direct::NotNow => {}
+            if self.send_direct(&mut st, std::slice::from_ref(&frame)) {
+                return crate::fanout::Pushed::Queued;
             }
             let before = st.session.dropped();
             let first = st.session.queued() == 0;
@@ -880,9 +880,7 @@ impl<A: App> Server<A> {
         } else {
             // A probe that never became the transport: the polling session goes on.
             writer.abort();
-            let mut st = conn.state();
-            st.direct = None;
-            st.out = Vec::new();
+            conn.state().end_direct();
         }
     }
 
@@ -997,7 +995,5 @@ async fn direct_writer(conn: Arc<Conn>, wr: Arc<OwnedWriteHalf>) {
         notified.await;
     }
     conn.close();
-    let mut st = conn.state();
-    st.direct = None;
-    st.out = Vec::new();
+    conn.state().end_direct();
 }

@@ -31,8 +31,26 @@ use crate::headers::{
 use crate::hooks::{Hooks, NoHooks, RequestInfo};
 use crate::store::{ConcatRole, FileStore, StoreError, Upload, UploadInfo, new_upload_id};
 
-/// What a body copy leaves: the writer, a store failure, a broken body.
-type Copied = (
+/// Completes when another request takes upload `id` over: `stop` from this process, or
+/// the store's request file from another (looked at every 250 ms).
+async fn taken_over(store: FileStore, id: UploadId, stop: Arc<tokio::sync::Notify>) {
+    let mut poll = tokio::time::interval(Duration::from_millis(250));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.notified() => return,
+            _ = poll.tick() => {
+                if store.takeover_requested(&id) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What a body copy through the HTTP library leaves: the writer, a store failure, a
+/// broken body.
+type FramesCopied = (
     crate::store::UploadWriter,
     Option<StoreError>,
     Option<String>,
@@ -807,7 +825,7 @@ impl TusService {
         trailer: bool,
         checksum: &mut Option<Checksum>,
         bad_trailer: &mut Option<crate::headers::HeaderError>,
-    ) -> Result<Copied, Response<TusBody>>
+    ) -> Result<FramesCopied, Response<TusBody>>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
@@ -828,19 +846,12 @@ impl TusService {
         });
         let mut body = req.into_body();
         let mut read_error = None;
-        // Requests of other processes ask through the store: look every 250 ms.
-        let mut poll = tokio::time::interval(Duration::from_millis(250));
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let takeover = taken_over(self.inner.store.clone(), id.clone(), stop.clone());
+        tokio::pin!(takeover);
         loop {
             let frame = tokio::select! {
                 f = body.frame() => f,
-                () = stop.notified() => break, // taken over: keep what arrived, let go
-                _ = poll.tick() => {
-                    if self.inner.store.takeover_requested(id) {
-                        break;
-                    }
-                    continue;
-                }
+                () = &mut takeover => break, // taken over: keep what arrived, let go
             };
             let Some(frame) = frame else { break };
             match frame {
@@ -907,25 +918,10 @@ impl TusService {
         // the flag the disk thread looks at between reads.
         let flag = Arc::new(AtomicBool::new(false));
         let watcher = {
-            let (flag, stop, store, id) = (
-                flag.clone(),
-                stop.clone(),
-                self.inner.store.clone(),
-                id.clone(),
-            );
+            let flag = flag.clone();
+            let takeover = taken_over(self.inner.store.clone(), id.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut poll = tokio::time::interval(Duration::from_millis(250));
-                poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = stop.notified() => break,
-                        _ = poll.tick() => {
-                            if store.takeover_requested(&id) {
-                                break;
-                            }
-                        }
-                    }
-                }
+                takeover.await;
                 flag.store(true, Ordering::Relaxed);
             })
         };
