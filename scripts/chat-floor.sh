@@ -8,7 +8,8 @@
 # delivery (per write for the floor), and the servers' RSS per connection, latency and
 # losses.
 #   usage: scripts/chat-floor.sh [clients] [rate] [rounds] [seconds] [transports]
-#   CASES="floor server" a subset; WORKERS=n socket.io-client processes (default 2).
+#   CASES="floor server" a subset; WORKERS=n socket.io-client processes (default 2);
+#   BURST=1 connects every client at once instead of 100 per 20 ms per worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients="${1:-5000}"
@@ -48,8 +49,13 @@ server() { # binary
   until curl -s -o /dev/null "http://127.0.0.1:3911/socket.io/?EIO=4&transport=polling"; do sleep 0.2; done
   taskset -c 1 node clients/js/sio-load.mjs --url http://127.0.0.1:3911 --secret s \
     --clients "$clients" --rate "$rate" --seconds "$secs" --workers "${WORKERS:-2}" \
-    --transports "$transports" --server-pid "$s" |
+    --transports "$transports" --server-pid "$s" ${BURST:+--burst 1} |
     sed -E 's/.*"expected":([0-9]+),"received":([0-9]+),"p50_ms":([0-9]+),"p99_ms":([0-9]+),"max_ms":([0-9]+),"rss_per_connection_kib":([0-9.]+),"peak_rss_per_connection_kib":([0-9.]+),"cpu_us_per_delivery":([0-9.]+).*/\8 µs per delivery, \6 KiB per connection (peak \7), p50 \3 ms, p99 \4 ms, max \5 ms, received \2 of \1/'
+  # What the server itself counted: slow-client drops, and how sessions ended (the
+  # clients leaving at the end show as "server shutting down" and the sender's close).
+  curl -s http://127.0.0.1:3911/metrics | awk '/^videopick_chat_drops/ { d += $NF }
+    /^videopick_chat_disconnects/ { match($0, /reason="[^"]*"/); r = r " " substr($0, RSTART + 8, RLENGTH - 9) " " $NF }
+    END { printf "  (server: %d dropped; ended:%s)\n", d, r }'
   kill "$s"; wait "$s" 2>/dev/null || true
 }
 

@@ -428,11 +428,80 @@ fn random_id() -> String {
         .replace('/', "_")
 }
 
-fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
-    req.uri()
-        .query()?
+fn query<'a>(uri: &'a hyper::Uri, key: &str) -> Option<&'a str> {
+    uri.query()?
         .split('&')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// How a server that reads requests itself answers a `/socket.io/` request (see
+/// [`Server::handle_direct`]).
+pub enum Answer<A: App> {
+    /// Write this response; the connection may then carry the next request.
+    Response(Response<Full<Bytes>>),
+    /// A WebSocket upgrade: write the response (`101 Switching Protocols`), then give the
+    /// connection to [`Upgrade::run_tcp`].
+    Upgrade(Response<Full<Bytes>>, Upgrade<A>),
+}
+
+/// An accepted WebSocket upgrade whose connection is yet to be handed over. Dropped
+/// without [`Upgrade::run_tcp`] (the `101` could not be written), a session it opened
+/// closes.
+pub struct Upgrade<A: App> {
+    server: Server<A>,
+    /// The session the socket carries; `None` for a second upgrade of a session that
+    /// already has its WebSocket (the socket is closed at once, as the reference server
+    /// does, leaving the session on its first one).
+    conn: Option<Arc<Conn>>,
+    /// Whether this upgrade opened the session (no polling before it).
+    fresh: bool,
+}
+
+impl<A: App> Drop for Upgrade<A> {
+    fn drop(&mut self) {
+        if self.fresh
+            && let Some(conn) = self.conn.take()
+        {
+            conn.close();
+        }
+    }
+}
+
+impl<A: App> Upgrade<A> {
+    /// Serve the WebSocket on `tcp` (the `101` written), with `read`: bytes that came
+    /// after the upgrade request. Returns when the socket ends.
+    pub async fn run_tcp(mut self, mut tcp: TcpStream, read: Bytes) {
+        self.fresh = false;
+        let Some(conn) = self.conn.take() else {
+            // A close frame (1000, normal closure), then the end of the stream.
+            let _ = tcp.write_all(&websocket::close_frame(1000)).await;
+            let _ = tcp.shutdown().await;
+            return;
+        };
+        self.server.run_websocket_tcp(conn, tcp, read).await;
+    }
+
+    /// Serve the WebSocket on a connection hyper upgraded.
+    async fn run_upgraded(mut self, upgraded: hyper::upgrade::Upgraded) {
+        let upgraded = match (self.server.inner.unwrap)(upgraded) {
+            Ok((tcp, read)) => return self.run_tcp(tcp, read).await,
+            Err(upgraded) => upgraded,
+        };
+        self.fresh = false;
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let Some(conn) = self.conn.take() else {
+            let _ = io.write_all(&websocket::close_frame(1000)).await;
+            let _ = io.shutdown().await;
+            return;
+        };
+        self.server.run_websocket(conn, io).await;
+    }
+}
+
+/// What [`Server::route`] made of a request.
+enum Routed<A: App> {
+    Done(Resp),
+    Upgrade(Resp, Upgrade<A>),
 }
 
 impl<A: App> Server<A> {
@@ -460,6 +529,11 @@ impl<A: App> Server<A> {
         &self.inner.app
     }
 
+    /// The largest payload a client may send (a poll's body, a WebSocket message).
+    pub fn max_payload(&self) -> usize {
+        self.inner.config.max_payload
+    }
+
     /// Connections open now.
     pub fn connections(&self) -> usize {
         self.conns().len()
@@ -474,23 +548,79 @@ impl<A: App> Server<A> {
 
     /// Answer a request under `/socket.io/` (serve it with hyper's `with_upgrades()`).
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Resp {
-        if query(&req, "EIO") != Some("4") {
-            return error(5, "Unsupported protocol version");
+        let (mut parts, body) = req.into_parts();
+        let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let max = self.inner.config.max_payload;
+        let body = async move {
+            Limited::new(body, max)
+                .collect()
+                .await
+                .ok()
+                .map(http_body_util::Collected::to_bytes)
+        };
+        match self.route(&parts, body, peer).await {
+            Routed::Done(resp) => resp,
+            Routed::Upgrade(resp, upgrade) => {
+                let Some(on_upgrade) = on_upgrade else {
+                    // Not served with upgrades: `upgrade` drops, closing what it opened.
+                    return error(3, "Bad request");
+                };
+                tokio::spawn(async move {
+                    if let Ok(upgraded) = on_upgrade.await {
+                        upgrade.run_upgraded(upgraded).await;
+                    }
+                });
+                resp
+            }
         }
-        let sid = query(&req, "sid").map(str::to_string);
-        match (query(&req, "transport"), req.method()) {
-            (Some("websocket"), &Method::GET) => self.websocket(req, sid, peer),
+    }
+
+    /// Answer a request under `/socket.io/` that the caller read itself from a plain-TCP
+    /// connection (no hyper): its head as `parts` and its complete `body` (a poll's
+    /// payload; empty for a GET). A WebSocket upgrade comes back as [`Answer::Upgrade`]
+    /// for the caller to write the `101` and hand the connection over.
+    pub async fn handle_direct(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: Bytes,
+        peer: SocketAddr,
+    ) -> Answer<A> {
+        let max = self.inner.config.max_payload;
+        let body = async move { (body.len() <= max).then_some(body) };
+        match self.route(parts, body, peer).await {
+            Routed::Done(resp) => Answer::Response(resp),
+            Routed::Upgrade(resp, upgrade) => Answer::Upgrade(resp, upgrade),
+        }
+    }
+
+    /// The Engine.IO request `parts` (with `body`, read only for a POST; `None` when it is
+    /// larger than `max_payload`).
+    async fn route(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: impl std::future::Future<Output = Option<Bytes>>,
+        peer: SocketAddr,
+    ) -> Routed<A> {
+        let uri = &parts.uri;
+        if query(uri, "EIO") != Some("4") {
+            return Routed::Done(error(5, "Unsupported protocol version"));
+        }
+        let sid = query(uri, "sid").map(str::to_string);
+        Routed::Done(match (query(uri, "transport"), &parts.method) {
+            (Some("websocket"), &Method::GET) => {
+                return self.websocket(&parts.headers, sid.as_deref(), peer);
+            }
             (Some("polling"), &Method::GET) => match sid {
                 None => self.open_polling(peer),
                 Some(sid) => self.poll(&sid).await,
             },
             (Some("polling"), &Method::POST) => match sid {
-                Some(sid) => self.post(&sid, req).await,
+                Some(sid) => self.post(&sid, body).await,
                 None => error(1, "Session ID unknown"),
             },
             (Some("polling" | "websocket"), _) => error(2, "Bad handshake method"),
             _ => error(0, "Transport unknown"),
-        }
+        })
     }
 
     fn new_conn(&self, transport: Transport, peer: SocketAddr) -> Arc<Conn> {
@@ -621,16 +751,20 @@ impl<A: App> Server<A> {
         resp(StatusCode::OK, body)
     }
 
-    async fn post(&self, sid: &str, req: Request<Incoming>) -> Resp {
+    async fn post(
+        &self,
+        sid: &str,
+        body: impl std::future::Future<Output = Option<Bytes>>,
+    ) -> Resp {
         let Some(conn) = self.conn(sid) else {
             return error(1, "Session ID unknown");
         };
         let max = self.inner.config.max_payload;
-        let Ok(body) = Limited::new(req.into_body(), max).collect().await else {
+        let Some(body) = body.await else {
             conn.close();
             return resp(StatusCode::PAYLOAD_TOO_LARGE, "payload too large");
         };
-        let Ok(packets) = engineio::decode_payload(&body.to_bytes(), max, 1024) else {
+        let Ok(packets) = engineio::decode_payload(&body, max, 1024) else {
             conn.close();
             return error(3, "Bad request");
         };
@@ -739,58 +873,38 @@ impl<A: App> Server<A> {
         }
     }
 
-    fn websocket(&self, req: Request<Incoming>, sid: Option<String>, peer: SocketAddr) -> Resp {
-        let key = req
-            .headers()
+    /// Accept a WebSocket upgrade: the `101` response and what the socket will carry (or
+    /// the refusal).
+    fn websocket(
+        &self,
+        headers: &hyper::HeaderMap,
+        sid: Option<&str>,
+        peer: SocketAddr,
+    ) -> Routed<A> {
+        let key = headers
             .get("sec-websocket-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let upgrade = req
-            .headers()
+            .and_then(|v| v.to_str().ok());
+        let upgrade = headers
             .get(hyper::header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
         let (Some(key), true) = (key, upgrade) else {
-            return error(3, "Bad request");
+            return Routed::Done(error(3, "Bad request"));
         };
-        let conn = match &sid {
+        let conn = match sid {
             Some(sid) => match self.conn(sid) {
                 Some(c) if c.state().session.transport() == Transport::Polling => Some(c),
-                // A second upgrade of a session that already upgraded: complete the
-                // handshake and close that socket at once (as the reference server does),
-                // leaving the session on its first WebSocket.
+                // A second upgrade of a session that already upgraded.
                 Some(_) => None,
-                None => return error(1, "Session ID unknown"),
+                None => return Routed::Done(error(1, "Session ID unknown")),
             },
             None => Some(self.new_conn(Transport::WebSocket, peer)),
         };
-        let server = self.clone();
-        tokio::spawn(async move {
-            let Some(conn) = conn else {
-                if let Ok(upgraded) = hyper::upgrade::on(req).await {
-                    let mut io = hyper_util::rt::TokioIo::new(upgraded);
-                    // A close frame (1000, normal closure), then the end of the stream.
-                    let _ = tokio::io::AsyncWriteExt::write_all(&mut io, &[0x88, 0x02, 0x03, 0xe8])
-                        .await;
-                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
-                }
-                return;
-            };
-            let Ok(upgraded) = hyper::upgrade::on(req).await else {
-                if sid.is_none() {
-                    conn.close();
-                }
-                return;
-            };
-            match (server.inner.unwrap)(upgraded) {
-                Ok((tcp, read)) => server.run_websocket_tcp(conn, tcp, read).await,
-                Err(upgraded) => {
-                    server
-                        .run_websocket(conn, hyper_util::rt::TokioIo::new(upgraded))
-                        .await;
-                }
-            }
-        });
+        let upgrade = Upgrade {
+            server: self.clone(),
+            conn,
+            fresh: sid.is_none(),
+        };
         let mut r = resp(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
         let h = r.headers_mut();
         h.remove(hyper::header::CONTENT_TYPE);
@@ -802,10 +916,10 @@ impl<A: App> Server<A> {
             hyper::header::CONNECTION,
             hyper::header::HeaderValue::from_static("Upgrade"),
         );
-        if let Ok(v) = websocket::accept_key(&key).parse() {
+        if let Ok(v) = websocket::accept_key(key).parse() {
             h.insert("sec-websocket-accept", v);
         }
-        r
+        Routed::Upgrade(r, upgrade)
     }
 
     async fn run_websocket<S>(&self, conn: Arc<Conn>, stream: S)

@@ -72,9 +72,18 @@ if (process.env.SIO_LOAD_WORKER) {
   }
   await Promise.all(opening);
   process.send({ joined: sockets.length, failed });
-  process.on("message", (m) => {
+  process.on("message", async (m) => {
     if (m === "count") counting = true;
-    if (m === "report") {
+    if (m?.report !== undefined) {
+      // Every socket's copy of the `m.report` messages sent, or 2 s without another.
+      const target = m.report * sockets.length;
+      let last = -1;
+      let still = 0;
+      while (received < target && still < 20) {
+        still = received === last ? still + 1 : 0;
+        last = received;
+        await sleep(100);
+      }
       counting = false;
       process.send({ received, lat });
     }
@@ -121,10 +130,10 @@ if (process.env.SIO_LOAD_WORKER) {
     sender.emit("message", { room, text: `${Date.now()} ${"x".repeat(48)}` });
     sent++;
   }
-  await sleep(1000); // the last messages arrive
+  await sleep(1000); // the last messages arrive (the workers wait longer for stragglers)
   const end = pid ? sample() : undefined;
   const reports = await Promise.all(
-    children.map((c) => new Promise((r) => { c.once("message", r); c.send("report"); })),
+    children.map((c) => new Promise((r) => { c.once("message", r); c.send({ report: sent }); })),
   );
   const lat = reports.flatMap((r) => r.lat).sort((a, b) => a - b);
   const received = reports.reduce((a, r) => a + r.received, 0);

@@ -217,3 +217,116 @@ fn pages_of_allowed_origins_get_cors_answers_and_others_are_refused() {
     let r = raw(&server.addr, "GET", handshake, "");
     assert!(r.starts_with("http/1.1 200"), "{r}");
 }
+
+/// Reads one HTTP/1.1 response (head and a `Content-Length` body) from `s`.
+fn response(s: &mut std::net::TcpStream) -> (String, String) {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "closed mid-head: {got:?}");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8(got).unwrap().to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).unwrap();
+    (head, String::from_utf8(body).unwrap())
+}
+
+/// Long-polling as a client on one keep-alive connection sees it, with the requests read
+/// and answered ahead of hyper: the handshake, a packet posted in two pieces and with
+/// `Expect: 100-continue`, the poll that carries the answer; an oversized payload is
+/// refused; a body that stalls closes its connection within the header timeout.
+#[test]
+fn long_polling_on_one_keep_alive_connection() {
+    use std::io::{Read, Write};
+    let server = start(&[
+        "--anonymous",
+        "--max-payload",
+        "2000",
+        "--header-timeout-secs",
+        "2",
+    ]);
+    let addr = &server.addr;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let (head, body) = response(&mut s);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_string();
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    // The namespace connect, its body in two writes.
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\n4"
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    s.write_all(b"0").unwrap();
+    let (head, body) = response(&mut s);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "ok");
+    // The poll carries the namespace's answer.
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let (head, body) = response(&mut s);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.starts_with("40{\"sid\":"), "{body}");
+    // A client that waits for 100 Continue before its body gets it.
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+    )
+    .unwrap();
+    let mut cont = [0u8; 25];
+    s.read_exact(&mut cont).unwrap();
+    assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"3").unwrap(); // a pong
+    let (head, body) = response(&mut s);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "ok");
+
+    // A payload over --max-payload is refused (and ends the session).
+    let mut big = std::net::TcpStream::connect(addr).unwrap();
+    big.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        big,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 3000\r\n\r\n{}",
+        "4".repeat(3000)
+    )
+    .unwrap();
+    let (head, _) = response(&mut big);
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+
+    // A body that stops short is not waited for past the header timeout.
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stalled,
+        "POST /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 10\r\n\r\n40"
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        waited >= std::time::Duration::from_millis(1500)
+            && waited < std::time::Duration::from_secs(6),
+        "closed after {waited:?}"
+    );
+}

@@ -1,7 +1,6 @@
 //! The chat role: `chat-proto`'s Engine.IO/Socket.IO server with the chat app (or the
 //! protocol test suite's echo handlers) at `/socket.io/`, plus `/metrics` and `/healthz`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,62 +193,164 @@ async fn serve<A: App>(
     cors: Cors,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "chat: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let (server, metrics, trusted, cors) = (
-            server.clone(),
-            metrics.clone(),
-            trusted.clone(),
-            cors.clone(),
-        );
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (server, metrics, cors) = (server.clone(), metrics.clone(), cors.clone());
-                let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-                let peer =
-                    trusted.client_addr(peer, header("forwarded"), header("x-forwarded-for"));
-                async move {
-                    let started = std::time::Instant::now();
-                    let path = req.uri().path();
-                    let (route, resp) = if path == "/socket.io/" || path == "/socket.io" {
-                        ("socket_io", cors.serve(req, peer, &server).await)
-                    } else if path == "/metrics" {
-                        let mut r = text(StatusCode::OK, metrics.render());
-                        r.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-                        );
-                        ("metrics", r)
-                    } else if path == "/healthz" || path == "/readyz" {
-                        ("healthz", text(StatusCode::OK, "ok\n".into()))
-                    } else {
-                        ("other", text(StatusCode::NOT_FOUND, "not found\n".into()))
-                    };
-                    metrics.observe_http("chat", route, resp.status().as_u16(), started.elapsed());
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(16 * 1024)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await;
-        });
+    // Engine.IO requests on plain connections are read and answered here, ahead of hyper
+    // (a held poll costs its connection a few hundred bytes instead of hyper's buffers:
+    // this is most of a client's memory while 5,000 of them connect at once); the rest
+    // (preflights, /metrics, anything unusual) goes through hyper.
+    let direct = EngineIoDirect {
+        server: server.clone(),
+        cors: cors.clone(),
+        metrics: metrics.clone(),
+        stall: header_timeout,
+    };
+    let shortcuts = crate::http::Shortcuts {
+        body: Some(Arc::new(direct)),
+        ..crate::http::Shortcuts::default()
+    };
+    let options = crate::http::ServeOptions {
+        max_read: 16 * 1024,
+        header_timeout,
+        trusted: (*trusted).clone(),
+        drain: Duration::from_secs(1),
+        tls: None,
+    };
+    let handler = move |req: Request<hyper::body::Incoming>, peer: SocketAddr| {
+        let (server, metrics, cors) = (server.clone(), metrics.clone(), cors.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let path = req.uri().path();
+            let (route, resp) = if path == "/socket.io/" || path == "/socket.io" {
+                ("socket_io", cors.serve(req, peer, &server).await)
+            } else if path == "/metrics" {
+                let mut r = text(StatusCode::OK, metrics.render());
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                );
+                ("metrics", r)
+            } else if path == "/healthz" || path == "/readyz" {
+                ("healthz", text(StatusCode::OK, "ok\n".into()))
+            } else {
+                ("other", text(StatusCode::NOT_FOUND, "not found\n".into()))
+            };
+            metrics.observe_http("chat", route, resp.status().as_u16(), started.elapsed());
+            resp.map(http_body_util::BodyExt::boxed)
+        }
+    };
+    crate::http::serve(listener, handler, shortcuts, options, shutdown).await;
+}
+
+/// Engine.IO's long-polling requests and WebSocket upgrades answered ahead of hyper
+/// ([`crate::http::BodyTaker`]): the head parsed once, a poll's payload read to its
+/// `Content-Length`, the answer written with one write; an upgraded socket goes straight
+/// to the chat's WebSocket reader.
+struct EngineIoDirect<A: App> {
+    server: Server<A>,
+    cors: Cors,
+    metrics: Metrics,
+    /// How long a request body may stall.
+    stall: Duration,
+}
+
+impl<A: App> crate::http::BodyTaker for EngineIoDirect<A> {
+    fn wants(&self, method: &str, path: &str, length: u64) -> bool {
+        (path == "/socket.io/" || path == "/socket.io")
+            && match method {
+                "GET" => length == 0,
+                // A larger payload goes to hyper, which refuses it (413) like any other.
+                "POST" => usize::try_from(length).is_ok_and(|l| l <= self.server.max_payload()),
+                _ => false,
+            }
     }
+
+    fn answer(
+        &self,
+        head: Bytes,
+        length: u64,
+        read_ahead: Bytes,
+        mut stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<tokio::net::TcpStream>> + Send>>
+    {
+        let (server, cors, metrics, stall) = (
+            self.server.clone(),
+            self.cors.clone(),
+            self.metrics.clone(),
+            self.stall,
+        );
+        Box::pin(async move {
+            use videopick_chat_proto::server::Answer;
+            let started = std::time::Instant::now();
+            let (req, expect) = crate::http::request_from_head(&head)?;
+            drop(head);
+            let (parts, ()) = req.map(|_| ()).into_parts();
+            let close = parts
+                .headers
+                .get(hyper::header::CONNECTION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            let body = read_body(&mut stream, read_ahead, length, expect, stall).await?;
+            let (resp, upgrade) = match cors.check(&parts.headers) {
+                Err(origin) => (Cors::refuse(&origin), None),
+                Ok(origin) => match server.handle_direct(&parts, body, peer).await {
+                    Answer::Response(r) => (Cors::finish(r, origin.as_deref()), None),
+                    Answer::Upgrade(r, up) => (Cors::finish(r, origin.as_deref()), Some(up)),
+                },
+            };
+            let status = resp.status().as_u16();
+            metrics.observe_http("chat", "socket_io", status, started.elapsed());
+            let (resp_parts, body) = resp.into_parts();
+            let body = http_body_util::BodyExt::collect(body)
+                .await
+                .map(http_body_util::Collected::to_bytes)
+                .unwrap_or_default();
+            let close = close && upgrade.is_none();
+            crate::http::write_response(&stream, &resp_parts, &body, close)
+                .await
+                .ok()?;
+            if let Some(upgrade) = upgrade {
+                // The socket lives on its own task: the connection's is done.
+                tokio::spawn(upgrade.run_tcp(stream, Bytes::new()));
+                return None;
+            }
+            (!close).then_some(stream)
+        })
+    }
+}
+
+/// The `length` bytes of a request body, `read_ahead` first; `None` when the client
+/// stalls for `stall` or goes away before the end.
+async fn read_body(
+    stream: &mut tokio::net::TcpStream,
+    read_ahead: Bytes,
+    length: u64,
+    expect: bool,
+    stall: Duration,
+) -> Option<Bytes> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let length = usize::try_from(length).ok()?;
+    if length == 0 {
+        return Some(Bytes::new());
+    }
+    if read_ahead.len() >= length {
+        return Some(read_ahead.slice(..length));
+    }
+    if expect {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .ok()?;
+    }
+    let mut body = bytes::BytesMut::with_capacity(length);
+    body.extend_from_slice(&read_ahead);
+    while body.len() < length {
+        let mut rest = (&mut *stream).take((length - body.len()) as u64);
+        match tokio::time::timeout(stall, rest.read_buf(&mut body)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+    }
+    Some(body.freeze())
 }
 
 /// Which pages may use the chat from a browser: CORS for long-polling (and its
@@ -276,6 +377,48 @@ impl Cors {
         self.any || self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 
+    /// The request's origin (`None`: not a browser's cross-origin request); `Err` with an
+    /// origin that may not use the chat (see [`Cors::refuse`]).
+    fn check(&self, headers: &hyper::HeaderMap) -> Result<Option<String>, String> {
+        let Some(origin) = headers
+            .get(hyper::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(None);
+        };
+        if self.allows(origin) {
+            Ok(Some(origin.to_string()))
+        } else {
+            Err(origin.to_string())
+        }
+    }
+
+    /// The answer to a page of an `origin` that may not use the chat.
+    fn refuse(origin: &str) -> Response<Full<Bytes>> {
+        text(
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} may not use this chat\n"),
+        )
+    }
+
+    /// `resp` with the CORS headers a browser needs for the (allowed) `origin`.
+    fn finish(mut resp: Response<Full<Bytes>>, origin: Option<&str>) -> Response<Full<Bytes>> {
+        use hyper::header::{self, HeaderValue};
+        let Some(origin) = origin else {
+            return resp;
+        };
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        resp
+    }
+
     /// Answer a `/socket.io/` request: a preflight here, the rest by `server`, with the
     /// CORS headers a browser needs when the origin is allowed; a disallowed origin gets 403.
     async fn serve<A: App>(
@@ -285,27 +428,16 @@ impl Cors {
         server: &Server<A>,
     ) -> Response<Full<Bytes>> {
         use hyper::header::{self, HeaderValue};
-        let Some(origin) = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-        else {
-            // Not a browser's cross-origin request.
-            return server.handle(req, peer).await;
+        let origin = match self.check(req.headers()) {
+            Ok(Some(origin)) => origin,
+            Ok(None) => return server.handle(req, peer).await,
+            Err(origin) => return Cors::refuse(&origin),
         };
-        if !self.allows(&origin) {
-            return text(
-                StatusCode::FORBIDDEN,
-                format!("origin {origin} may not use this chat\n"),
-            );
-        }
-        let preflight = req.method() == hyper::Method::OPTIONS;
-        let asked_headers = req
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned();
-        let mut resp = if preflight {
+        let resp = if req.method() == hyper::Method::OPTIONS {
+            let asked_headers = req
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .cloned();
             let mut r = text(StatusCode::NO_CONTENT, String::new());
             let h = r.headers_mut();
             h.insert(
@@ -324,16 +456,7 @@ impl Cors {
         } else {
             server.handle(req, peer).await
         };
-        let h = resp.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&origin) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        h.append(header::VARY, HeaderValue::from_static("Origin"));
-        resp
+        Cors::finish(resp, Some(&origin))
     }
 }
 

@@ -12,7 +12,6 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
 
 use videopick_live::http_head::parse_request_head;
 
@@ -393,32 +392,10 @@ async fn connection<H, F>(
     H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let header_timeout = options.header_timeout;
-    let max_read = options.max_read;
+    // The task of every connection is only as large as its read-ahead state: hyper's
+    // connection (some kilobytes) is boxed when a connection gets there.
     if let Some(tls) = options.tls.clone() {
-        let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
-        let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, accept).await else {
-            return; // a stalled or failed handshake
-        };
-        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        let service = service(handler, Arc::clone(&options), peer);
-        let io = TokioIo::new(stream);
-        if h2 {
-            until_drained!(
-                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .max_frame_size(
-                        u32::try_from(max_read.clamp(16_384, 1 << 20)).unwrap_or(16_384),
-                    )
-                    .serve_connection(io, service),
-                drain
-            );
-        } else {
-            until_drained!(
-                http1(header_timeout, max_read).serve_connection(io, service),
-                drain
-            );
-        }
+        Box::pin(tls_connection(stream, tls, peer, handler, options, drain)).await;
         return;
     }
     let mut prefix = Bytes::new();
@@ -433,15 +410,173 @@ async fn connection<H, F>(
         prefix,
         inner: stream,
     };
+    Box::pin(async move {
+        let service = service(handler, Arc::clone(&options), peer);
+        until_drained!(
+            http1(options.header_timeout, options.max_read)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades(),
+            drain
+        );
+    })
+    .await;
+}
+
+/// A TLS connection: HTTP/2 or HTTP/1.1 by ALPN, all through hyper.
+async fn tls_connection<H, F>(
+    stream: TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    peer: std::net::SocketAddr,
+    handler: Arc<H>,
+    options: Arc<ServeOptions>,
+    mut drain: Drain,
+) where
+    H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let (header_timeout, max_read) = (options.header_timeout, options.max_read);
+    let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+    let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, accept).await else {
+        return; // a stalled or failed handshake
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let service = service(handler, Arc::clone(&options), peer);
-    until_drained!(
-        http1(header_timeout, max_read).serve_connection(TokioIo::new(stream), service),
-        drain
+    let io = TokioIo::new(stream);
+    if h2 {
+        until_drained!(
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_frame_size(u32::try_from(max_read.clamp(16_384, 1 << 20)).unwrap_or(16_384))
+                .serve_connection(io, service),
+            drain
+        );
+    } else {
+        until_drained!(
+            http1(header_timeout, max_read).serve_connection(io, service),
+            drain
+        );
+    }
+}
+
+/// The most header lines a request answered ahead of hyper may have (more go to hyper,
+/// which answers).
+const MAX_HEADERS: usize = 64;
+
+/// A complete request `head` (as [`BodyTaker::answer`] gets it) as a request with an
+/// empty body, and whether it expects `100 Continue`.
+pub(crate) fn request_from_head(
+    head: &[u8],
+) -> Option<(Request<http_body_util::Empty<Bytes>>, bool)> {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut lines);
+    let httparse::Status::Complete(_) = parsed.parse(head).ok()? else {
+        return None;
+    };
+    let mut req = Request::builder()
+        .method(parsed.method?)
+        .uri(parsed.path?)
+        .version(hyper::Version::HTTP_11);
+    let mut expect = false;
+    for h in parsed.headers.iter() {
+        expect |=
+            h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue");
+        req = req.header(h.name, h.value);
+    }
+    Some((req.body(http_body_util::Empty::new()).ok()?, expect))
+}
+
+/// Write a small, complete response (`parts` and `body`) to `stream` with one write when
+/// the socket takes it; `close` says so in a `Connection` header.
+pub(crate) async fn write_response(
+    stream: &TcpStream,
+    parts: &hyper::http::response::Parts,
+    body: &[u8],
+    close: bool,
+) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let mut head = String::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
     );
+    for (name, value) in &parts.headers {
+        if name == hyper::header::CONTENT_LENGTH
+            || (name == hyper::header::CONNECTION
+                && parts.status != StatusCode::SWITCHING_PROTOCOLS)
+        {
+            continue;
+        }
+        let _ = write!(head, "{name}: {}\r\n", value.to_str().unwrap_or(""));
+    }
+    let _ = write!(
+        head,
+        "date: {}\r\n",
+        videopick_tus::headers::http_date(std::time::SystemTime::now()),
+    );
+    if parts.status != StatusCode::SWITCHING_PROTOCOLS {
+        let _ = write!(head, "content-length: {}\r\n", body.len());
+    }
+    let _ = write!(
+        head,
+        "{}\r\n",
+        if close { "connection: close\r\n" } else { "" }
+    );
+    let mut out = BytesMut::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+    let mut at = 0;
+    while at < out.len() {
+        stream.writable().await?;
+        match stream.try_write(&out[at..]) {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Largest request head read ahead of hyper; a longer one goes to hyper, which refuses it.
 const MAX_HEAD: usize = 8192;
+
+/// Room made for each read of a request head.
+const HEAD_READ: usize = 1024;
+
+/// Read more of a request head into `buf` by `deadline`: `false` when the connection
+/// ended, stalled, or idles (nothing read yet) while the server drains. A connection with
+/// nothing read holds no buffer while it waits (one is taken when bytes arrive), and the
+/// wait holds no read future: this state is what every waiting connection's task holds.
+async fn more_head(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+    drain: &mut Drain,
+) -> bool {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+    let ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx));
+    let idle = buf.is_empty();
+    let ready = tokio::time::timeout_at(deadline, async {
+        tokio::select! {
+            r = ready => r.is_ok(),
+            _ = drain.changed(), if idle => false,
+        }
+    });
+    if !ready.await.unwrap_or(false) {
+        return false;
+    }
+    if buf.capacity() - buf.len() < HEAD_READ / 2 {
+        buf.reserve(HEAD_READ);
+    }
+    match stream.try_read_buf(buf) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
 
 /// Read request heads ahead of hyper: the first may be taken over (HTTP-FLV); then as long
 /// as the plain path answers them, answer them here. Returns the connection and the bytes
@@ -453,25 +588,25 @@ async fn ahead_of_hyper(
     options: &ServeOptions,
     drain: &mut Drain,
 ) -> Option<(TcpStream, Bytes)> {
-    let mut buf = BytesMut::with_capacity(1024);
+    // Thousands of clients connecting at once each have a connection or three open: a
+    // waiting one holds no buffer (see `more_head`).
+    let mut buf = BytesMut::new();
     let mut first = true;
+    let mut deadline = tokio::time::Instant::now() + options.header_timeout;
     loop {
-        // The next head, within the header timeout of the previous answer; a connection
-        // idle between requests closes when the server drains. Anything but a complete
-        // head of at most MAX_HEAD bytes goes to hyper, which answers it.
+        // The next head, complete within the header timeout of the connection's opening or
+        // of the previous answer; a connection idle between requests closes when the
+        // server drains. Anything but a complete head of at most MAX_HEAD bytes goes to
+        // hyper, which answers it.
         let head = match parse_request_head(&buf) {
             Ok(Some(head)) => head,
             Ok(None) if buf.len() < MAX_HEAD => {
                 if *drain.borrow() && buf.is_empty() {
                     return None;
                 }
-                let read = tokio::time::timeout(options.header_timeout, async {
-                    tokio::select! {
-                        r = stream.read_buf(&mut buf) => r.ok().filter(|n| *n > 0).map(|_| ()),
-                        _ = drain.changed(), if buf.is_empty() => None,
-                    }
-                });
-                read.await.ok().flatten()?;
+                if !more_head(&stream, &mut buf, deadline, drain).await {
+                    return None;
+                }
                 continue;
             }
             _ => return Some((stream, buf.freeze())),
@@ -502,7 +637,15 @@ async fn ahead_of_hyper(
             let (len, close) = (head.len, head.close);
             let head = buf.split_to(len).freeze();
             let ahead = usize::try_from(length).map_or(buf.len(), |l| l.min(buf.len()));
-            let read_ahead = buf.split_to(ahead).freeze();
+            let read_ahead = if ahead == 0 {
+                Bytes::new() // not a slice of `buf`, which it would keep alive
+            } else {
+                buf.split_to(ahead).freeze()
+            };
+            if buf.is_empty() {
+                // The head's buffer is then the head's alone: freed once it is parsed.
+                buf = BytesMut::new();
+            }
             let back = taker
                 .answer(head, length, read_ahead, stream, client)
                 .await?;
@@ -510,6 +653,7 @@ async fn ahead_of_hyper(
                 return None;
             }
             stream = back;
+            deadline = tokio::time::Instant::now() + options.header_timeout;
             continue;
         }
         let answer = match &shortcuts.plain {
@@ -533,5 +677,6 @@ async fn ahead_of_hyper(
         {
             return None;
         }
+        deadline = tokio::time::Instant::now() + options.header_timeout;
     }
 }

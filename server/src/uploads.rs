@@ -254,32 +254,6 @@ pub(crate) struct TusDirect {
     pub(crate) metrics: crate::metrics::Metrics,
 }
 
-/// The most header lines a taken PATCH may have (more go to hyper, which answers).
-const MAX_HEADERS: usize = 64;
-
-/// `head` (complete) as a request with an empty body, and whether it expects
-/// `100 Continue`.
-fn request_from_head(
-    head: &[u8],
-) -> Option<(hyper::Request<http_body_util::Empty<bytes::Bytes>>, bool)> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut lines);
-    let httparse::Status::Complete(_) = parsed.parse(head).ok()? else {
-        return None;
-    };
-    let mut req = hyper::Request::builder()
-        .method(parsed.method?)
-        .uri(parsed.path?)
-        .version(hyper::Version::HTTP_11);
-    let mut expect = false;
-    for h in parsed.headers.iter() {
-        expect |=
-            h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue");
-        req = req.header(h.name, h.value);
-    }
-    Some((req.body(http_body_util::Empty::new()).ok()?, expect))
-}
-
 /// Write `resp` (a small, complete answer) to `stream`.
 async fn write_answer(
     stream: &tokio::net::TcpStream,
@@ -287,46 +261,13 @@ async fn write_answer(
     close: bool,
 ) -> std::io::Result<()> {
     use http_body_util::BodyExt as _;
-    use std::fmt::Write as _;
     let (parts, body) = resp.into_parts();
     let body = body
         .collect()
         .await
         .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
-    let mut head = String::with_capacity(256);
-    let _ = write!(
-        head,
-        "HTTP/1.1 {} {}\r\n",
-        parts.status.as_u16(),
-        parts.status.canonical_reason().unwrap_or("")
-    );
-    for (name, value) in &parts.headers {
-        if name == hyper::header::CONTENT_LENGTH || name == hyper::header::CONNECTION {
-            continue;
-        }
-        let _ = write!(head, "{name}: {}\r\n", value.to_str().unwrap_or(""));
-    }
-    let _ = write!(
-        head,
-        "date: {}\r\ncontent-length: {}\r\n{}\r\n",
-        videopick_tus::headers::http_date(std::time::SystemTime::now()),
-        body.len(),
-        if close { "connection: close\r\n" } else { "" }
-    );
-    let mut out = bytes::BytesMut::with_capacity(head.len() + body.len());
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(&body);
-    let mut at = 0;
-    while at < out.len() {
-        stream.writable().await?;
-        match stream.try_write(&out[at..]) {
-            Ok(n) => at += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    crate::http::write_response(stream, &parts, &body, close).await
 }
 
 impl crate::http::BodyTaker for TusDirect {
@@ -350,7 +291,7 @@ impl crate::http::BodyTaker for TusDirect {
         let (tus, metrics) = (self.tus.clone(), self.metrics.clone());
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let Some((mut req, expect)) = request_from_head(&head) else {
+            let Some((mut req, expect)) = crate::http::request_from_head(&head) else {
                 // Not a head this path takes whole: close (hyper would refuse it too).
                 return None;
             };
