@@ -50,13 +50,20 @@ if (process.env.SIO_LOAD_WORKER) {
   const lat = [];
   let received = 0;
   let failed = 0;
-  let counting = false;
+  // Every message counts: the sender posts only inside the window. (Waiting for the
+  // parent's "count" could miss the first message, whose deliveries may be read before
+  // that IPC message when the worker is busy.)
+  let counting = true;
+  const disconnects = [];
   const sockets = [];
   const opening = [];
   for (let i = first; i < first + count; i++) {
     opening.push(
       connect(`viewer${i}`)
         .then(async (s) => {
+          s.on("disconnect", (reason) => {
+            if (counting) disconnects.push(reason);
+          });
           s.on("message", (m) => {
             if (!counting) return;
             received++;
@@ -73,7 +80,6 @@ if (process.env.SIO_LOAD_WORKER) {
   await Promise.all(opening);
   process.send({ joined: sockets.length, failed });
   process.on("message", async (m) => {
-    if (m === "count") counting = true;
     if (m?.report !== undefined) {
       // Every socket's copy of the `m.report` messages sent, or 2 s without another.
       const target = m.report * sockets.length;
@@ -85,7 +91,7 @@ if (process.env.SIO_LOAD_WORKER) {
         await sleep(100);
       }
       counting = false;
-      process.send({ received, lat });
+      process.send({ received, lat, disconnects });
     }
     if (m === "exit") process.exit(0);
   });
@@ -120,7 +126,6 @@ if (process.env.SIO_LOAD_WORKER) {
   const sender = await connect("sender");
   await join(sender);
   await sleep(1000);
-  for (const c of children) c.send("count");
   const start = pid ? sample() : undefined;
   const t0 = Date.now();
   let sent = 0;
@@ -137,6 +142,7 @@ if (process.env.SIO_LOAD_WORKER) {
   );
   const lat = reports.flatMap((r) => r.lat).sort((a, b) => a - b);
   const received = reports.reduce((a, r) => a + r.received, 0);
+  const disconnects = reports.flatMap((r) => r.disconnects);
   const pct = (p) => lat[Math.min(lat.length - 1, Math.floor((lat.length * p) / 100))] ?? null;
   const out = {
     clients,
@@ -149,6 +155,8 @@ if (process.env.SIO_LOAD_WORKER) {
     p50_ms: pct(50),
     p99_ms: pct(99),
     max_ms: lat.at(-1) ?? null,
+    disconnected: disconnects.length,
+    disconnect_reasons: [...new Set(disconnects)],
   };
   if (pid) {
     out.rss_per_connection_kib = Number(((end.rssKiB - before.rssKiB) / joined.joined).toFixed(1));

@@ -68,6 +68,11 @@ struct Args {
     /// Runtime worker threads (1: a current-thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Receivers open as socket.io-client does with its default transports: the
+    /// long-polling handshake (open, CONNECT posted, its answer polled), a poll held while
+    /// the WebSocket probe upgrades the session, then the room joined over the WebSocket.
+    #[arg(long)]
+    polling: bool,
 }
 
 /// Latency histogram: 100 µs buckets up to 20 s.
@@ -133,20 +138,122 @@ fn next_frame(buf: &mut BytesMut) -> Option<(u8, BytesMut)> {
     Some((op, buf.split_to(len)))
 }
 
-/// Socket.IO handshake over WebSocket up to the join ack.
+async fn connect(server: SocketAddr, source: IpAddr) -> std::io::Result<TcpStream> {
+    let sock = TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(source, 0))?;
+    let s = sock.connect(server).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// One HTTP/1.1 request on `s` and its response's body (`Content-Length` framed).
+async fn http(s: &mut TcpStream, request: &str) -> std::io::Result<Vec<u8>> {
+    s.write_all(request.as_bytes()).await?;
+    http_response(s).await
+}
+
+async fn http_response(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let bad = |m: &str| std::io::Error::other(m.to_string());
+    let mut got = Vec::with_capacity(512);
+    let at = loop {
+        let mut chunk = [0u8; 512];
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(bad("closed before a response"));
+        }
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    if !got.starts_with(b"HTTP/1.1 200") {
+        return Err(bad(&String::from_utf8_lossy(&got[..at])));
+    }
+    let head = String::from_utf8_lossy(&got[..at]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| bad("no content-length"))?;
+    let mut body = got.split_off(at);
+    while body.len() < length {
+        let mut chunk = [0u8; 512];
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(bad("closed mid-body"));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(body)
+}
+
+/// The long-polling half of socket.io-client's handshake: open, post CONNECT, poll its
+/// answer; returns the session id and the connection whose next poll is held.
+async fn open_polling(
+    server: SocketAddr,
+    source: IpAddr,
+    token: &str,
+) -> std::io::Result<(String, TcpStream)> {
+    let bad = |m: &str| std::io::Error::other(m.to_string());
+    let mut s = connect(server, source).await?;
+    let base = "/socket.io/?EIO=4&transport=polling";
+    let body = http(
+        &mut s,
+        &format!("GET {base} HTTP/1.1\r\nHost: {server}\r\n\r\n"),
+    )
+    .await?;
+    let open: serde_json::Value = serde_json::from_slice(body.strip_prefix(b"0").unwrap_or(&body))
+        .map_err(|_| bad("bad open packet"))?;
+    let sid = open["sid"]
+        .as_str()
+        .ok_or_else(|| bad("no sid"))?
+        .to_string();
+    let path = format!("{base}&sid={sid}");
+    let connect = format!("40{{\"token\":\"{token}\"}}");
+    let ok = http(
+        &mut s,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {server}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{connect}",
+            connect.len()
+        ),
+    )
+    .await?;
+    if ok != b"ok" {
+        return Err(bad("post refused"));
+    }
+    let answer = http(
+        &mut s,
+        &format!("GET {path} HTTP/1.1\r\nHost: {server}\r\n\r\n"),
+    )
+    .await?;
+    if !answer.starts_with(b"40") {
+        return Err(bad("connect refused"));
+    }
+    // The next poll is held until the upgrade ends it.
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {server}\r\n\r\n").as_bytes())
+        .await?;
+    Ok((sid, s))
+}
+
+/// Socket.IO handshake up to the join ack: over WebSocket, or (`polling`) as
+/// socket.io-client does it by default.
 async fn open(
     server: SocketAddr,
     source: IpAddr,
     token: &str,
     room: &str,
+    polling: bool,
 ) -> std::io::Result<(TcpStream, BytesMut)> {
-    let sock = TcpSocket::new_v4()?;
-    sock.bind(SocketAddr::new(source, 0))?;
-    let mut s = sock.connect(server).await?;
-    s.set_nodelay(true)?;
+    let (sid, mut poll) = if polling {
+        let (sid, poll) = open_polling(server, source, token).await?;
+        (format!("&sid={sid}"), Some(poll))
+    } else {
+        (String::new(), None)
+    };
+    let mut s = connect(server, source).await?;
     s.write_all(
         format!(
-            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {server}\r\n\
+            "GET /socket.io/?EIO=4&transport=websocket{sid} HTTP/1.1\r\nHost: {server}\r\n\
              Upgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
@@ -168,6 +275,31 @@ async fn open(
         }
     }
     let mut step = 0;
+    if let Some(poll) = &mut poll {
+        // The probe over the WebSocket.
+        s.write_all(&frame("2probe")).await?;
+        loop {
+            if let Some((op, p)) = next_frame(&mut buf) {
+                if op == 1 && &p[..] == b"3probe" {
+                    break;
+                }
+                continue;
+            }
+            if s.read_buf(&mut buf).await? == 0 {
+                return Err(bad("closed during the probe"));
+            }
+        }
+        // As the client does: polling paused (the held poll ended by the server's noop),
+        // then the upgrade.
+        if http_response(poll).await? != b"6" {
+            return Err(bad("the held poll did not end with a noop"));
+        }
+        s.write_all(&frame("5")).await?;
+        s.write_all(&frame(&format!("420[\"join\",{{\"room\":\"{room}\"}}]")))
+            .await?;
+        step = 2;
+    }
+    drop(poll);
     loop {
         while let Some((op, p)) = next_frame(&mut buf) {
             if op != 1 {
@@ -185,7 +317,7 @@ async fn open(
                     step = 2;
                 }
                 (_, [b'4', b'4', ..]) => return Err(bad("connect refused")),
-                (2, [b'4', b'3', b'1', ..]) => {
+                (2, [b'4', b'3', b'1' | b'0', ..]) => {
                     if !p.windows(9).any(|w| w == b"\"ok\":true") {
                         return Err(bad("join refused"));
                     }
@@ -349,6 +481,7 @@ async fn run(args: Args) {
     // Ramp up.
     let t0 = Instant::now();
     let gate = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
+    let polling = args.polling;
     for i in 0..args.clients {
         let (server, source) = (servers[i % servers.len()], sources[i % sources.len()]);
         let (token, room, tag, stats, gate) = (
@@ -360,7 +493,7 @@ async fn run(args: Args) {
         );
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
-            match open(server, source, &token, &room).await {
+            match open(server, source, &token, &room, polling).await {
                 Ok((s, buf)) => {
                     drop(permit);
                     stats.joined.fetch_add(1, Ordering::Relaxed);
@@ -428,7 +561,7 @@ async fn run(args: Args) {
     }
 
     // Send.
-    let (mut sender, _) = open(servers[0], sources[0], &token("sender"), &args.room)
+    let (mut sender, _) = open(servers[0], sources[0], &token("sender"), &args.room, false)
         .await
         .expect("the sender joins");
     let (cpu0, _) = sample_all(&pids);
