@@ -69,6 +69,12 @@ pub fn command(name: &'static str, about: &'static str, tables: &[Table]) -> Com
                 .help("TOML file with [media], [jobs], [chat] and [app] tables (keys are the flags' names with _); flags and environment variables override it"),
         )
         .arg(
+            Arg::new("check-config")
+                .long("check-config")
+                .action(ArgAction::SetTrue)
+                .help("Read the configuration (file, environment, flags) as the server would, report the first error or print that it is valid, and exit without starting"),
+        )
+        .arg(
             Arg::new("log-format")
                 .long("log-format")
                 .env("VIDEOPICK_LOG_FORMAT")
@@ -118,7 +124,8 @@ pub fn command(name: &'static str, about: &'static str, tables: &[Table]) -> Com
 }
 
 /// Set up logging, read the `--config` file (defaults without one) and write the flags and
-/// environment variables given over it.
+/// environment variables given over it. With `--check-config`, print that it is valid and
+/// exit the process (an error is returned as always).
 pub fn load(m: &ArgMatches, tables: &[Table]) -> Result<FileConfig, String> {
     init_logs(
         m.get_one::<String>("log-format")
@@ -163,7 +170,17 @@ pub fn load(m: &ArgMatches, tables: &[Table]) -> Result<FileConfig, String> {
             }
         }
     }
-    FileConfig::from_table(file)
+    let config = FileConfig::from_table(file)?;
+    if m.get_flag("check-config") {
+        // Deployment checks run this on every rendered configuration (deploy/tests).
+        println!(
+            "{}: valid",
+            m.get_one::<String>("config")
+                .map_or("the configuration", String::as_str)
+        );
+        std::process::exit(0);
+    }
+    Ok(config)
 }
 
 /// The one log set-up: `tracing` events to stderr, filtered by `RUST_LOG` (default
