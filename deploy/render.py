@@ -50,8 +50,9 @@ def host_groups(inventory: dict) -> dict[str, tuple[list[str], dict]]:
 
 
 def environment() -> jinja2.Environment:
+    # As Ansible's template module: trim_blocks on, lstrip_blocks off.
     env = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=False
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True
     )
     env.filters["basename"] = os.path.basename
     return env

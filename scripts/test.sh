@@ -30,12 +30,15 @@ fi
 say "pip install -r clients/python/requirements.txt -r deploy/requirements.txt"
 python3 -m pip install --quiet --disable-pip-version-check -r clients/python/requirements.txt \
   -r deploy/requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
-# Deployment checks: systemd-analyze verifies the units deploy/ansible installs.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  say "installing systemd-analyze (Debian package systemd)"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends systemd >/dev/null
-fi
+# Deployment checks: systemd-analyze verifies the units deploy/ansible installs, nginx -t
+# its Nginx site, nft -c its firewall rules (in a network namespace: iproute2).
+for tool in systemd-analyze:systemd nginx:nginx-light nft:nftables ip:iproute2 openssl:openssl; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    say "installing ${tool%%:*} (Debian package ${tool#*:})"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${tool#*:}" >/dev/null
+  fi
+done
 for js in clients/js; do
   if [ -f "$js/package.json" ]; then
     say "npm ci in $js"
@@ -80,7 +83,7 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 say "cargo test (workspace, all features)"
 cargo test --workspace --all-features
 
-say "deployment checks (deploy/tests: the units and configs Ansible installs, rendered and run)"
+say "deployment checks (deploy/tests: the units, configs, Nginx site and firewall Ansible installs)"
 VIDEOPICK_BIN_DIR="$(realpath "${CARGO_TARGET_DIR:-target}")/debug" python3 -m pytest -q -p no:cacheprovider deploy/tests
 
 say "web app unit tests (Vitest)"
