@@ -31,8 +31,10 @@ say "pip install -r clients/python/requirements.txt -r deploy/requirements.txt"
 python3 -m pip install --quiet --disable-pip-version-check -r clients/python/requirements.txt \
   -r deploy/requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 # Deployment checks: systemd-analyze verifies the units deploy/ansible installs, nginx -t
-# its Nginx site, nft -c its firewall rules (in a network namespace: iproute2).
-for tool in systemd-analyze:systemd nginx:nginx-light nft:nftables ip:iproute2 openssl:openssl; do
+# its Nginx site, nft -c its firewall rules (in a network namespace: iproute2), promtool
+# its Prometheus configuration and alert rules.
+for tool in systemd-analyze:systemd nginx:nginx-light nft:nftables ip:iproute2 openssl:openssl \
+  promtool:prometheus; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
     say "installing ${tool%%:*} (Debian package ${tool#*:})"
     as_root apt-get update -qq

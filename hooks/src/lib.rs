@@ -304,7 +304,7 @@ impl HookClient {
     }
 
     /// Observe every call's duration in `registry` (`videopick_hook_duration_seconds`, by
-    /// outcome; buckets from 5 ms to about 10 s).
+    /// outcome, each outcome listed from the start; buckets from 5 ms to about 10 s).
     #[must_use]
     pub fn with_metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
         let family = HookDurations::new_with_constructor(|| {
@@ -317,6 +317,11 @@ impl HookClient {
             "Duration of outgoing hook calls (webhooks and auth hooks), by outcome.",
             family.clone(),
         );
+        // Every outcome from the start, at zero: dashboards and alerts see the series
+        // before the first call.
+        for outcome in ["success", "refused", "timeout", "error"] {
+            let _ = family.get_or_create(&[("outcome", outcome)]);
+        }
         self.durations = Some(family);
         self
     }

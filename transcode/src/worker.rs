@@ -47,7 +47,7 @@ pub type JobDurations = prometheus_client::metrics::family::Family<
 >;
 
 /// A [`JobDurations`] family, registered in `registry` as `videopick_job_duration_seconds`
-/// (buckets from 1 s to about 3 h).
+/// (buckets from 1 s to about 3 h), with every kind and result present from the start.
 pub fn job_duration_metric(registry: &mut prometheus_client::registry::Registry) -> JobDurations {
     let family = JobDurations::new_with_constructor(|| {
         prometheus_client::metrics::histogram::Histogram::new(
@@ -59,6 +59,14 @@ pub fn job_duration_metric(registry: &mut prometheus_client::registry::Registry)
         "Duration of transcoding job attempts, by kind and result.",
         family.clone(),
     );
+    // Every kind and result from the start, at zero: dashboards and alerts (`increase` of
+    // the failures) see the series before the first job ends.
+    for kind in ["ladder", "remux"] {
+        for result in ["succeeded", "failed", "cancelled"] {
+            let _ =
+                family.get_or_create(&[("kind", kind.to_string()), ("result", result.to_string())]);
+        }
+    }
     family
 }
 
