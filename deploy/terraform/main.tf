@@ -23,7 +23,7 @@ locals {
     db    = ["22"]
     chat1 = ["22", "3001"]
   }
-  group_of = { app = "app", media = "media", db = "db", chat1 = "chat" }
+  group_of = { app = "appservers", media = "mediaservers", db = "dbservers", chat1 = "chatservers" }
   rules = flatten([
     for role, ports in local.public_tcp : [
       for port in ports : { role = role, port = port }
