@@ -470,13 +470,10 @@ impl<A: App> Drop for Upgrade<A> {
 impl<A: App> Upgrade<A> {
     /// Serve the WebSocket on `tcp` (the `101` written), with `read`: bytes that came
     /// after the upgrade request. Returns when the socket ends.
-    pub async fn run_tcp(mut self, mut tcp: TcpStream, read: Bytes) {
+    pub async fn run_tcp(mut self, tcp: TcpStream, read: Bytes) {
         self.fresh = false;
         let Some(conn) = self.conn.take() else {
-            // A close frame (1000, normal closure), then the end of the stream.
-            let _ = tcp.write_all(&websocket::close_frame(1000)).await;
-            let _ = tcp.shutdown().await;
-            return;
+            return close_at_once(tcp).await;
         };
         self.server.run_websocket_tcp(conn, tcp, read).await;
     }
@@ -488,14 +485,19 @@ impl<A: App> Upgrade<A> {
             Err(upgraded) => upgraded,
         };
         self.fresh = false;
-        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let io = hyper_util::rt::TokioIo::new(upgraded);
         let Some(conn) = self.conn.take() else {
-            let _ = io.write_all(&websocket::close_frame(1000)).await;
-            let _ = io.shutdown().await;
-            return;
+            return close_at_once(io).await;
         };
         self.server.run_websocket(conn, io).await;
     }
+}
+
+/// End a WebSocket that has no session to serve (a second upgrade of one): a close frame
+/// (1000, normal closure), then the end of the stream.
+async fn close_at_once<S: tokio::io::AsyncWrite + Unpin>(mut io: S) {
+    let _ = io.write_all(&websocket::close_frame(1000)).await;
+    let _ = io.shutdown().await;
 }
 
 /// What [`Server::route`] made of a request.

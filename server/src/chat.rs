@@ -219,7 +219,7 @@ async fn serve<A: App>(
         async move {
             let started = std::time::Instant::now();
             let path = req.uri().path();
-            let (route, resp) = if path == "/socket.io/" || path == "/socket.io" {
+            let (route, resp) = if is_socket_io(path) {
                 ("socket_io", cors.serve(req, peer, &server).await)
             } else if path == "/metrics" {
                 let mut r = text(StatusCode::OK, metrics.render());
@@ -240,6 +240,11 @@ async fn serve<A: App>(
     crate::http::serve(listener, handler, shortcuts, options, shutdown).await;
 }
 
+/// Whether `path` is the Engine.IO endpoint (with or without its trailing slash).
+fn is_socket_io(path: &str) -> bool {
+    path == "/socket.io/" || path == "/socket.io"
+}
+
 /// Engine.IO's long-polling requests and WebSocket upgrades answered ahead of hyper
 /// ([`crate::http::BodyTaker`]): the head parsed once, a poll's payload read to its
 /// `Content-Length`, the answer written with one write; an upgraded socket goes straight
@@ -254,7 +259,7 @@ struct EngineIoDirect<A: App> {
 
 impl<A: App> crate::http::BodyTaker for EngineIoDirect<A> {
     fn wants(&self, method: &str, path: &str, length: u64) -> bool {
-        (path == "/socket.io/" || path == "/socket.io")
+        is_socket_io(path)
             && match method {
                 "GET" => length == 0,
                 // A larger payload goes to hyper, which refuses it (413) like any other.
@@ -299,13 +304,8 @@ impl<A: App> crate::http::BodyTaker for EngineIoDirect<A> {
             };
             let status = resp.status().as_u16();
             metrics.observe_http("chat", "socket_io", status, started.elapsed());
-            let (resp_parts, body) = resp.into_parts();
-            let body = http_body_util::BodyExt::collect(body)
-                .await
-                .map(http_body_util::Collected::to_bytes)
-                .unwrap_or_default();
             let close = close && upgrade.is_none();
-            crate::http::write_response(&stream, &resp_parts, &body, close)
+            crate::http::write_response(&stream, resp, close)
                 .await
                 .ok()?;
             if let Some(upgrade) = upgrade {

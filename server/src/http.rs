@@ -485,15 +485,22 @@ pub(crate) fn request_from_head(
     Some((req.body(http_body_util::Empty::new()).ok()?, expect))
 }
 
-/// Write a small, complete response (`parts` and `body`) to `stream` with one write when
-/// the socket takes it; `close` says so in a `Connection` header.
-pub(crate) async fn write_response(
+/// Write `resp`, a small and complete response, to `stream` with one write when the socket
+/// takes it (its body collected first; a body that fails is sent empty); `close` says so in
+/// a `Connection` header.
+pub(crate) async fn write_response<B: hyper::body::Body>(
     stream: &TcpStream,
-    parts: &hyper::http::response::Parts,
-    body: &[u8],
+    resp: Response<B>,
     close: bool,
 ) -> std::io::Result<()> {
+    use http_body_util::BodyExt as _;
     use std::fmt::Write as _;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
     let mut head = String::with_capacity(256);
     let _ = write!(
         head,
@@ -525,7 +532,7 @@ pub(crate) async fn write_response(
     );
     let mut out = BytesMut::with_capacity(head.len() + body.len());
     out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(body);
+    out.extend_from_slice(&body);
     let mut at = 0;
     while at < out.len() {
         stream.writable().await?;

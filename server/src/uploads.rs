@@ -254,22 +254,6 @@ pub(crate) struct TusDirect {
     pub(crate) metrics: crate::metrics::Metrics,
 }
 
-/// Write `resp` (a small, complete answer) to `stream`.
-async fn write_answer(
-    stream: &tokio::net::TcpStream,
-    resp: hyper::Response<videopick_tus::service::TusBody>,
-    close: bool,
-) -> std::io::Result<()> {
-    use http_body_util::BodyExt as _;
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(http_body_util::Collected::to_bytes)
-        .unwrap_or_default();
-    crate::http::write_response(stream, &parts, &body, close).await
-}
-
 impl crate::http::BodyTaker for TusDirect {
     fn wants(&self, method: &str, path: &str, length: u64) -> bool {
         // PATCH bodies; and the bodiless requests around them (creation, HEAD), so that a
@@ -303,7 +287,9 @@ impl crate::http::BodyTaker for TusDirect {
             let complete = body.is_complete();
             let stream = body.into_stream()?;
             // A body not read to its end cannot be skipped: the connection closes.
-            write_answer(&stream, resp, !complete).await.ok()?;
+            crate::http::write_response(&stream, resp, !complete)
+                .await
+                .ok()?;
             complete.then_some(stream)
         })
     }
