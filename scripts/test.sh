@@ -85,7 +85,7 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 say "cargo test (workspace, all features)"
 cargo test --workspace --all-features
 
-say "deployment checks (deploy/tests: the units, configs, Nginx site and firewall Ansible installs)"
+say "deployment checks (deploy/tests: what Ansible installs, backups, and the plan's servers run in network namespaces)"
 VIDEOPICK_BIN_DIR="$(realpath "${CARGO_TARGET_DIR:-target}")/debug" python3 -m pytest -q -p no:cacheprovider deploy/tests
 
 say "web app unit tests (Vitest)"

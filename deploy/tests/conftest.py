@@ -22,6 +22,7 @@ SECRETS = {
     "vault_chat_jwt_secret": "chat-test",
     "vault_hook_secret": "hook-test",
     "vault_media_api_token": "api-test",
+    "vault_redis_password": "redis-test",
 }
 
 
