@@ -32,9 +32,12 @@ python3 -m pip install --quiet --disable-pip-version-check -r clients/python/req
   -r deploy/requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 # Deployment checks: systemd-analyze verifies the units deploy/ansible installs, nginx -t
 # its Nginx site, nft -c its firewall rules (in a network namespace: iproute2), promtool
-# its Prometheus configuration and alert rules.
+# its Prometheus configuration and alert rules; the topology test runs Prometheus and the
+# exporters the roles install.
 for tool in systemd-analyze:systemd nginx:nginx-light nft:nftables ip:iproute2 openssl:openssl \
-  promtool:prometheus; do
+  promtool:prometheus prometheus-node-exporter:prometheus-node-exporter \
+  prometheus-postgres-exporter:prometheus-postgres-exporter \
+  prometheus-redis-exporter:prometheus-redis-exporter; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
     say "installing ${tool%%:*} (Debian package ${tool#*:})"
     as_root apt-get update -qq

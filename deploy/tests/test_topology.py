@@ -101,8 +101,10 @@ class Topology:
             "postgres_effective_cache_size": "512MB",
             "redis_maxmemory": "256mb",
             "transcode_workers": 1,
+            "prometheus_rules_dir": str(tmp / "prometheus-rules"),
         }
-        for d in ("media-storage", "app-data", "web", "nginx-cache", "redis", "logs"):
+        for d in ("media-storage", "app-data", "web", "nginx-cache", "redis", "logs", "prometheus-rules",
+                  "prometheus-data"):
             (tmp / d).mkdir(exist_ok=True)
         (tmp / "web" / "index.html").write_text("<!doctype html><title>VideoPick</title>")
         self.roots = {}
@@ -226,7 +228,9 @@ class Topology:
 
     def as_postgres(self, *cmd: str, env: dict | None = None, check: bool = True):
         envs = [f"{k}={v}" for k, v in {"PGHOST": str(self.pgdir / "sock"), **(env or {})}.items()]
-        return in_ns("db", "runuser", "-u", "postgres", "--", "env", *envs, *cmd, check=check)
+        # From a directory postgres may not enter, as after `sudo -u postgres` from root's
+        # home: the scripts must not depend on it.
+        return in_ns("db", "runuser", "-u", "postgres", "--", "env", *envs, *cmd, check=check, cwd=self.tmp)
 
     def psql_file(self, path: Path):
         self.as_postgres("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path))
@@ -250,6 +254,28 @@ class Topology:
                                           f"https://127.0.0.1/healthz", check=False).stdout not in ("", "000"),
              15, why=lambda: self.tail("nginx", "nginx-error"))
 
+    def monitoring(self):
+        """The exporters (Debian's packages, with the db role's settings) and Prometheus on
+        `db` with the monitoring role's configuration and rules."""
+        for h in SERVERS:
+            # Debian's defaults: ARGS="" (all addresses, :9100); the firewall keeps it private.
+            self.spawn(f"node-exporter-{h}", h, ["prometheus-node-exporter"])
+        for exporter in ("postgres", "redis"):
+            name = f"prometheus-{exporter}-exporter"
+            env = {}
+            for line in (self.roots["db"] / "etc/default" / name).read_text().splitlines():
+                if "=" in line and not line.startswith("#"):
+                    k, _, v = line.partition("=")
+                    env[k] = shlex.split(v)[0] if v.strip() else ""
+            args = shlex.split(env.pop("ARGS", ""))
+            self.spawn(name, "db", [f"/usr/bin/{name}", *args], env=env)
+        shutil.copy(render.ANSIBLE / "roles/monitoring/files/videopick.rules.yml",
+                    self.tmp / "prometheus-rules/videopick.rules.yml")
+        self.spawn("prometheus", "db", [
+            "prometheus", f"--config.file={self.roots['db'] / 'etc/prometheus/prometheus.yml'}",
+            f"--storage.tsdb.path={self.tmp / 'prometheus-data'}",
+            f"--web.listen-address={self.private['db']}:9090"])
+
     def up(self):
         self.network()
         self.firewall()
@@ -259,10 +285,12 @@ class Topology:
         self.start_unit("chat1", "chat-server@.service", "chat1")
         self.start_unit("chat2", "chat-server@.service", "chat2")
         self.nginx()
+        self.monitoring()
 
     def down(self):
-        for name in list(self.procs):
-            self.kill(name)
+        for name in reversed(list(self.procs)):
+            # PostgreSQL by its fast shutdown, which also removes its shared memory.
+            self.kill(name, signal.SIGINT if name == "postgres" else signal.SIGKILL)
         for h in SERVERS + ["client", "sw"]:
             subprocess.run(["ip", "netns", "del", ns(h)], capture_output=True)
         shutil.rmtree(Path("/etc/netns") / ns("client"), ignore_errors=True)
@@ -302,7 +330,8 @@ def _stale():
 def topo(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.fail("the topology test needs root (network namespaces, nftables), as CI has")
-    for tool in ("ip", "nft", "nginx", "ffmpeg", "redis-server", "runuser", "curl", "node"):
+    for tool in ("ip", "nft", "nginx", "ffmpeg", "redis-server", "runuser", "curl", "node", "prometheus",
+                 "prometheus-node-exporter", "prometheus-postgres-exporter", "prometheus-redis-exporter"):
         assert shutil.which(tool), f"{tool} is needed"
     assert (PG_BIN / "postgres").exists(), "PostgreSQL 15 (Debian: postgresql-15) is needed"
     _stale()
@@ -312,6 +341,9 @@ def topo(tmp_path_factory):
         yield t
     finally:
         t.down()
+        leftovers = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+                     .stdout.split() if n.startswith(PREFIX)]
+        assert not leftovers, f"namespaces left behind: {leftovers}"
 
 
 @pytest.fixture(scope="module")
@@ -344,9 +376,13 @@ def test_database_reachable_from_the_private_network_only(topo):
         r = topo.client("curl", "-s", "--connect-timeout", "2", f"telnet://{db_pub}:{port}", check=False,
                         input="")
         assert r.returncode == 28, f"client -> db:{port}: curl exit {r.returncode} (28 = dropped)"
-    # Nor the app server's private port, which the media server's hooks use.
+    # Nor the app server's private port, which the media server's hooks use, nor any
+    # server's node exporter.
     r = topo.client("curl", "-s", "--connect-timeout", "2", f"http://{topo.public['app']}:8080/readyz", check=False)
     assert r.returncode == 28, f"client -> app:8080: curl exit {r.returncode}"
+    for h in SERVERS:
+        r = topo.client("curl", "-s", "--connect-timeout", "2", f"http://{topo.public[h]}:9100/metrics", check=False)
+        assert r.returncode == 28, f"client -> {h}:9100: curl exit {r.returncode}"
     # Nor the private network at all.
     r = topo.client("curl", "-s", "--connect-timeout", "2", f"telnet://{db_priv}:5432", check=False, input="")
     assert r.returncode != 0
@@ -355,6 +391,38 @@ def test_database_reachable_from_the_private_network_only(topo):
     assert r.stdout == "200"
     r = topo.client("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{SITE}/")
     assert r.stdout == "301", "plain HTTP moves to TLS"
+
+
+def test_prometheus_on_db_scrapes_every_role_and_exporter(topo):
+    api = f"http://{topo.private['db']}:9090/api/v1"
+
+    def get(path: str) -> dict:
+        r = in_ns("db", "curl", "-s", "--max-time", "5", "-G", f"{api}/{path.split('?')[0]}",
+                  *sum((["--data-urlencode", q] for q in path.split("?")[1:]), []), check=False)
+        return json.loads(r.stdout) if r.stdout.startswith("{") else {}
+
+    def all_up():
+        active = get("targets").get("data", {}).get("activeTargets", [])
+        return active if active and all(t["health"] == "up" for t in active) else None
+
+    def summary():
+        active = get("targets").get("data", {}).get("activeTargets", [])
+        return "\n".join(f"{t['scrapeUrl']}: {t['health']} {t['lastError']}" for t in active) + topo.tail("prometheus")
+    # Prometheus spreads first scrapes over the 15 s interval.
+    active = wait("every target up", all_up, 60, 1, why=summary)
+    by_job: dict[str, int] = {}
+    for t in active:
+        by_job[t["labels"]["job"]] = by_job.get(t["labels"]["job"], 0) + 1
+    assert by_job == {"videopick-media": 1, "videopick-app": 1, "videopick-chat": 2, "node": 5,
+                      "postgres": 1, "redis": 1}, by_job
+    # The exporters reach their databases (with the role's credentials).
+    for q in ("pg_up", "redis_up"):
+        res = get(f"query?query={q}")["data"]["result"]
+        assert [r["value"][1] for r in res] == ["1"], (q, res)
+    # The alert rules are loaded and evaluate without error.
+    groups = get("rules")["data"]["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) >= 8 and all(r["health"] in ("ok", "unknown") for r in rules), rules
 
 
 def test_live_rtmp_in_http_flv_and_hls_out_through_nginx(topo, account):
