@@ -1,16 +1,21 @@
 // N HTTP-FLV viewers read by Node's own HTTP client (llhttp, libuv's 64 KiB reads): an
 // independent reader to check that `live-load` is not what shapes a server's cost.
 // Counts bytes only, as a player's network stack does before the demuxer runs.
-//   usage: node flv-viewers.mjs <url> <viewers> <seconds> [server-pid]
-// Prints per second the viewers attached and Mbit/s delivered, and with a pid the
-// server's CPU per viewer-second over the window after every viewer has attached.
+//   usage: node flv-viewers.mjs <url> <viewers> <seconds> [server-pid[,pid...]]
+// An https URL is read over TLS (any certificate accepted: a test's self-signed one).
+// Prints per second the viewers attached and Mbit/s delivered, and with pids each
+// process's CPU per viewer-second over the window after every viewer has attached (the
+// first pid's as "summary:", each as "summary[pid]:").
 import http from "node:http";
+import https from "node:https";
 import { readFileSync } from "node:fs";
 
 const [url, viewersArg, secondsArg, pidArg] = process.argv.slice(2);
 const viewers = Number(viewersArg ?? 100);
 const seconds = Number(secondsArg ?? 10);
-const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+const tls = url.startsWith("https:");
+const client = tls ? https : http;
+const agent = new client.Agent({ keepAlive: false, maxSockets: Infinity, rejectUnauthorized: false });
 
 let attached = 0;
 let bytes = 0;
@@ -23,7 +28,7 @@ function cpuMs(pid) {
 }
 
 function open() {
-  const req = http.get(url, { agent }, (res) => {
+  const req = client.get(url, { agent }, (res) => {
     if (res.statusCode !== 200) {
       errors++;
       res.resume();
@@ -49,23 +54,26 @@ for (let i = 0; i < viewers; i++) {
 while (attached + errors < viewers) await new Promise((r) => setTimeout(r, 50));
 await new Promise((r) => setTimeout(r, 1000));
 
-const pid = pidArg ? Number(pidArg) : undefined;
-const cpu0 = pid ? cpuMs(pid) : 0;
+const pids = pidArg ? pidArg.split(",").map(Number) : [];
+const cpu0 = pids.map(cpuMs);
 const t0 = Date.now();
 let last = bytes;
 let viewerSeconds = 0;
+let total = 0;
 for (let s = 1; s <= seconds; s++) {
   await new Promise((r) => setTimeout(r, t0 + s * 1000 - Date.now()));
   viewerSeconds += attached;
+  total += bytes - last;
   console.log(
     `t=${s}s viewers=${attached}/${viewers} errors=${errors} delivered=${((bytes - last) * 8 / 1e6).toFixed(1)} Mbit/s`,
   );
   last = bytes;
 }
-if (pid) {
-  const used = cpuMs(pid) - cpu0;
-  console.log(
-    `summary: ${(used / viewerSeconds).toFixed(3)} ms server CPU per viewer-second over ${viewerSeconds} viewer-seconds`,
-  );
-}
+pids.forEach((pid, i) => {
+  const used = cpuMs(pid) - cpu0[i];
+  const line = `${(used / viewerSeconds).toFixed(3)} ms server CPU per viewer-second over ${viewerSeconds} viewer-seconds`;
+  if (i === 0) console.log(`summary: ${line}`);
+  console.log(`summary[${pid}]: ${line}`);
+});
+console.log(`delivered: ${(total * 8 / 1e6 / seconds).toFixed(1)} Mbit/s on average, errors=${errors}`);
 process.exit(0);
