@@ -451,6 +451,24 @@ def test_live_rtmp_in_http_flv_and_hls_out_through_nginx(topo, account):
             frames = [int(m) for m in re.findall(r"^frame=(\d+)$", r.stdout, re.M)]
             assert r.returncode == 0 and frames and frames[-1] >= 50, (path, r.stderr[-2000:], topo.tail("nginx-error"))
             assert "320x240" in r.stderr, path
+        # Low-latency HLS through Nginx: a part (fMP4) comes through, and a blocking reload for
+        # the next part passes through (its query is its own cache key) and answers once the
+        # part exists, with it listed.
+        def last_part(text: str) -> tuple[int, int, str]:
+            uri = re.findall(r'#EXT-X-PART:[^\n]*URI="([^"]+)"', text)[-1]
+            m = re.search(r"-(\d+)\.(\d+)\.m4s$", uri)
+            return int(m[1]), int(m[2]), uri
+        playlist = topo.client("curl", "-sk", f"https://{SITE}/live/{slug}.m3u8").stdout
+        msn, part, uri = last_part(playlist)
+        r = topo.client("sh", "-c", f"curl -sk https://{SITE}/live/{uri} | head -c 8 | tail -c 4")
+        assert r.stdout == "moof", (uri, r.stdout)
+        started = time.monotonic()
+        r = topo.client("curl", "-sk", "--max-time", "10", "-w", "\n%{http_code}",
+                        f"https://{SITE}/live/{slug}.m3u8?_HLS_msn={msn}&_HLS_part={part + 2}")
+        waited = time.monotonic() - started
+        body, _, status = r.stdout.rpartition("\n")
+        assert status == "200" and last_part(body)[:2] > (msn, part + 1), (msn, part, body[-400:])
+        assert waited < 5, f"the blocking reload took {waited:.1f} s"
         # Nginx streams HTTP-FLV and micro-caches playlists with the security headers on.
         r = topo.client("curl", "-sk", "-D", "-", "-o", "/dev/null", f"https://{SITE}/live/{slug}.m3u8")
         assert re.search(r"^strict-transport-security:", r.stdout, re.M | re.I), r.stdout
