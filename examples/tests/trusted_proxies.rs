@@ -157,3 +157,44 @@ fn the_chat_limits_connections_per_real_client() {
     assert!(again.contains("too_many_connections"), "{again}");
     assert!(connect_as(&chat.addr, "203.0.113.2").starts_with("40"));
 }
+
+/// `metrics_allow`: `/metrics` answers only clients in the listed networks (404 to others,
+/// as if nothing were there) on the media and chat servers, while health stays open; behind
+/// a trusted proxy the client it names is the one checked, so the proxy is no way around.
+#[test]
+fn metrics_answer_only_the_allowed_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = start_server(&dir.path().join("a"), &["--metrics-allow", "10.0.0.0/8"]);
+    assert_eq!(common::http(&closed.http, "GET", "/metrics", "").0, 404);
+    assert_eq!(common::http(&closed.http, "GET", "/healthz", "").0, 200);
+    let open = start_server(
+        &dir.path().join("b"),
+        &["--metrics-allow", "10.0.0.0/8,127.0.0.1"],
+    );
+    let (status, body) = common::http(&open.http, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("videopick_build_info"), "{body}");
+    let proxied = start_server(
+        &dir.path().join("c"),
+        &[
+            "--metrics-allow",
+            "127.0.0.1",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
+    );
+    let forwarded = "X-Forwarded-For: 203.0.113.9\r\n";
+    assert_eq!(
+        common::http(&proxied.http, "GET", "/metrics", forwarded).0,
+        404
+    );
+    assert_eq!(common::http(&proxied.http, "GET", "/metrics", "").0, 200);
+
+    let chat = start_chat_server(&["--jwt-secret", "s", "--metrics-allow", "10.0.0.0/8"]);
+    assert_eq!(common::http(&chat.addr, "GET", "/metrics", "").0, 404);
+    assert_eq!(common::http(&chat.addr, "GET", "/healthz", "").0, 200);
+    let chat = start_chat_server(&["--jwt-secret", "s", "--metrics-allow", "127.0.0.0/8"]);
+    let (status, body) = common::http(&chat.addr, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("videopick_chat_connections"), "{body}");
+}

@@ -355,6 +355,7 @@ impl AppServer {
     /// [`AppServer::bind`], registering its metrics in `metrics`.
     pub async fn bind_with(config: AppConfig, metrics: Metrics) -> Result<AppServer, Error> {
         let trusted = crate::config::trusted_proxies(&config.trusted_proxies)?;
+        metrics.allow_from(crate::config::trusted_proxies(&config.metrics_allow)?);
         let role = AppRole::open(&config, &config.data, None, None).await?;
         if !config.media_api.is_empty() {
             // The media server on another machine: key rotations end its publishes,
@@ -412,7 +413,7 @@ impl AppServer {
                     let started = std::time::Instant::now();
                     let path = req.uri().path().to_string();
                     let resp = match (req.method(), path.as_str()) {
-                        (&hyper::Method::GET, "/metrics") => metrics.response(),
+                        (&hyper::Method::GET, "/metrics") => metrics.answer(peer.ip()),
                         (&hyper::Method::GET, "/healthz" | "/readyz") => {
                             respond(StatusCode::OK, "text/plain", "ok\n")
                         }

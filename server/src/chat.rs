@@ -50,6 +50,7 @@ impl ChatServer {
             return Err("the chat needs a jwt_secret (--jwt-secret), or anonymous read-only chat (--anonymous)".into());
         }
         let trusted = Arc::new(crate::config::trusted_proxies(&config.trusted_proxies)?);
+        metrics.allow_from(crate::config::trusted_proxies(&config.metrics_allow)?);
         let listener = listen(config.listen, config.reuse_port)?;
         tracing::info!(addr = %listener.local_addr()?, "chat role listening");
         Ok(ChatServer {
@@ -221,7 +222,7 @@ async fn serve<A: App>(
             let path = req.uri().path();
             let (route, resp) = if is_socket_io(path) {
                 ("socket_io", cors.serve(req, peer, &server).await)
-            } else if path == "/metrics" {
+            } else if path == "/metrics" && metrics.allows(peer.ip()) {
                 let mut r = text(StatusCode::OK, metrics.render());
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,

@@ -370,6 +370,13 @@ pub const MEDIA_KEYS: &[Key] = &[
         "Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For / Forwarded (HTTP) and PROXY protocol header (RTMP, with --proxy-protocol) name the real client.",
     ),
     Key::new(
+        "metrics_allow",
+        "VIDEOPICK_METRICS_ALLOW",
+        Kind::TextList,
+        "Access",
+        METRICS_ALLOW_HELP,
+    ),
+    Key::new(
         "proxy_protocol",
         "VIDEOPICK_PROXY_PROTOCOL",
         Kind::Switch,
@@ -594,6 +601,13 @@ pub const CHAT_KEYS: &[Key] = &[
         "Chat",
         "Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For / Forwarded name the real client.",
     ),
+    Key::new(
+        "metrics_allow",
+        "VIDEOPICK_CHAT_METRICS_ALLOW",
+        Kind::TextList,
+        "Chat",
+        METRICS_ALLOW_HELP,
+    ),
 ];
 
 /// The `[app]` keys.
@@ -738,6 +752,13 @@ pub const APP_KEYS: &[Key] = &[
         "App",
         "Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For / Forwarded name the real client of the app-server.",
     ),
+    Key::new(
+        "metrics_allow",
+        "VIDEOPICK_APP_METRICS_ALLOW",
+        Kind::TextList,
+        "App",
+        METRICS_ALLOW_HELP,
+    ),
 ];
 
 /// A config file: every table optional, unknown keys refused.
@@ -754,6 +775,9 @@ pub struct FileConfig {
     /// `[app]`.
     pub app: AppConfig,
 }
+
+/// What `metrics_allow` does (the same in every table).
+const METRICS_ALLOW_HELP: &str = "Networks (addresses or CIDR networks, comma-separated) whose peers may read /metrics, e.g. the private network Prometheus scrapes from; others get 404. Empty: anyone. Lists set in several tables of one process add up. The client is the peer, or the one a trusted proxy names.";
 
 /// Parse a list of trusted proxies (addresses or CIDR networks).
 pub fn trusted_proxies(list: &[String]) -> Result<videopick_live::proxy::TrustedProxies, String> {
@@ -900,6 +924,8 @@ pub struct MediaConfig {
     /// client is believed: `X-Forwarded-For` / `Forwarded` on HTTP, the PROXY protocol on
     /// RTMP with `proxy_protocol`. Empty: the peer address is the client.
     pub trusted_proxies: Vec<String>,
+    /// Networks whose peers may read `/metrics` (others get 404); empty: anyone.
+    pub metrics_allow: Vec<String>,
     /// RTMP connections from trusted proxies start with a PROXY protocol header (v1 or v2).
     pub proxy_protocol: bool,
     /// Transcoding (the `[jobs]` table of a config file).
@@ -949,6 +975,7 @@ impl Default for MediaConfig {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            metrics_allow: Vec::new(),
             proxy_protocol: false,
             jobs: JobsConfig::default(),
         }
@@ -1052,6 +1079,8 @@ pub struct ChatConfig {
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` / `Forwarded` name the
     /// real client (for the per-address connection limit and logs).
     pub trusted_proxies: Vec<String>,
+    /// Networks whose peers may read `/metrics` (others get 404); empty: anyone.
+    pub metrics_allow: Vec<String>,
     /// Origins of the pages that may use the chat from a browser (`*`: any). Their
     /// requests get CORS answers (preflights too); requests from other origins are refused.
     /// Requests without an `Origin` (non-browser clients) are always served.
@@ -1082,6 +1111,7 @@ impl Default for ChatConfig {
             test_suite: false,
             header_timeout_secs: 10,
             trusted_proxies: Vec::new(),
+            metrics_allow: Vec::new(),
             allowed_origins: vec!["*".into()],
         }
     }
@@ -1133,6 +1163,8 @@ pub struct AppConfig {
     pub header_timeout_secs: u64,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` name the real client.
     pub trusted_proxies: Vec<String>,
+    /// Networks whose peers may read `/metrics` (others get 404); empty: anyone.
+    pub metrics_allow: Vec<String>,
 }
 
 impl Default for AppConfig {
@@ -1158,6 +1190,7 @@ impl Default for AppConfig {
             web_dir: PathBuf::from("web/dist"),
             header_timeout_secs: 10,
             trusted_proxies: Vec::new(),
+            metrics_allow: Vec::new(),
         }
     }
 }

@@ -240,6 +240,7 @@ impl MediaServer {
         hub.spawn_sweeper(Duration::from_secs(1));
         let write_interval = Duration::from_millis(config.write_interval_ms);
         let trusted = crate::config::trusted_proxies(&config.trusted_proxies)?;
+        metrics.allow_from(crate::config::trusted_proxies(&config.metrics_allow)?);
         let mut net = NetConfig::default()
             .write_interval(write_interval)
             .handshake_timeout(Duration::from_secs(config.handshake_timeout_secs));
@@ -317,7 +318,7 @@ impl MediaServer {
                 let sync =
                     live.route(&req, peer)
                         .or_else(|| match (req.method(), req.uri().path()) {
-                            (&hyper::Method::GET, "/metrics") => Some(metrics.response()),
+                            (&hyper::Method::GET, "/metrics") => Some(metrics.answer(peer.ip())),
                             (&hyper::Method::GET, "/healthz" | "/readyz") => {
                                 Some(respond(StatusCode::OK, "text/plain", "ok\n"))
                             }

@@ -13,6 +13,7 @@
 //! assert!(text.ends_with("# EOF\n"));
 //! ```
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -28,6 +29,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::http::{HttpResponse, respond};
+use videopick_live::proxy::TrustedProxies;
 
 /// The content type of `/metrics` answers.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -39,6 +41,8 @@ type HttpDurations = Family<[(&'static str, &'static str); 3], Histogram>;
 pub struct Metrics {
     registry: Arc<RwLock<Registry>>,
     http: HttpDurations,
+    /// Who may read `/metrics` (none listed: anyone); see [`Metrics::allow_from`].
+    allowed: Arc<RwLock<Vec<TrustedProxies>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -73,6 +77,37 @@ impl Metrics {
         Metrics {
             registry: Arc::new(RwLock::new(registry)),
             http,
+            allowed: Arc::default(),
+        }
+    }
+
+    /// Let only peers in `networks` read `/metrics` ([`Metrics::answer`]); several calls add
+    /// up (each role of a process may name its own); an empty list changes nothing.
+    pub fn allow_from(&self, networks: TrustedProxies) {
+        if !networks.is_empty() {
+            self.allowed
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(networks);
+        }
+    }
+
+    /// Whether `peer` may read `/metrics`.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        let allowed = self
+            .allowed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        allowed.is_empty() || allowed.iter().any(|n| n.trusts(peer))
+    }
+
+    /// The `/metrics` answer for a request from `peer`: the metrics, or `404` to a peer
+    /// outside the networks [`Metrics::allow_from`] named (as if there were nothing here).
+    pub fn answer(&self, peer: IpAddr) -> HttpResponse {
+        if self.allows(peer) {
+            self.response()
+        } else {
+            respond(hyper::StatusCode::NOT_FOUND, "text/plain", "not found\n")
         }
     }
 
