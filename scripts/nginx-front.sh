@@ -20,8 +20,13 @@ interval="${5:-20}"
 cargo build --release -q -p videopick-examples --bin media-server
 cargo build --release -q -p videopick-benches --bin live-load
 work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+# Every process started is listed in $work/pids (run() runs in a subshell: an array would
+# not reach the trap).
+cleanup() {
+  [ -f "$work/pids" ] && kill $(cat "$work/pids") 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 ulimit -n 20000
 
@@ -59,9 +64,14 @@ temps = "\n".join(f"    {k}_temp_path {w / k};" for k in ("client_body", "proxy"
     f"http {{\n    access_log off;\n{temps}\n    include {w / 'root/etc/nginx/conf.d/videopick.conf'};\n    include {w / 'plain.conf'};\n}}\n")
 EOF
 taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-until [ -s "$work/nginx.pid" ]; do sleep 0.1; done
-worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
+echo $! >>"$work/pids"
+worker=""
+for _ in $(seq 1 100); do
+  [ -s "$work/nginx.pid" ] && worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1 || true)
+  [ -n "$worker" ] && break
+  sleep 0.1
+done
+[ -n "$worker" ] || { echo "nginx did not start: $(cat "$work/error.log" 2>/dev/null)" >&2; exit 1; }
 
 run() { # case
   rm -rf "$work/data"
@@ -69,11 +79,15 @@ run() { # case
     --storage "$work/data" --transcode-workers 0 --hls false --write-interval-ms "$interval" \
     >/dev/null 2>&1 &
   local s=$!
-  pids+=("$s")
-  until curl -sf -o /dev/null http://127.0.0.1:18000/api/streams; do sleep 0.2; done
+  echo "$s" >>"$work/pids"
+  for _ in $(seq 1 100); do
+    curl -sf -o /dev/null http://127.0.0.1:18000/api/streams && break
+    sleep 0.2
+  done
   taskset -c 1 target/release/live-load --rtmp 127.0.0.1:19350 --publish --viewers 0 \
     --bitrate-kbps "$kbps" --seconds $(( secs + viewers / 100 + 8 )) >/dev/null 2>&1 &
   local p=$!
+  echo "$p" >>"$work/pids"
   sleep 1
   if [ "$1" = direct ]; then
     taskset -c 1 node clients/js/flv-viewers.mjs http://127.0.0.1:18000/live/load.flv "$viewers" \

@@ -1,17 +1,18 @@
 // Two socket.io-clients through Nginx, each on a different chat node, exchange messages
 // through Redis; the node of the first is killed and it reconnects (through Nginx) to the
 // other, rejoins, and both keep chatting. Used by the deployment's topology test.
-// usage: node chat-failover.mjs <siteUrl> <node1Metrics> <node2Metrics> <room>
-//          '<{"alice":tok,"bob":tok}>' <localAddr...>
+// usage: node chat-failover.mjs <siteUrl> <room> '<{"alice":tok,"bob":tok}>' <localAddr...>
 // Nginx keeps a client on one node by its address (hash $remote_addr): clients are made
-// from the local addresses given until one lands on each node (told by the nodes' gauges).
-// Talks to the test on stdio: prints "KILL" once the node of alice should die and waits
-// for a line on stdin; prints one JSON object with what it saw at the end.
+// from the local addresses given until one lands on each node, told by the nodes'
+// connection gauges, which only the private network may read: the script prints "GAUGES"
+// and the test answers with a line "[node1, node2]" (null for a node that is down).
+// It prints "KILL" once the node of alice should die and waits for a line on stdin; it
+// prints one JSON object with what it saw at the end.
 import { io } from "socket.io-client";
 import https from "node:https";
 import { createInterface } from "node:readline";
 
-const [site, metrics1, metrics2, room, tokensJson, ...addrs] = process.argv.slice(2);
+const [site, room, tokensJson, ...addrs] = process.argv.slice(2);
 const tokens = JSON.parse(tokensJson);
 const out = { received: { alice: [], bob: [] }, probes: [] };
 const fail = (e) => { console.log(JSON.stringify({ error: String(e?.stack ?? e), ...out })); process.exit(1); };
@@ -26,12 +27,7 @@ const until = async (what, cond, ms = 20000) => {
     await sleep(50);
   }
 };
-const gauge = async (url) => {
-  const text = await (await fetch(url)).text();
-  const line = text.split("\n").find((l) => l.startsWith("videopick_chat_connections"));
-  return line ? Number(line.trim().split(/\s+/).pop()) : NaN;
-};
-const gauges = async () => [await gauge(metrics1), await gauge(metrics2)];
+const gauges = async () => { console.log("GAUGES"); return JSON.parse(await nextLine()); };
 
 // A client from `addr` through Nginx (the self-signed test certificate accepted), with
 // socket.io-client's default transports (long-polling, then the WebSocket upgrade) and its
@@ -88,8 +84,8 @@ try {
   await nextLine();
   await until("alice to reconnect", () => reconnected, 30000);
   await join(clients.alice);
-  out.after = await gauges().catch(() => null);
-  out.afterNode2 = await gauge(metrics2);
+  out.after = await gauges();
+  out.afterNode2 = out.after[1];
   out.failover = [(await ack(clients.alice, "message", { room, text: "after failover (alice)" })).ok,
                   (await ack(clients.bob, "message", { room, text: "after failover (bob)" })).ok];
   await until("both messages after the failover", () =>

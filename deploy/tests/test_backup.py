@@ -9,6 +9,7 @@ test_topology."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -31,12 +32,12 @@ def psql(sql: str, db: str = "postgres") -> str:
 @pytest.fixture
 def setup(ansible_dir, tmp_path):
     db = f"vp_backup_{os.getpid()}_{int(time.time() * 1000) % 100000}"
-    bins, backups = tmp_path / "bin", tmp_path / "backups"
-    bins.mkdir()
-    backups.mkdir()
+    bins, backups, textfile = tmp_path / "bin", tmp_path / "backups", tmp_path / "textfile"
+    for d in (bins, backups, textfile):
+        d.mkdir()
     root = tmp_path / "root"
     extra = {**SECRETS, "bin_dir": str(bins), "backup_dir": str(backups), "backup_keep": 2,
-             "postgres_db": db, "postgres_user": "postgres"}
+             "postgres_db": db, "postgres_user": "postgres", "node_exporter_textfile_dir": str(textfile)}
     render.render("db", root, extra, ansible_dir)
     for name in ("videopick-backup", "videopick-restore"):
         shutil.copy(root / str(bins).lstrip("/") / name, bins / name)
@@ -44,7 +45,7 @@ def setup(ansible_dir, tmp_path):
     psql(f'CREATE DATABASE "{db}"')
     psql("CREATE TABLE videos (id int PRIMARY KEY, title text); "
          "INSERT INTO videos SELECT g, '영상 ' || g FROM generate_series(1, 500) g", db)
-    yield {"db": db, "bins": bins, "backups": backups, "root": root}
+    yield {"db": db, "bins": bins, "backups": backups, "root": root, "textfile": textfile / "videopick_backup.prom"}
     for name in psql(f"SELECT datname FROM pg_database WHERE datname LIKE '{db}%'").split():
         psql(f'DROP DATABASE "{name}" WITH (FORCE)')
 
@@ -89,11 +90,30 @@ def test_dumps_are_whole_and_the_newest_are_kept(setup):
         listing = subprocess.run(["pg_restore", "--list", str(p)], capture_output=True, text=True)
         assert listing.returncode == 0 and "TABLE DATA public videos" in listing.stdout
     assert not list(setup["backups"].glob(".*")), "a temporary file was left"
+    # The last success, for the node exporter (and the BackupMissing alert).
+    prom = setup["textfile"].read_text()
+    stamp = float(re.search(r"^videopick_backup_last_success_timestamp_seconds (\S+)$", prom, re.M)[1])
+    assert abs(stamp - time.time()) < 30, prom
+    assert f"videopick_backup_last_size_bytes {kept[-1].stat().st_size}\n" in prom, prom
+    assert [p.name for p in setup["textfile"].parent.iterdir()] == ["videopick_backup.prom"]
+
+
+def test_one_run_at_a_time(setup):
+    holder = subprocess.Popen(["flock", str(setup["backups"]), "sleep", "10"])
+    try:
+        time.sleep(0.3)
+        r = run(setup["bins"] / "videopick-backup")
+        assert r.returncode != 0 and "another run" in r.stderr, r
+        assert dumps(setup["backups"]) == []
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_failed_run_leaves_nothing_and_keeps_the_earlier_dumps(setup):
     assert run(setup["bins"] / "videopick-backup").returncode == 0
     before = {p: p.read_bytes() for p in dumps(setup["backups"])}
+    metric = setup["textfile"].read_text()
     # The database unreachable.
     r = run(setup["bins"] / "videopick-backup", env={"PGPORT": "1"})
     assert r.returncode != 0
@@ -115,6 +135,7 @@ def test_a_failed_run_leaves_nothing_and_keeps_the_earlier_dumps(setup):
     # The earlier dump is untouched and nothing else appeared.
     assert {p: p.read_bytes() for p in dumps(setup["backups"])} == before
     assert not list(setup["backups"].glob(".*"))
+    assert setup["textfile"].read_text() == metric, "a failed run recorded a success"
 
 
 def test_restore_brings_the_database_back_and_keeps_the_replaced_one(setup):
@@ -122,8 +143,14 @@ def test_restore_brings_the_database_back_and_keeps_the_replaced_one(setup):
     assert run(setup["bins"] / "videopick-backup").returncode == 0
     (dump,) = dumps(setup["backups"])
     psql("DELETE FROM videos WHERE id > 10; UPDATE videos SET title = 'changed'", db)
+    # A client connected to the live database (as the services are) is ended by the swap.
+    client = subprocess.Popen(["psql", "-X", "-d", db, "-c", "SELECT pg_sleep(60)"], env={**os.environ, **PG},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
     r = run(setup["bins"] / "videopick-restore", str(dump))
     assert r.returncode == 0, r.stderr
+    assert client.wait(10) != 0, "the connected client was not ended"
+    assert "terminat" in client.stderr.read()
     assert psql("SELECT count(*), min(title) FROM videos", db) == "500|영상 1"
     aside = [n for n in psql(f"SELECT datname FROM pg_database WHERE datname LIKE '{db}_before_%'").split()]
     assert len(aside) == 1, r.stdout
