@@ -131,7 +131,12 @@ struct Core {
     users: Mutex<HashMap<u64, User>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     metrics: ChatMetrics,
+    /// What this node tells the other nodes, in order ([`Core::publish`]).
+    publisher: std::sync::OnceLock<tokio::sync::mpsc::Sender<(String, BusEvent)>>,
 }
+
+/// Changes and presence waiting to go to the other nodes, at most.
+const PUBLISH_QUEUE: usize = 4096;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -178,6 +183,7 @@ impl ChatApp {
             users: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
             metrics: ChatMetrics::default(),
+            publisher: std::sync::OnceLock::new(),
         });
         let inbound: Arc<dyn Inbound> = core.clone();
         core.bus.start(Arc::downgrade(&inbound));
@@ -354,15 +360,33 @@ impl Core {
         }
     }
 
-    /// Publish to the other nodes; a failure is counted (the bus reports its state).
+    /// Publish to the other nodes, one after another in the order of the calls: they must
+    /// apply a delete before the ban that follows it (or the banned member, gone from the
+    /// room, never hears of the delete). A failure, or a full queue, is counted (the bus
+    /// reports its state).
     fn publish(self: &Arc<Self>, room: &str, event: &BusEvent) {
-        let fut = self.bus.publish(room, event);
-        let core = self.clone();
-        tokio::spawn(async move {
-            if fut.await.is_err() {
-                core.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
-            }
+        let tx = self.publisher.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, BusEvent)>(PUBLISH_QUEUE);
+            // A weak reference: the queue's sender lives in the core, so the task ends
+            // when the core goes.
+            let core = self.this.clone();
+            tokio::spawn(async move {
+                while let Some((room, event)) = rx.recv().await {
+                    let Some(fut) = core.upgrade().map(|c| c.bus.publish(&room, &event)) else {
+                        break;
+                    };
+                    if fut.await.is_err()
+                        && let Some(c) = core.upgrade()
+                    {
+                        c.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            tx
         });
+        if tx.try_send((room.to_string(), event.clone())).is_err() {
+            self.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The room's member count changed here: members hear of it at most once a second
