@@ -303,6 +303,19 @@ class Topology:
     def client(self, *cmd: str, **kw) -> subprocess.CompletedProcess:
         return in_ns("client", *cmd, **kw)
 
+    def status(self, url: str) -> str:
+        """The HTTP status the client gets for `url` ("000": no answer)."""
+        return self.client("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", url, check=False).stdout
+
+    def prometheus(self, path: str) -> dict:
+        """Prometheus' HTTP API on `db` (`path` as "query?query=up"), read over the private
+        network; {} while it does not answer."""
+        endpoint, *params = path.split("?")
+        r = in_ns("db", "curl", "-s", "--max-time", "5", "-G",
+                  f"http://{self.private['db']}:9090/api/v1/{endpoint}",
+                  *sum((["--data-urlencode", q] for q in params), []), check=False)
+        return json.loads(r.stdout) if r.stdout.startswith("{") else {}
+
     def api(self, method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
         cmd = ["curl", "-sk", "-X", method, f"https://{SITE}{path}", "-w", "\n%{http_code}", "--max-time", "20"]
         if token:
@@ -401,19 +414,12 @@ def test_database_reachable_from_the_private_network_only(topo):
     r = topo.client("curl", "-s", "--connect-timeout", "2", f"telnet://{db_priv}:5432", check=False, input="")
     assert r.returncode != 0
     # The public ports of the plan answer.
-    r = topo.client("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", f"https://{SITE}/api/v1/live")
-    assert r.stdout == "200"
-    r = topo.client("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{SITE}/")
-    assert r.stdout == "301", "plain HTTP moves to TLS"
+    assert topo.status(f"https://{SITE}/api/v1/live") == "200"
+    assert topo.status(f"http://{SITE}/") == "301", "plain HTTP moves to TLS"
 
 
 def test_prometheus_on_db_scrapes_every_role_and_exporter(topo):
-    api = f"http://{topo.private['db']}:9090/api/v1"
-
-    def get(path: str) -> dict:
-        r = in_ns("db", "curl", "-s", "--max-time", "5", "-G", f"{api}/{path.split('?')[0]}",
-                  *sum((["--data-urlencode", q] for q in path.split("?")[1:]), []), check=False)
-        return json.loads(r.stdout) if r.stdout.startswith("{") else {}
+    get = topo.prometheus
 
     def all_up():
         active = get("targets").get("data", {}).get("activeTargets", [])
@@ -433,8 +439,8 @@ def test_prometheus_on_db_scrapes_every_role_and_exporter(topo):
     # nodes' public ports (metrics_allow) and through Nginx.
     for url in (f"http://{MEDIA_NAME}:8000/metrics", f"http://{topo.public['chat1']}:3001/metrics",
                 f"http://{topo.public['chat2']}:3001/metrics", f"https://{SITE}/metrics"):
-        r = topo.client("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", url)
-        assert r.stdout == "404", (url, r.stdout)
+        got = topo.status(url)
+        assert got == "404", (url, got)
     # The exporters reach their databases (with the role's credentials).
     for q in ("pg_up", "redis_up"):
         res = get(f"query?query={q}")["data"]["result"]
@@ -572,8 +578,7 @@ def test_tus_upload_through_nginx_becomes_a_ready_video(topo, account):
     video = wait("the upload to become a ready video", ready, 120, 0.5, why=lambda: topo.tail("media", "app"))
     assert video["title"] == "토폴로지 업로드"
     # Its playlist plays through Nginx.
-    r = topo.client("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", f"https://{SITE}{video['playlist']}")
-    assert r.stdout == "200", video
+    assert topo.status(f"https://{SITE}{video['playlist']}") == "200", video
 
 
 def test_nightly_backup_restores_a_dropped_database(topo, account):
@@ -609,8 +614,7 @@ def test_nightly_backup_restores_a_dropped_database(topo, account):
          why=lambda: f"{before}\n{state()}\n{topo.tail('app')}")
     # The backup's success reached Prometheus (textfile -> node exporter on db -> scrape).
     def recorded():
-        r = in_ns("db", "curl", "-s", "-G", f"http://{topo.private['db']}:9090/api/v1/query",
-                  "--data-urlencode", "query=videopick_backup_last_success_timestamp_seconds", check=False)
-        res = json.loads(r.stdout or "{}").get("data", {}).get("result", [])
+        res = topo.prometheus("query?query=videopick_backup_last_success_timestamp_seconds")
+        res = res.get("data", {}).get("result", [])
         return res and abs(float(res[0]["value"][1]) - time.time()) < 300
     wait("Prometheus to record the backup", recorded, 40, 1, why=lambda: topo.tail("prometheus"))
